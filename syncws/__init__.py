@@ -1,0 +1,53 @@
+"""syncws: a synchronous, threaded WebSocket library built on wsproto.
+
+Everything public is importable from this package::
+
+    import syncws
+
+    with syncws.connect("ws://127.0.0.1:8765/") as ws:
+        ws.send_message("hello")
+        print(ws.get_message(timeout=5))
+"""
+
+from __future__ import annotations
+
+from .client import (
+    ConnectOptions,
+    connect,
+    connect_websocket,
+    connect_websocket_url,
+    open_websocket,
+    open_websocket_url,
+    wrap_client_socket,
+)
+from .connection import WebSocketConnection
+from .exceptions import (
+    ConnectionClosed,
+    ConnectionRejected,
+    ConnectionTimeout,
+    DisconnectionTimeout,
+    HandshakeError,
+    WebSocketError,
+)
+from .types import CloseReason, Endpoint
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CloseReason",
+    "ConnectOptions",
+    "ConnectionClosed",
+    "ConnectionRejected",
+    "ConnectionTimeout",
+    "DisconnectionTimeout",
+    "Endpoint",
+    "HandshakeError",
+    "WebSocketConnection",
+    "WebSocketError",
+    "connect",
+    "connect_websocket",
+    "connect_websocket_url",
+    "open_websocket",
+    "open_websocket_url",
+    "wrap_client_socket",
+]

@@ -1,0 +1,314 @@
+"""The thin I/O layer: a non-blocking socket with deadline-bounded reads and ordered writes.
+
+Everything here is about bytes; nothing knows about WebSocket frames.
+
+Reads
+    Only the connection's reader thread reads. :meth:`Transport.receive` returns the
+    bytes available, ``b""`` at end of stream, or ``None`` when the wait timed out or
+    the socket became writable (so the reader can flush what it queued).
+
+Writes
+    Outgoing bytes are appended, under the connection's lock, to one FIFO in the
+    order the protocol engine produced them; the engine's output order is the wire
+    order, which matters once compression keeps state across messages. One thread
+    at a time holds the *writer role* and drains the FIFO into the socket. A caller
+    that needs its bytes on the wire (:meth:`Transport.flush`) either takes the role
+    or waits, with a deadline, until the writer has passed its bytes. The reader
+    thread never waits for the socket to become writable: it writes what it can
+    without blocking (:meth:`Transport.try_flush`) and asks :meth:`receive` to wake
+    it when the socket is writable again.
+
+Aborting
+    :meth:`Transport.abort` shuts the socket down in both directions, which wakes a
+    thread blocked in ``poll`` on Linux and macOS, and fails every pending and future
+    write. Only :meth:`Transport.close` releases the file descriptor, once no other
+    thread can be using it.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+import threading
+from collections import deque
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._deadline import Deadline
+
+__all__ = ["Transport", "TransportError"]
+
+#: How much one ``recv`` asks for.
+RECV_SIZE = 256 * 1024
+#: The largest slice handed to one ``SSLSocket.send`` (it retries with the same slice).
+SSL_SEND_SIZE = 256 * 1024
+
+_READ_EVENTS = getattr(select, "POLLIN", 1)
+_WRITE_EVENTS = getattr(select, "POLLOUT", 4)
+_ERROR_EVENTS = (
+    getattr(select, "POLLERR", 8) | getattr(select, "POLLHUP", 16) | getattr(select, "POLLNVAL", 32)
+)
+
+
+class TransportError(ConnectionError):
+    """The socket can no longer be written to (reset, aborted or closed)."""
+
+
+class _Poller:
+    """Waits for one socket to become readable and/or writable.
+
+    One poller is used by one thread at a time: the reader has its own, the holder
+    of the writer role shares another.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._poll = select.poll() if hasattr(select, "poll") else None
+        self._registered = 0
+
+    def wait(self, read: bool, write: bool, timeout: float | None) -> tuple[bool, bool]:
+        """Wait up to ``timeout`` seconds; return ``(readable, writable)``.
+
+        An error or hang-up on the socket reports it as both readable and writable,
+        so that the next ``recv`` or ``send`` surfaces the condition.
+        """
+        if self._poll is None:  # pragma: no cover - platforms without poll()
+            rlist, wlist, xlist = select.select(
+                [self._fd] if read else [], [self._fd] if write else [], [self._fd], timeout
+            )
+            return bool(rlist or xlist), bool(wlist or xlist)
+        mask = (_READ_EVENTS if read else 0) | (_WRITE_EVENTS if write else 0)
+        if mask != self._registered:
+            self._poll.register(self._fd, mask)
+            self._registered = mask
+        ms = -1 if timeout is None else max(0, int(timeout * 1000 + 0.999))
+        ready = 0
+        for _, events in self._poll.poll(ms):
+            ready |= events
+        if ready & _ERROR_EVENTS:
+            return True, True
+        return bool(ready & _READ_EVENTS), bool(ready & _WRITE_EVENTS)
+
+
+class Transport:
+    """A connected socket, made non-blocking, shared by a reader and many writers.
+
+    :param sock: a connected stream socket (plain or :class:`ssl.SSLSocket`).
+    :param lock: the connection's lock; the write queue lives under it so that
+        protocol output can be queued in the same critical section that produced it.
+    """
+
+    def __init__(self, sock: socket.socket, lock: threading.Lock) -> None:
+        self.sock = sock
+        sock.setblocking(False)
+        self.is_ssl = isinstance(sock, ssl.SSLSocket)
+        # An SSL object must not be used by two threads at once. The socket never
+        # blocks inside OpenSSL, so holding this lock around each call is cheap.
+        self._ssl_lock = threading.Lock() if self.is_ssl else None
+        self._cond = threading.Condition(lock)
+        self._fd = sock.fileno()
+        self._read_poller = _Poller(self._fd)
+        self._write_poller = _Poller(self._fd)
+        self._read_first = True
+        # Write queue state, guarded by ``_cond``.
+        self._out: deque[memoryview] = deque()
+        self._queued = 0  # bytes ever queued
+        self._written = 0  # bytes ever handed to the kernel
+        self._writing = False  # someone holds the writer role
+        self._error: BaseException | None = None
+        self._closed = False
+
+    # -- reading (reader thread only) ----------------------------------------------
+
+    def receive(self, timeout: float | None, want_write: bool = False) -> bytes | None:
+        """Return received bytes, ``b""`` at end of stream, or ``None``.
+
+        ``None`` means that ``timeout`` passed or, when ``want_write`` is set, that
+        the socket became writable. A reset connection counts as end of stream.
+        """
+        if not self._read_first:
+            readable, _ = self._read_poller.wait(True, want_write, timeout)
+            if not readable:
+                return None
+        try:
+            data = self._recv()
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            self._read_first = False
+            return None
+        except OSError:
+            return b""
+        # A short read means the kernel buffer is drained: poll before the next read.
+        # TLS may still hold decrypted bytes that poll cannot see.
+        self._read_first = len(data) == RECV_SIZE or self._ssl_pending()
+        return data
+
+    def _recv(self) -> bytes:
+        if self._ssl_lock is None:
+            return self.sock.recv(RECV_SIZE)
+        with self._ssl_lock:
+            return self.sock.recv(RECV_SIZE)
+
+    def _ssl_pending(self) -> bool:
+        if self._ssl_lock is None:
+            return False
+        with self._ssl_lock:
+            return isinstance(self.sock, ssl.SSLSocket) and self.sock.pending() > 0
+
+    # -- writing ---------------------------------------------------------------------
+
+    def queue(self, data: bytes | bytearray) -> int:
+        """Append ``data`` to the write queue; return the queue offset just past it.
+
+        Must be called with the connection's lock held.
+        """
+        if data:
+            self._out.append(memoryview(data))
+            self._queued += len(data)
+        return self._queued
+
+    @property
+    def pending(self) -> bool:
+        """Whether queued bytes wait to be written (read under the lock)."""
+        return bool(self._out)
+
+    def flush(self, end: int, deadline: Deadline) -> None:
+        """Block until the queue has been written up to offset ``end``.
+
+        :raises TimeoutError: when ``deadline`` passes first; part of the bytes may
+            have been written.
+        :raises TransportError: when the socket broke or was aborted.
+        """
+        with self._cond:
+            while self._written < end:
+                if self._error is not None:
+                    raise TransportError("connection lost") from self._error
+                if not self._writing:
+                    self._writing = True
+                    break
+                self._cond.wait(deadline.remaining())
+                if deadline.expired() and self._written < end:
+                    raise TimeoutError("timed out waiting for the peer to read")
+            else:
+                return
+        try:
+            self._drain(end, deadline)
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+    def _drain(self, end: int, deadline: Deadline) -> None:
+        """Write queued bytes while holding the writer role.
+
+        Writes until the queue is empty. Once our own bytes (up to ``end``) are out,
+        the deadline only stops us from waiting any longer for bytes of others.
+        """
+        while True:
+            with self._cond:
+                if self._error is not None:
+                    if self._written >= end:
+                        return
+                    raise TransportError("connection lost") from self._error
+                if not self._out:
+                    return
+                chunk = self._out[0]
+            try:
+                sent = self._send(chunk)
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                sent = 0
+            except OSError as exc:
+                self._fail(exc)
+                continue
+            if sent:
+                self._advance(sent)
+                continue
+            if deadline.expired():
+                with self._cond:
+                    if self._written >= end:
+                        return
+                raise TimeoutError("timed out waiting for the peer to read")
+            self._write_poller.wait(False, True, deadline.remaining())
+
+    def try_flush(self) -> bool:
+        """Write what can be written now, without blocking; return whether bytes remain.
+
+        Used by the reader thread. Does nothing while another thread holds the writer
+        role (that thread drains the whole queue).
+        """
+        with self._cond:
+            if self._writing or not self._out or self._error is not None:
+                return False
+            self._writing = True
+        try:
+            while True:
+                with self._cond:
+                    if not self._out or self._error is not None:
+                        return False
+                    chunk = self._out[0]
+                try:
+                    sent = self._send(chunk)
+                except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                    return True
+                except OSError as exc:
+                    self._fail(exc)
+                    return False
+                self._advance(sent)
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+    def _send(self, chunk: memoryview) -> int:
+        if self._ssl_lock is None:
+            return self.sock.send(chunk)
+        # Retries after SSLWantWriteError must pass the same bytes: the slice below
+        # starts at the same offset and has the same length until it is sent.
+        with self._ssl_lock:
+            return self.sock.send(chunk[:SSL_SEND_SIZE])
+
+    def _advance(self, sent: int) -> None:
+        with self._cond:
+            head = self._out[0]
+            if sent >= len(head):
+                self._out.popleft()
+            else:
+                self._out[0] = head[sent:]
+            self._written += sent
+            self._cond.notify_all()
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._cond:
+            if self._error is None:
+                self._error = exc
+            self._out.clear()
+            self._cond.notify_all()
+
+    # -- ending ------------------------------------------------------------------------
+
+    def shutdown_write(self) -> None:
+        """Send end-of-stream (TCP FIN) after the bytes already written."""
+        try:
+            # socket.socket.shutdown, not SSLSocket.shutdown, which drops the TLS
+            # state that a concurrent recv still needs.
+            socket.socket.shutdown(self.sock, socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def abort(self) -> None:
+        """Fail every write and wake every thread waiting on this socket."""
+        self._fail(TransportError("connection aborted"))
+        try:
+            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def close(self, timeout: float) -> None:
+        """Abort, wait up to ``timeout`` for the writer role to be free, close the fd."""
+        self.abort()
+        with self._cond:
+            if self._closed:
+                return
+            self._cond.wait_for(lambda: not self._writing, timeout)
+            self._closed = True
+        self.sock.close()

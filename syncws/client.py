@@ -1,0 +1,448 @@
+"""Opening client connections: URL parsing, TCP, TLS and the HTTP upgrade.
+
+The short form is :func:`connect`; :func:`open_websocket`, :func:`open_websocket_url`,
+:func:`connect_websocket`, :func:`connect_websocket_url` and :func:`wrap_client_socket`
+follow the client functions of trio-websocket.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import re
+import socket
+import ssl
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypedDict
+from urllib.parse import quote, unquote, urlsplit
+
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
+from wsproto.utilities import RemoteProtocolError
+
+from ._deadline import Deadline
+from .connection import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DISCONNECT_TIMEOUT,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MESSAGE_QUEUE_SIZE,
+    WebSocketConnection,
+)
+from .exceptions import ConnectionRejected, ConnectionTimeout, DisconnectionTimeout, HandshakeError
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = [
+    "ConnectOptions",
+    "HeadersLike",
+    "connect",
+    "connect_websocket",
+    "connect_websocket_url",
+    "open_websocket",
+    "open_websocket_url",
+    "wrap_client_socket",
+]
+
+#: Extra HTTP headers: a mapping, or ``(name, value)`` pairs of ``str`` or ``bytes``.
+HeadersLike = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
+
+#: The most of a rejection's body that is kept for :class:`~syncws.ConnectionRejected`.
+MAX_REJECT_BODY = 64 * 1024
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(rb"[\t\x20-\x7e]*")
+_UNSAFE_URL = re.compile(r"[\x00-\x20\x7f]")
+
+
+class ConnectOptions(TypedDict, total=False):
+    """Keyword options accepted by every client function.
+
+    Every key is optional; the defaults are given below.
+    """
+
+    #: Subprotocols to offer, in order of preference (default: none).
+    subprotocols: Sequence[str] | None
+    #: Extra headers for the HTTP upgrade request (default: none).
+    extra_headers: HeadersLike | None
+    #: The ``Origin`` header to send (default: none).
+    origin: str | None
+    #: Messages that may wait for ``get_message`` before reading pauses (default 16).
+    message_queue_size: int
+    #: The largest incoming message, in bytes (default 1 MiB).
+    max_message_size: int
+    #: Seconds for TCP connect, TLS handshake and HTTP upgrade together (default 60).
+    connect_timeout: float
+    #: Seconds for the closing handshake (default 60).
+    disconnect_timeout: float
+    #: Seconds between keepalive pings (default ``None``: no keepalive).
+    ping_interval: float | None
+    #: Seconds to wait for any sign of life after a keepalive ping (default: ping_interval).
+    ping_timeout: float | None
+
+
+_OPTION_NAMES = frozenset(ConnectOptions.__annotations__)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where to connect and what to ask for."""
+
+    host: str
+    port: int
+    secure: bool
+    resource: str
+    host_header: str
+    authorization: bytes | None = None
+
+
+def _host_header(host: str, port: int, secure: bool) -> str:
+    """The ``Host`` header: IPv6 addresses in brackets, the port unless the default."""
+    if ":" in host:
+        host = f"[{host}]"
+    return host if port == (443 if secure else 80) else f"{host}:{port}"
+
+
+def _check_host(host: str) -> str:
+    if not host or _UNSAFE_URL.search(host):
+        raise ValueError(f"invalid host {host!r}")
+    if host.isascii():
+        return host
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise ValueError(f"invalid host {host!r}") from exc
+
+
+def _check_resource(resource: str) -> str:
+    if not resource.startswith("/"):
+        raise ValueError(f"the resource must start with '/', not {resource!r}")
+    if _UNSAFE_URL.search(resource):
+        raise ValueError(f"the resource contains whitespace or control characters: {resource!r}")
+    # Non-ASCII characters are sent percent-encoded, as browsers do.
+    return quote(resource, safe="!#$%&'()*+,/:;=?@[]~")
+
+
+def _parse_url(url: str) -> _Target:
+    """Split a ``ws://`` or ``wss://`` URL; raise ValueError naming what is wrong."""
+    if _UNSAFE_URL.search(url):
+        raise ValueError(f"the URL contains whitespace or control characters: {url!r}")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("ws", "wss"):
+        raise ValueError(f"unsupported URL scheme {parts.scheme!r} in {url!r}: use ws:// or wss://")
+    if not parts.hostname:
+        raise ValueError(f"no host in URL {url!r}")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"invalid port in URL {url!r}") from exc
+    if parts.fragment:
+        raise ValueError(f"a WebSocket URL may not have a fragment: {url!r}")
+    secure = scheme == "wss"
+    resource = parts.path or "/"
+    if parts.query:
+        resource = f"{resource}?{parts.query}"
+    authorization = None
+    if parts.username is not None:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        authorization = b"Basic " + base64.b64encode(credentials.encode("utf-8"))
+    host = _check_host(parts.hostname)
+    port = port or (443 if secure else 80)
+    return _Target(
+        host=host,
+        port=port,
+        secure=secure,
+        resource=_check_resource(resource),
+        host_header=_host_header(host, port, secure),
+        authorization=authorization,
+    )
+
+
+def _header_bytes(value: str | bytes, what: str) -> bytes:
+    if isinstance(value, str):
+        if not value.isascii():
+            raise ValueError(f"{what} must be ASCII: {value!r}")
+        return value.encode("ascii")
+    return bytes(value)
+
+
+def _check_headers(headers: HeadersLike | None) -> list[tuple[bytes, bytes]]:
+    """Encode extra headers, refusing anything that could break the request."""
+    if headers is None:
+        return []
+    items: Iterable[tuple[str | bytes, str | bytes]]
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    result = []
+    for name, value in items:
+        raw_name = _header_bytes(name, "a header name")
+        raw_value = _header_bytes(value, "a header value")
+        if not _TOKEN.fullmatch(raw_name):
+            raise ValueError(f"invalid header name {name!r}")
+        if not _FIELD_VALUE.fullmatch(raw_value):
+            raise ValueError(f"invalid value for header {name!r}: {value!r}")
+        result.append((raw_name, raw_value))
+    return result
+
+
+def _check_options(options: Mapping[str, Any]) -> None:
+    unknown = set(options) - _OPTION_NAMES
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+
+
+def _request(target: _Target, options: ConnectOptions) -> Request:
+    """The wsproto upgrade request for ``target``."""
+    subprotocols = list(options.get("subprotocols") or ())
+    for subprotocol in subprotocols:
+        if not _TOKEN.fullmatch(_header_bytes(subprotocol, "a subprotocol")):
+            raise ValueError(f"invalid subprotocol {subprotocol!r}")
+    headers = _check_headers(options.get("extra_headers"))
+    origin = options.get("origin")
+    if origin is not None:
+        headers += _check_headers([("Origin", origin)])
+    if target.authorization is not None:
+        headers.append((b"Authorization", target.authorization))
+    return Request(
+        host=target.host_header,
+        target=target.resource,
+        subprotocols=subprotocols,
+        extra_headers=headers,
+    )
+
+
+def _settimeout(sock: socket.socket, deadline: Deadline) -> None:
+    remaining = deadline.remaining()
+    if remaining is not None and remaining <= 0:
+        raise ConnectionTimeout("timed out opening the WebSocket connection")
+    sock.settimeout(remaining)
+
+
+def _handshake(
+    sock: socket.socket, target: _Target, deadline: Deadline, options: ConnectOptions
+) -> WebSocketConnection:
+    """Run the HTTP upgrade on a connected socket; return the open connection."""
+    ws = WSConnection(ConnectionType.CLIENT)
+    data = ws.send(_request(target, options))
+    rejection: RejectConnection | None = None
+    body = bytearray()
+    try:
+        _settimeout(sock, deadline)
+        sock.sendall(data)
+        while True:
+            _settimeout(sock, deadline)
+            chunk = sock.recv(65536)
+            try:
+                ws.receive_data(chunk or None)
+                events = list(ws.events())
+            except RemoteProtocolError as exc:
+                raise HandshakeError(f"invalid handshake response: {exc}") from exc
+            for event in events:
+                if isinstance(event, AcceptConnection):
+                    return WebSocketConnection(
+                        sock,
+                        ws,
+                        path=target.resource,
+                        subprotocol=event.subprotocol,
+                        handshake_headers=tuple(
+                            (name.lower(), value) for name, value in event.extra_headers
+                        ),
+                        message_queue_size=options.get(
+                            "message_queue_size", DEFAULT_MESSAGE_QUEUE_SIZE
+                        ),
+                        max_message_size=options.get("max_message_size", DEFAULT_MAX_MESSAGE_SIZE),
+                        disconnect_timeout=options.get(
+                            "disconnect_timeout", DEFAULT_DISCONNECT_TIMEOUT
+                        ),
+                        ping_interval=options.get("ping_interval"),
+                        ping_timeout=options.get("ping_timeout"),
+                    )
+                if isinstance(event, RejectConnection):
+                    rejection = event
+                    if not event.has_body:
+                        raise ConnectionRejected(event.status_code, tuple(event.headers), None)
+                elif isinstance(event, RejectData) and rejection is not None:
+                    body += event.data
+                    if event.body_finished or len(body) >= MAX_REJECT_BODY:
+                        raise ConnectionRejected(
+                            rejection.status_code,
+                            tuple(rejection.headers),
+                            bytes(body[:MAX_REJECT_BODY]),
+                        )
+            if not chunk:
+                raise HandshakeError("the server closed the connection during the handshake")
+    except TimeoutError as exc:
+        if isinstance(exc, ConnectionTimeout):
+            raise
+        raise ConnectionTimeout("timed out during the WebSocket handshake") from exc
+
+
+def _open(
+    target: _Target, ssl_context: ssl.SSLContext | None, options: ConnectOptions
+) -> WebSocketConnection:
+    """TCP connect, TLS, then the upgrade, all within ``connect_timeout``."""
+    _check_options(options)
+    _request(target, options)  # Check every option before touching the network.
+    deadline = Deadline(options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+    try:
+        sock = socket.create_connection((target.host, target.port), deadline.remaining())
+    except TimeoutError as exc:
+        raise ConnectionTimeout(f"timed out connecting to {target.host}:{target.port}") from exc
+    try:
+        if target.secure:
+            context = ssl_context if ssl_context is not None else ssl.create_default_context()
+            _settimeout(sock, deadline)
+            try:
+                sock = context.wrap_socket(sock, server_hostname=target.host)
+            except TimeoutError as exc:
+                raise ConnectionTimeout("timed out during the TLS handshake") from exc
+        return _handshake(sock, target, deadline, options)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def connect_websocket_url(
+    url: str, ssl_context: ssl.SSLContext | None = None, **options: Unpack[ConnectOptions]
+) -> WebSocketConnection:
+    """Open a connection to a ``ws://`` or ``wss://`` URL; the caller closes it.
+
+    :param url: the URL; its query string is kept, a ``user:password@`` part is sent
+        as HTTP Basic authentication.
+    :param ssl_context: for ``wss://``: the TLS context (default: the system's
+        trusted certificates, with certificate and host name verification).
+    :param options: see :class:`ConnectOptions`.
+    :raises ValueError: for a malformed URL or option.
+    :raises ConnectionRejected: when the server answers with an HTTP error.
+    :raises ConnectionTimeout: when opening takes longer than ``connect_timeout``.
+    :raises HandshakeError: when the server's answer is not a valid handshake.
+    :raises OSError: when the connection fails (DNS, refused, TLS verification).
+    """
+    return _open(_parse_url(url), ssl_context, options)
+
+
+def connect(
+    url: str, *, ssl_context: ssl.SSLContext | None = None, **options: Unpack[ConnectOptions]
+) -> WebSocketConnection:
+    """Open a connection to a URL; use it as is or in a ``with`` statement.
+
+    ``with syncws.connect(url) as ws: ...`` closes the connection at the end of the
+    block; a plain call leaves the closing to the caller. Same arguments and
+    exceptions as :func:`connect_websocket_url`.
+    """
+    return _open(_parse_url(url), ssl_context, options)
+
+
+def connect_websocket(
+    host: str,
+    port: int,
+    resource: str,
+    *,
+    use_ssl: bool | ssl.SSLContext,
+    **options: Unpack[ConnectOptions],
+) -> WebSocketConnection:
+    """Open a connection to ``host:port``, asking for ``resource``; the caller closes it.
+
+    :param host: a host name or an IPv4 or IPv6 address.
+    :param port: the TCP port.
+    :param resource: the path and query string to request, e.g. ``"/chat?room=1"``.
+    :param use_ssl: ``True`` for TLS with the default context, an
+        :class:`ssl.SSLContext` for TLS with that context, ``False`` for none.
+    :param options: see :class:`ConnectOptions`.
+    :raises: as :func:`connect_websocket_url`.
+    """
+    host = _check_host(host)
+    secure = use_ssl is not False
+    target = _Target(
+        host=host,
+        port=port,
+        secure=secure,
+        resource=_check_resource(resource),
+        host_header=_host_header(host, port, secure),
+    )
+    context = use_ssl if isinstance(use_ssl, ssl.SSLContext) else None
+    return _open(target, context, options)
+
+
+def wrap_client_socket(
+    sock: socket.socket, host: str, resource: str, **options: Unpack[ConnectOptions]
+) -> WebSocketConnection:
+    """Run the client handshake on a socket that is already connected.
+
+    The connection takes the socket over: it is closed when the connection closes,
+    or at once if the handshake fails.
+
+    :param sock: a connected stream socket, plain or :class:`ssl.SSLSocket`.
+    :param host: the value of the ``Host`` header (with ``:port`` if not the default).
+    :param resource: the path and query string to request.
+    :param options: see :class:`ConnectOptions`.
+    :raises: as :func:`connect_websocket_url`.
+    """
+    try:
+        _check_options(options)
+        if not host or _UNSAFE_URL.search(host):
+            raise ValueError(f"invalid host {host!r}")
+        target = _Target(
+            host=host, port=0, secure=False, resource=_check_resource(resource), host_header=host
+        )
+        deadline = Deadline(options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+        return _handshake(sock, target, deadline, options)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _session(connect: Callable[[], WebSocketConnection]) -> Iterator[WebSocketConnection]:
+    """The body of the context managers: connect, yield, close.
+
+    Closes with 1000, or 1011 when an exception is propagating; raises
+    DisconnectionTimeout when the closing handshake did not finish in time.
+    """
+    ws = connect()
+    try:
+        yield ws
+    except BaseException:
+        ws._close(1011, None)
+        raise
+    if not ws._close(1000, None):
+        raise DisconnectionTimeout("the closing handshake did not finish in time")
+
+
+@contextlib.contextmanager
+def open_websocket(
+    host: str,
+    port: int,
+    resource: str,
+    *,
+    use_ssl: bool | ssl.SSLContext,
+    **options: Unpack[ConnectOptions],
+) -> Iterator[WebSocketConnection]:
+    """Open a connection as a context manager, as :func:`connect_websocket`.
+
+    The connection opens on entry. On exit it is closed with code 1000, or 1011
+    when an exception is propagating.
+
+    :raises DisconnectionTimeout: on exit, when the closing handshake did not
+        finish within ``disconnect_timeout`` (the connection was aborted).
+    :raises: on entry, as :func:`connect_websocket_url`.
+    """
+    yield from _session(
+        lambda: connect_websocket(host, port, resource, use_ssl=use_ssl, **options)
+    )
+
+
+@contextlib.contextmanager
+def open_websocket_url(
+    url: str, ssl_context: ssl.SSLContext | None = None, **options: Unpack[ConnectOptions]
+) -> Iterator[WebSocketConnection]:
+    """Open a connection to a URL as a context manager, as :func:`connect_websocket_url`.
+
+    The connection opens on entry. On exit it is closed with code 1000, or 1011
+    when an exception is propagating.
+
+    :raises DisconnectionTimeout: on exit, when the closing handshake did not
+        finish within ``disconnect_timeout`` (the connection was aborted).
+    :raises: on entry, as :func:`connect_websocket_url`.
+    """
+    yield from _session(lambda: connect_websocket_url(url, ssl_context, **options))

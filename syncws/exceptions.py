@@ -1,0 +1,105 @@
+"""Exceptions raised by syncws.
+
+Every exception that syncws defines derives from :class:`WebSocketError`::
+
+    WebSocketError
+    ├── HandshakeError              the opening handshake failed
+    │   ├── ConnectionRejected      the server answered with an HTTP error
+    │   └── ConnectionTimeout       connect + TLS + HTTP took too long (also TimeoutError)
+    ├── ConnectionClosed            the connection is closed; carries a CloseReason
+    └── DisconnectionTimeout        the closing handshake took too long (also TimeoutError)
+
+Blocking calls that time out (:meth:`~syncws.WebSocketConnection.get_message`,
+:meth:`~syncws.WebSocketConnection.send_message`, :meth:`~syncws.WebSocketConnection.ping`)
+raise the builtin :class:`TimeoutError`. Network failures while connecting (DNS, refused
+connection, TLS certificate errors) propagate as the :class:`OSError` Python raises.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .types import CloseReason
+
+__all__ = [
+    "ConnectionClosed",
+    "ConnectionRejected",
+    "ConnectionTimeout",
+    "DisconnectionTimeout",
+    "HandshakeError",
+    "WebSocketError",
+]
+
+
+class WebSocketError(Exception):
+    """Base class of every exception that syncws defines."""
+
+
+class HandshakeError(WebSocketError):
+    """The opening handshake failed.
+
+    Raised as is when the server's answer is not a valid WebSocket handshake
+    (a wrong ``Sec-WebSocket-Accept``, a missing ``Upgrade`` header, a subprotocol
+    that was not offered, malformed HTTP, ...), and as one of its subclasses for a
+    rejection or a timeout.
+    """
+
+
+class ConnectionRejected(HandshakeError):
+    """The server refused the WebSocket handshake with an HTTP response.
+
+    :param status_code: the HTTP status code of the response.
+    :param headers: the response headers as ``(name, value)`` pairs of bytes.
+    :param body: the response body, or ``None`` when the response had none.
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        headers: tuple[tuple[bytes, bytes], ...],
+        body: bytes | None,
+    ) -> None:
+        super().__init__(status_code, headers, body)
+        #: The HTTP status code of the response.
+        self.status_code = status_code
+        #: The response headers as ``(name, value)`` pairs of bytes.
+        self.headers = headers
+        #: The response body, or ``None``.
+        self.body = body
+
+    def __str__(self) -> str:
+        return f"server rejected WebSocket connection: HTTP {self.status_code}"
+
+
+class ConnectionTimeout(HandshakeError, TimeoutError):
+    """Opening the connection took longer than ``connect_timeout``.
+
+    The time counts the TCP connection, the TLS handshake and the HTTP upgrade
+    together. This is also a builtin :class:`TimeoutError`.
+    """
+
+
+class ConnectionClosed(WebSocketError):
+    """The connection is closed, or closing, so the operation cannot proceed.
+
+    :param reason: why the connection closed.
+    """
+
+    def __init__(self, reason: CloseReason) -> None:
+        super().__init__(reason)
+        #: The :class:`~syncws.CloseReason` of the connection.
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"connection closed: {self.reason}"
+
+
+class DisconnectionTimeout(WebSocketError, TimeoutError):
+    """The closing handshake did not finish within ``disconnect_timeout``.
+
+    The connection was aborted. Raised on exit by the context managers
+    :func:`~syncws.open_websocket` and :func:`~syncws.open_websocket_url`;
+    :meth:`~syncws.WebSocketConnection.close` itself returns normally in that case.
+    This is also a builtin :class:`TimeoutError`.
+    """
