@@ -26,7 +26,7 @@ class Deadline:
 
     @classmethod
     def at(cls, when: float | None) -> Deadline:
-        """A deadline at an absolute :func:`time.monotonic` time (``None``: never)."""
+        """Make a deadline at an absolute :func:`time.monotonic` time (``None``: never)."""
         deadline = cls(None)
         deadline._at = when
         return deadline

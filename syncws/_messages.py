@@ -13,7 +13,7 @@ __all__ = ["MessageQueue"]
 
 
 class MessageQueue:
-    """Complete messages waiting for :meth:`~syncws.WebSocketConnection.get_message`.
+    r"""Complete messages waiting for :meth:`~syncws.WebSocketConnection.get_message`.
 
     The reader thread :meth:`put`\\ s; any number of threads :meth:`get`; each message
     goes to exactly one of them, in the order received. When the queue holds

@@ -27,6 +27,7 @@ Aborting
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import ssl
@@ -102,6 +103,9 @@ class Transport:
     def __init__(self, sock: socket.socket, lock: threading.Lock) -> None:
         self.sock = sock
         sock.setblocking(False)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Messages are written whole; waiting to coalesce them only adds latency.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.is_ssl = isinstance(sock, ssl.SSLSocket)
         # An SSL object must not be used by two threads at once. The socket never
         # blocks inside OpenSSL, so holding this lock around each call is cheap.
@@ -288,20 +292,16 @@ class Transport:
 
     def shutdown_write(self) -> None:
         """Send end-of-stream (TCP FIN) after the bytes already written."""
-        try:
-            # socket.socket.shutdown, not SSLSocket.shutdown, which drops the TLS
-            # state that a concurrent recv still needs.
+        # socket.socket.shutdown, not SSLSocket.shutdown, which drops the TLS state
+        # that a concurrent recv still needs.
+        with contextlib.suppress(OSError):
             socket.socket.shutdown(self.sock, socket.SHUT_WR)
-        except OSError:
-            pass
 
     def abort(self) -> None:
         """Fail every write and wake every thread waiting on this socket."""
         self._fail(TransportError("connection aborted"))
-        try:
+        with contextlib.suppress(OSError):
             socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     def close(self, timeout: float) -> None:
         """Abort, wait up to ``timeout`` for the writer role to be free, close the fd."""

@@ -98,7 +98,7 @@ class _Target:
 
 
 def _host_header(host: str, port: int, secure: bool) -> str:
-    """The ``Host`` header: IPv6 addresses in brackets, the port unless the default."""
+    """Build the ``Host`` header: IPv6 addresses in brackets, the port unless the default."""
     if ":" in host:
         host = f"[{host}]"
     return host if port == (443 if secure else 80) else f"{host}:{port}"
@@ -193,7 +193,7 @@ def _check_options(options: Mapping[str, Any]) -> None:
 
 
 def _request(target: _Target, options: ConnectOptions) -> Request:
-    """The wsproto upgrade request for ``target``."""
+    """Build the wsproto upgrade request for ``target``."""
     subprotocols = list(options.get("subprotocols") or ())
     for subprotocol in subprotocols:
         if not _TOKEN.fullmatch(_header_bytes(subprotocol, "a subprotocol")):
@@ -235,10 +235,11 @@ def _handshake(
             chunk = sock.recv(65536)
             try:
                 ws.receive_data(chunk or None)
-                events = list(ws.events())
             except RemoteProtocolError as exc:
                 raise HandshakeError(f"invalid handshake response: {exc}") from exc
-            for event in events:
+            # Iterate lazily: frames that came with the response stay in wsproto,
+            # for the connection's reader to pick up after AcceptConnection.
+            for event in ws.events():
                 if isinstance(event, AcceptConnection):
                     return WebSocketConnection(
                         sock,
@@ -394,7 +395,7 @@ def wrap_client_socket(
 
 
 def _session(connect: Callable[[], WebSocketConnection]) -> Iterator[WebSocketConnection]:
-    """The body of the context managers: connect, yield, close.
+    """Connect, yield, close: the body of the context managers.
 
     Closes with 1000, or 1011 when an exception is propagating; raises
     DisconnectionTimeout when the closing handshake did not finish in time.
@@ -427,9 +428,7 @@ def open_websocket(
         finish within ``disconnect_timeout`` (the connection was aborted).
     :raises: on entry, as :func:`connect_websocket_url`.
     """
-    yield from _session(
-        lambda: connect_websocket(host, port, resource, use_ssl=use_ssl, **options)
-    )
+    yield from _session(lambda: connect_websocket(host, port, resource, use_ssl=use_ssl, **options))
 
 
 @contextlib.contextmanager

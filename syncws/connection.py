@@ -14,6 +14,7 @@ the reader thread.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import itertools
 import logging
@@ -468,10 +469,8 @@ class WebSocketConnection:
             logger.debug("%s: closing with %s", self, self._sent_close)
             # The reader must not wait for the application any more.
             self._queue.release()
-            try:
+            with contextlib.suppress(TimeoutError, TransportError):
                 self._transport.flush(end, deadline)
-            except (TimeoutError, TransportError):
-                pass
         if threading.current_thread() is self._reader:
             return True
         self._reader.join(deadline.remaining())
@@ -507,7 +506,7 @@ class WebSocketConnection:
         self._close(1000 if exc_type is None else 1011, None)
 
     def _set_state(self, state: _State) -> None:
-        """The one place where ``_state`` changes (lock held)."""
+        """Change ``_state``; the one place where it changes (lock held)."""
         if state not in _TRANSITIONS[self._state]:
             if state is self._state:
                 return
@@ -579,11 +578,10 @@ class WebSocketConnection:
         if self._state is not _State.OPEN:
             logger.debug("%s: message discarded, the connection is closing", self)
             return
-        if self._queue.put(data):
+        if self._queue.put(data) and self._awaiting_peer_since is not None:
             # The reader was paused by a full queue: the peer's silence while we were
             # not reading proves nothing, so keepalive starts counting again now.
-            if self._awaiting_peer_since is not None:
-                self._awaiting_peer_since = time.monotonic()
+            self._awaiting_peer_since = time.monotonic()
 
     def _on_pong(self, payload: bytes) -> None:
         with self._lock:
@@ -647,21 +645,24 @@ class WebSocketConnection:
         ):
             self._fail(1011, "keepalive ping timeout")
             return
-        if self._next_ping is not None and self._ping_interval is not None:
-            if now >= self._next_ping:
-                self._next_ping = now + self._ping_interval
-                with self._lock:
-                    if self._state is not _State.OPEN:
-                        return
-                    # An unanswered keepalive ping gives way to the next one, so that a
-                    # peer that never answers pings cannot grow the table.
-                    if self._keepalive_payload is not None:
-                        self._pings.pop(self._keepalive_payload, None)
-                    payload = self._keepalive_payload = self._new_ping_payload()
-                    self._pings[payload] = _Ping(now)
-                    self._transport.queue(self._ws.send(Ping(payload=payload)))
-                if self._awaiting_peer_since is None:
-                    self._awaiting_peer_since = now
+        if (
+            self._next_ping is not None
+            and self._ping_interval is not None
+            and now >= self._next_ping
+        ):
+            self._next_ping = now + self._ping_interval
+            with self._lock:
+                if self._state is not _State.OPEN:
+                    return
+                # An unanswered keepalive ping gives way to the next one, so that a
+                # peer that never answers pings cannot grow the table.
+                if self._keepalive_payload is not None:
+                    self._pings.pop(self._keepalive_payload, None)
+                payload = self._keepalive_payload = self._new_ping_payload()
+                self._pings[payload] = _Ping(now)
+                self._transport.queue(self._ws.send(Ping(payload=payload)))
+            if self._awaiting_peer_since is None:
+                self._awaiting_peer_since = now
 
     def _linger(self) -> None:
         """After the close frames: write ours, end TCP (server first), await EOF."""
@@ -700,7 +701,7 @@ class WebSocketConnection:
 
 
 def _describe(event: Event) -> str:
-    """A one-line summary of a wsproto event, for the frame trace."""
+    """Summarise a wsproto event in one line, for the frame trace."""
     if isinstance(event, (TextMessage, BytesMessage)):
         kind = "TEXT" if isinstance(event, TextMessage) else "BINARY"
         return f"{kind} {len(event.data)} ({'fin' if event.message_finished else 'more'})"
