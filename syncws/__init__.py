@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from .client import (
     ConnectOptions,
+    HeadersLike,
     connect,
     connect_websocket,
     connect_websocket_url,
@@ -42,6 +43,7 @@ __all__ = [
     "DisconnectionTimeout",
     "Endpoint",
     "HandshakeError",
+    "HeadersLike",
     "WebSocketConnection",
     "WebSocketError",
     "connect",

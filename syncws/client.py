@@ -351,7 +351,7 @@ def connect_websocket(
     :param use_ssl: ``True`` for TLS with the default context, an
         :class:`ssl.SSLContext` for TLS with that context, ``False`` for none.
     :param options: see :class:`ConnectOptions`.
-    :raises: as :func:`connect_websocket_url`.
+    :raises ValueError, HandshakeError, OSError: as :func:`connect_websocket_url`.
     """
     host = _check_host(host)
     secure = use_ssl is not False
@@ -378,7 +378,7 @@ def wrap_client_socket(
     :param host: the value of the ``Host`` header (with ``:port`` if not the default).
     :param resource: the path and query string to request.
     :param options: see :class:`ConnectOptions`.
-    :raises: as :func:`connect_websocket_url`.
+    :raises ValueError, HandshakeError, OSError: as :func:`connect_websocket_url`.
     """
     try:
         _check_options(options)
@@ -394,6 +394,7 @@ def wrap_client_socket(
         raise
 
 
+@contextlib.contextmanager
 def _session(connect: Callable[[], WebSocketConnection]) -> Iterator[WebSocketConnection]:
     """Connect, yield, close: the body of the context managers.
 
@@ -410,7 +411,6 @@ def _session(connect: Callable[[], WebSocketConnection]) -> Iterator[WebSocketCo
         raise DisconnectionTimeout("the closing handshake did not finish in time")
 
 
-@contextlib.contextmanager
 def open_websocket(
     host: str,
     port: int,
@@ -418,30 +418,29 @@ def open_websocket(
     *,
     use_ssl: bool | ssl.SSLContext,
     **options: Unpack[ConnectOptions],
-) -> Iterator[WebSocketConnection]:
+) -> contextlib.AbstractContextManager[WebSocketConnection]:
     """Open a connection as a context manager, as :func:`connect_websocket`.
 
     The connection opens on entry. On exit it is closed with code 1000, or 1011
     when an exception is propagating.
 
     :raises DisconnectionTimeout: on exit, when the closing handshake did not
-        finish within ``disconnect_timeout`` (the connection was aborted).
-    :raises: on entry, as :func:`connect_websocket_url`.
+        finish within ``disconnect_timeout`` (the connection was aborted). On entry,
+        the exceptions of :func:`connect_websocket_url`.
     """
-    yield from _session(lambda: connect_websocket(host, port, resource, use_ssl=use_ssl, **options))
+    return _session(lambda: connect_websocket(host, port, resource, use_ssl=use_ssl, **options))
 
 
-@contextlib.contextmanager
 def open_websocket_url(
     url: str, ssl_context: ssl.SSLContext | None = None, **options: Unpack[ConnectOptions]
-) -> Iterator[WebSocketConnection]:
+) -> contextlib.AbstractContextManager[WebSocketConnection]:
     """Open a connection to a URL as a context manager, as :func:`connect_websocket_url`.
 
     The connection opens on entry. On exit it is closed with code 1000, or 1011
     when an exception is propagating.
 
     :raises DisconnectionTimeout: on exit, when the closing handshake did not
-        finish within ``disconnect_timeout`` (the connection was aborted).
-    :raises: on entry, as :func:`connect_websocket_url`.
+        finish within ``disconnect_timeout`` (the connection was aborted). On entry,
+        the exceptions of :func:`connect_websocket_url`.
     """
-    yield from _session(lambda: connect_websocket_url(url, ssl_context, **options))
+    return _session(lambda: connect_websocket_url(url, ssl_context, **options))
