@@ -184,6 +184,8 @@ class ConnectionCore:
     def _abort(self, why: str | None) -> None:
         """Give up on the connection now: no closing handshake (code 1006)."""
         with self._lock:
+            if self._state is State.CLOSED:
+                return
             if self._close_reason is None:
                 self._close_reason = CloseReason(1006, why)
             self._set_state(State.CLOSING)
@@ -321,9 +323,9 @@ class ConnectionCore:
     def _on_timer(self) -> None:
         now = time.monotonic()
         if self._close_deadline is not None and now >= self._close_deadline:
-            self._abort("closing handshake timed out")
             with self._lock:
                 self._close_timed_out = True
+            self._abort("closing handshake timed out")
             return
         if (
             self._awaiting_peer_since is not None

@@ -138,7 +138,10 @@ def _parse_url(url: str) -> _Target:
         port = parts.port
     except ValueError as exc:
         raise ValueError(f"invalid port in URL {url!r}") from exc
-    if parts.fragment:
+    if port == 0:
+        raise ValueError(f"invalid port 0 in URL {url!r}")
+    if "#" in url:
+        # RFC 6455, section 3: fragments must not be used; a "#" is sent as %23.
         raise ValueError(f"a WebSocket URL may not have a fragment: {url!r}")
     secure = scheme == "wss"
     resource = parts.path or "/"
@@ -354,6 +357,8 @@ def connect_websocket(
     :raises ValueError, HandshakeError, OSError: as :func:`connect_websocket_url`.
     """
     host = _check_host(host)
+    if not 0 < port < 65536:
+        raise ValueError(f"invalid port {port!r}")
     secure = use_ssl is not False
     target = _Target(
         host=host,

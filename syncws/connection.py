@@ -262,6 +262,8 @@ class WebSocketConnection(ConnectionCore):
             self._transport.flush(end, deadline)
         except TimeoutError:
             self._abort("send timed out")
+            # Let the reader wind down, so the caller finds the connection closed.
+            self._closed.wait(ABORT_JOIN_TIMEOUT)
             raise
         except TransportError as exc:
             # Wait briefly for the reader to learn why, so the reason is the real one.
@@ -347,7 +349,10 @@ class WebSocketConnection(ConnectionCore):
         self._reader.join(deadline.remaining())
         if self._reader.is_alive():
             with self._lock:
-                self._close_timed_out = True
+                # Past the close frames, only the TCP close is late: not a timeout
+                # of the closing handshake.
+                if self._ws.state is not ConnectionState.CLOSED:
+                    self._close_timed_out = True
             self._abort("closing handshake timed out")
             self._reader.join(ABORT_JOIN_TIMEOUT)
             if self._reader.is_alive():  # pragma: no cover - would be a bug
