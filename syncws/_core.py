@@ -288,18 +288,23 @@ class ConnectionCore:
     def _on_close_frame(self, event: CloseConnection) -> None:
         with self._lock:
             state = self._ws.state
-            if state is ConnectionState.REMOTE_CLOSING or state is ConnectionState.CLOSED:
+            # wsproto reports a protocol error in the peer's data as a CloseConnection
+            # event without leaving its state.
+            protocol_error = state not in (ConnectionState.REMOTE_CLOSING, ConnectionState.CLOSED)
+            if not protocol_error:
                 if self._close_reason is None:
                     self._close_reason = CloseReason(event.code, event.reason or None)
                 if state is ConnectionState.REMOTE_CLOSING:
                     self._transport.queue(self._ws.send(event.response()))
                 self._set_state(State.CLOSING)
                 self._input_done = True
-                logger.debug("%s: close frame received: %s", self, self._close_reason)
-                return
-        # wsproto reports a protocol error in the peer's data as a CloseConnection
-        # event without leaving its state: fail the connection with that code.
-        self._fail(event.code, event.reason or None)
+            reason = self._close_reason
+        if protocol_error:
+            self._fail(event.code, event.reason or None)
+        else:
+            assert reason is not None
+            logger.debug("%s: close frame received: %s", self, reason)
+            self._end_stream(reason)
 
     def _fail(self, code: int, reason: str | None) -> None:
         """Fail the connection: send a close frame with ``code``, stop parsing input."""
@@ -309,8 +314,10 @@ class ConnectionCore:
             if self._ws.state is ConnectionState.OPEN:
                 self._transport.queue(self._ws.send(CloseConnection(code, reason)))
             self._set_state(State.CLOSING)
+            close_reason = self._close_reason
         self._input_done = True
-        logger.debug("%s: failing the connection: %s", self, self._close_reason)
+        logger.debug("%s: failing the connection: %s", self, close_reason)
+        self._end_stream(close_reason)
 
     def _next_timer(self) -> float | None:
         """Seconds until the next keepalive or closing deadline, ``None`` for none."""
@@ -372,18 +379,27 @@ class ConnectionCore:
             if data == b"" or (data is None and deadline.expired()):
                 return
 
+    def _end_stream(self, reason: CloseReason) -> None:
+        """No more messages will come: wake pings, end the message queue.
+
+        Called as soon as the close reason is known, so that ``get_message``
+        returns what is queued and then raises without waiting for TCP to close.
+        """
+        with self._lock:
+            pings = list(self._pings.values())
+            self._pings.clear()
+        for ping in pings:
+            ping.done.set()
+        self._queue.end(reason)
+
     def _finish(self) -> None:
         """Last act of the reader: mark the connection closed and wake everyone."""
         with self._lock:
             if self._close_reason is None:
                 self._close_reason = CloseReason(1006, None)
             self._set_state(State.CLOSED)
-            pings = list(self._pings.values())
-            self._pings.clear()
             reason = self._close_reason
-        for ping in pings:
-            ping.done.set()
-        self._queue.end(reason)
+        self._end_stream(reason)
         self._transport.close(self._disconnect_timeout)
         self._closed.set()
         logger.debug("%s: closed: %s", self, reason)

@@ -84,7 +84,8 @@ class MessageQueue:
     def end(self, reason: CloseReason) -> None:
         """Mark the end of the stream: no more messages will be put."""
         with self._not_empty:
-            self._end = reason
+            if self._end is None:
+                self._end = reason
             self._released = True
             self._not_empty.notify_all()
             self._not_full.notify_all()

@@ -273,6 +273,8 @@ class Transport:
 
     def _advance(self, sent: int) -> None:
         with self._cond:
+            if self._error is not None:
+                return  # The queue was failed (and emptied) while we were sending.
             head = self._out[0]
             if sent >= len(head):
                 self._out.popleft()

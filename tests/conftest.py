@@ -1,0 +1,169 @@
+"""Fixtures: leak checking, peers (websockets server, raw peer) and TLS material."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from helpers import Handler, WsServer
+from rawpeer import RawPeer
+
+DEFAULT_TEST_TIMEOUT = 30
+LEAK_JOIN_BUDGET = 5.0
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Every test is bounded even if the global pytest-timeout setting is missing.
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(DEFAULT_TEST_TIMEOUT))
+
+
+# ------------------------------------------------------------------ leak checking
+
+
+def _socket_fds() -> dict[int, str]:
+    fds = {}
+    for entry in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{entry}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            fds[int(entry)] = target
+    return fds
+
+
+def _new_sockets(before: dict[int, str]) -> dict[int, str]:
+    return {fd: t for fd, t in _socket_fds().items() if before.get(fd) != t}
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    """Fail a test that leaves a thread running or a socket open.
+
+    Autouse and function scoped, so it is set up before (and torn down after) every
+    other fixture of the test.  The garbage collector is off during the test, so a
+    socket that only the collector would close is reported deterministically.
+    It also fails a test during which syncws logged a warning or an error (such as
+    a crash of a reader thread), which the application would otherwise never see.
+    """
+    collect = _Collect()
+    syncws_logger = logging.getLogger("syncws")
+    syncws_logger.addHandler(collect)
+    threads_before = set(threading.enumerate())
+    sockets_before = _socket_fds()
+    gc_enabled = gc.isenabled()
+    gc.disable()
+    yield
+    try:
+        problems = _problems(collect, threads_before, sockets_before)
+    finally:
+        syncws_logger.removeHandler(collect)
+        if gc_enabled:
+            gc.enable()
+    if problems:
+        pytest.fail("; ".join(problems), pytrace=False)
+
+
+def _problems(
+    collect: _Collect, threads_before: set[threading.Thread], sockets_before: dict[int, str]
+) -> list[str]:
+    problems = []
+    deadline = time.monotonic() + LEAK_JOIN_BUDGET
+    new_threads = [t for t in threading.enumerate() if t not in threads_before]
+    for thread in new_threads:
+        thread.join(max(deadline - time.monotonic(), 0.0))
+    for record in collect.records:
+        problems.append(f"syncws logged {record.levelname}: {record.getMessage()}")
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            problems[-1] += f" ({type(exc).__name__}: {exc})"
+    alive = [t.name for t in new_threads if t.is_alive()]
+    if alive:
+        problems.append(f"leaked threads, still running after the test: {alive}")
+    leaked = _new_sockets(sockets_before)
+    if leaked:
+        gc.collect()
+        still_open = _new_sockets(sockets_before)
+        if still_open:
+            problems.append(f"leaked socket fds, still open after the test: {sorted(still_open)}")
+        else:
+            problems.append(
+                f"leaked socket fds {sorted(leaked)}: not closed explicitly "
+                "(only the garbage collector released them)"
+            )
+    return problems
+
+
+# ------------------------------------------------------------------------- peers
+
+
+@pytest.fixture
+def ws_server() -> Iterator[Callable[..., WsServer]]:
+    """Factory: ``ws_server(handler, **serve_kwargs)`` -> a running websockets server."""
+    servers: list[WsServer] = []
+
+    def start(handler: Handler, **kwargs: Any) -> WsServer:
+        server = WsServer(handler, **kwargs)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def raw_peer() -> Iterator[Callable[..., RawPeer]]:
+    """Factory: ``raw_peer(**options)`` -> a started :class:`rawpeer.RawPeer`."""
+    peers: list[RawPeer] = []
+
+    def start(**kwargs: Any) -> RawPeer:
+        peer = RawPeer(**kwargs)
+        peers.append(peer)
+        return peer
+
+    yield start
+    for peer in peers:
+        peer.close()
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+@pytest.fixture(scope="session")
+def tls_ca() -> Any:
+    trustme = pytest.importorskip("trustme")
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def tls_server_context(tls_ca: Any) -> ssl.SSLContext:
+    cert = tls_ca.issue_cert("localhost", "127.0.0.1", "::1")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(context)
+    return context
+
+
+@pytest.fixture(scope="session")
+def tls_client_context(tls_ca: Any) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    tls_ca.configure_trust(context)
+    return context

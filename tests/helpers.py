@@ -1,0 +1,179 @@
+"""Shared test helpers: timing scale, background calls and a websockets server."""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.server import ServerConnection, serve
+
+#: Every duration the tests exercise is a multiple of this; raise it on slow machines.
+UNIT = float(os.environ.get("SYNCWS_TEST_TIME_UNIT", "1"))
+#: A short timeout that is expected to expire.
+SHORT = 0.3 * UNIT
+#: Slack allowed on top of a timeout before a test calls it late.
+MARGIN = 1.5 * UNIT
+#: Bound for waits that should succeed quickly.
+WAIT = 10.0 * UNIT
+
+
+class Background:
+    """Run ``fn(*args, **kwargs)`` in a thread; collect its result or exception."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.started = threading.Event()
+        self.finished_at: float | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(fn, args, kwargs), name=f"test-bg-{fn.__name__}"
+        )
+        self._thread.start()
+        self.started.wait(WAIT)
+
+    def _run(self, fn: Callable[..., Any], args: Any, kwargs: Any) -> None:
+        self.started.set()
+        try:
+            self.value = fn(*args, **kwargs)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.finished_at = time.monotonic()
+
+    def join(self, timeout: float = WAIT) -> None:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "background call still running"
+
+    def result(self, timeout: float = WAIT) -> Any:
+        self.join(timeout)
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+    def exception(self, timeout: float = WAIT) -> BaseException | None:
+        self.join(timeout)
+        return self.error
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = WAIT, what: str = "") -> None:
+    """Poll ``predicate`` (for state that has no event to wait on) until true or timeout."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        pause.wait(0.01)
+
+
+Handler = Callable[[ServerConnection, "WsServer"], None]
+
+
+class WsServer:
+    """A ``websockets`` threaded server on 127.0.0.1 with a port chosen by the OS.
+
+    The handler receives the connection and this object, which offers ``release``
+    (set when the server stops: handlers waiting on it must return), ``record``
+    (a queue for handlers to report what they saw) and ``errors``.
+    """
+
+    def __init__(self, handler: Handler, port: int = 0, **kwargs: Any) -> None:
+        kwargs.setdefault("compression", None)
+        kwargs.setdefault("ping_interval", None)
+        kwargs.setdefault("close_timeout", UNIT)
+        kwargs.setdefault("max_size", None)
+        self.handler = handler
+        self.release = threading.Event()
+        self.record: queue.Queue[Any] = queue.Queue()
+        self.errors: list[BaseException] = []
+        self.connected = threading.Event()
+        self.server = serve(self._handle, "127.0.0.1", port, **kwargs)
+        self.port = self.server.socket.getsockname()[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, name="ws-server")
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        scheme = "ws"
+        return f"{scheme}://127.0.0.1:{self.port}/"
+
+    @property
+    def wss_url(self) -> str:
+        return f"wss://127.0.0.1:{self.port}/"
+
+    def _handle(self, ws: ServerConnection) -> None:
+        self.connected.set()
+        try:
+            self.handler(ws, self)
+        except BaseException as exc:
+            self.errors.append(exc)
+            raise
+
+    def get(self, timeout: float = WAIT) -> Any:
+        """Next item a handler put in ``record``."""
+        try:
+            return self.record.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError("the server handler reported nothing in time") from None
+
+    def stop(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self._thread.join(WAIT)
+        assert not self._thread.is_alive(), "websockets server thread did not stop"
+
+
+# ---------------------------------------------------------------- common handlers
+
+
+def echo_handler(ws: ServerConnection, srv: WsServer) -> None:
+    for message in ws:
+        ws.send(message)
+
+
+def record_close_handler(ws: ServerConnection, srv: WsServer) -> None:
+    """Record every message, then the close code and reason the client sent."""
+    try:
+        for message in ws:
+            srv.record.put(("message", message))
+    except ConnectionClosed:
+        pass
+    srv.record.put(("closed", ws.close_code, ws.close_reason))
+
+
+def get_close(srv: WsServer) -> tuple[int | None, str | None]:
+    """Skip recorded messages until the recorded close; return (code, reason)."""
+    while True:
+        item = srv.get()
+        if item[0] == "closed":
+            return item[1], item[2]
+
+
+def _has_ipv6_loopback() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+HAS_IPV6 = _has_ipv6_loopback()
+
+
+def unused_port() -> int:
+    """A loopback port nobody listens on (bound then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,39 @@
+"""The "syncws" lifecycle logger and the opt-in "syncws.trace" frame logger."""
+
+from __future__ import annotations
+
+import logging
+
+from helpers import WAIT, echo_handler
+
+import syncws
+
+
+def test_lifecycle_logged_at_debug(ws_server, caplog) -> None:
+    srv = ws_server(echo_handler)
+    caplog.set_level(logging.DEBUG, logger="syncws")
+    with syncws.connect(srv.url) as ws:
+        ws.send_message("x")
+        assert ws.get_message(timeout=WAIT) == "x"
+    records = [r for r in caplog.records if r.name == "syncws" or r.name.startswith("syncws.")]
+    assert records, "nothing logged on the syncws logger"
+    assert any(r.levelno == logging.DEBUG for r in records)
+    assert all(r.levelno < logging.WARNING for r in records)
+
+
+def test_frame_trace_when_enabled(ws_server, caplog) -> None:
+    srv = ws_server(echo_handler)
+    caplog.set_level(logging.DEBUG, logger="syncws.trace")
+    with syncws.connect(srv.url) as ws:
+        ws.send_message("traced")
+        assert ws.get_message(timeout=WAIT) == "traced"
+    assert any(r.name == "syncws.trace" for r in caplog.records)
+
+
+def test_quiet_at_default_levels(ws_server, caplog) -> None:
+    srv = ws_server(echo_handler)
+    caplog.set_level(logging.WARNING)
+    with syncws.connect(srv.url) as ws:
+        ws.send_message("quiet")
+        assert ws.get_message(timeout=WAIT) == "quiet"
+    assert [r for r in caplog.records if r.name.startswith("syncws")] == []
