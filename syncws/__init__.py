@@ -21,7 +21,7 @@ from .client import (
     open_websocket_url,
     wrap_client_socket,
 )
-from .connection import WebSocketConnection
+from .connection import ConnectionOptions, WebSocketConnection
 from .exceptions import (
     ConnectionClosed,
     ConnectionRejected,
@@ -29,6 +29,14 @@ from .exceptions import (
     DisconnectionTimeout,
     HandshakeError,
     WebSocketError,
+)
+from .server import (
+    Handler,
+    ServeOptions,
+    WebSocketRequest,
+    WebSocketServer,
+    serve_websocket,
+    wrap_server_socket,
 )
 from .types import CloseReason, Endpoint
 
@@ -38,18 +46,25 @@ __all__ = [
     "CloseReason",
     "ConnectOptions",
     "ConnectionClosed",
+    "ConnectionOptions",
     "ConnectionRejected",
     "ConnectionTimeout",
     "DisconnectionTimeout",
     "Endpoint",
+    "Handler",
     "HandshakeError",
     "HeadersLike",
+    "ServeOptions",
     "WebSocketConnection",
     "WebSocketError",
+    "WebSocketRequest",
+    "WebSocketServer",
     "connect",
     "connect_websocket",
     "connect_websocket_url",
     "open_websocket",
     "open_websocket_url",
+    "serve_websocket",
     "wrap_client_socket",
+    "wrap_server_socket",
 ]

@@ -93,7 +93,8 @@ def _utf8_size(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
-def _endpoint(sock: socket.socket, *, local: bool, is_ssl: bool) -> Endpoint | str:
+def endpoint(sock: socket.socket, *, local: bool, is_ssl: bool) -> Endpoint | str:
+    """Describe one end of a socket: an Endpoint, or a path for Unix sockets."""
     try:
         address = sock.getsockname() if local else sock.getpeername()
     except OSError:
@@ -136,8 +137,8 @@ class ConnectionCore:
         self._lock = threading.Lock()
         self._ws = ws
         self._transport = Transport(sock, self._lock)
-        self._local = _endpoint(sock, local=True, is_ssl=self._transport.is_ssl)
-        self._remote = _endpoint(sock, local=False, is_ssl=self._transport.is_ssl)
+        self._local = endpoint(sock, local=True, is_ssl=self._transport.is_ssl)
+        self._remote = endpoint(sock, local=False, is_ssl=self._transport.is_ssl)
         self._path = path
         self._subprotocol = subprotocol
         self._handshake_headers = handshake_headers

@@ -12,9 +12,9 @@ import contextlib
 import re
 import socket
 import ssl
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
 from wsproto import ConnectionType, WSConnection
@@ -22,12 +22,12 @@ from wsproto.events import AcceptConnection, RejectConnection, RejectData, Reque
 from wsproto.utilities import RemoteProtocolError
 
 from ._deadline import Deadline
+from ._http import HeadersLike, check_headers, check_token
 from .connection import (
     DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_DISCONNECT_TIMEOUT,
-    DEFAULT_MAX_MESSAGE_SIZE,
-    DEFAULT_MESSAGE_QUEUE_SIZE,
+    ConnectionOptions,
     WebSocketConnection,
+    connection_args,
 )
 from .exceptions import ConnectionRejected, ConnectionTimeout, DisconnectionTimeout, HandshakeError
 
@@ -45,21 +45,16 @@ __all__ = [
     "wrap_client_socket",
 ]
 
-#: Extra HTTP headers: a mapping, or ``(name, value)`` pairs of ``str`` or ``bytes``.
-HeadersLike = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
-
 #: The most of a rejection's body that is kept for :class:`~syncws.ConnectionRejected`.
 MAX_REJECT_BODY = 64 * 1024
 
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_FIELD_VALUE = re.compile(rb"[\t\x20-\x7e]*")
 _UNSAFE_URL = re.compile(r"[\x00-\x20\x7f]")
 
 
-class ConnectOptions(TypedDict, total=False):
+class ConnectOptions(ConnectionOptions, total=False):
     """Keyword options accepted by every client function.
 
-    Every key is optional; the defaults are given below.
+    Besides those of :class:`ConnectionOptions`; every key is optional.
     """
 
     #: Subprotocols to offer, in order of preference (default: none).
@@ -68,21 +63,9 @@ class ConnectOptions(TypedDict, total=False):
     extra_headers: HeadersLike | None
     #: The ``Origin`` header to send (default: none).
     origin: str | None
-    #: Messages that may wait for ``get_message`` before reading pauses (default 16).
-    message_queue_size: int
-    #: The largest incoming message, in bytes (default 1 MiB).
-    max_message_size: int
-    #: Seconds for TCP connect, TLS handshake and HTTP upgrade together (default 60).
-    connect_timeout: float
-    #: Seconds for the closing handshake (default 60).
-    disconnect_timeout: float
-    #: Seconds between keepalive pings (default ``None``: no keepalive).
-    ping_interval: float | None
-    #: Seconds to wait for any sign of life after a keepalive ping (default: ping_interval).
-    ping_timeout: float | None
 
 
-_OPTION_NAMES = frozenset(ConnectOptions.__annotations__)
+_OPTION_NAMES = frozenset(ConnectOptions.__annotations__)  # Inherited keys included.
 
 
 @dataclass(frozen=True)
@@ -163,32 +146,6 @@ def _parse_url(url: str) -> _Target:
     )
 
 
-def _header_bytes(value: str | bytes, what: str) -> bytes:
-    if isinstance(value, str):
-        if not value.isascii():
-            raise ValueError(f"{what} must be ASCII: {value!r}")
-        return value.encode("ascii")
-    return bytes(value)
-
-
-def _check_headers(headers: HeadersLike | None) -> list[tuple[bytes, bytes]]:
-    """Encode extra headers, refusing anything that could break the request."""
-    if headers is None:
-        return []
-    items: Iterable[tuple[str | bytes, str | bytes]]
-    items = headers.items() if isinstance(headers, Mapping) else headers
-    result = []
-    for name, value in items:
-        raw_name = _header_bytes(name, "a header name")
-        raw_value = _header_bytes(value, "a header value")
-        if not _TOKEN.fullmatch(raw_name):
-            raise ValueError(f"invalid header name {name!r}")
-        if not _FIELD_VALUE.fullmatch(raw_value):
-            raise ValueError(f"invalid value for header {name!r}: {value!r}")
-        result.append((raw_name, raw_value))
-    return result
-
-
 def _check_options(options: Mapping[str, Any]) -> None:
     unknown = set(options) - _OPTION_NAMES
     if unknown:
@@ -199,12 +156,11 @@ def _request(target: _Target, options: ConnectOptions) -> Request:
     """Build the wsproto upgrade request for ``target``."""
     subprotocols = list(options.get("subprotocols") or ())
     for subprotocol in subprotocols:
-        if not _TOKEN.fullmatch(_header_bytes(subprotocol, "a subprotocol")):
-            raise ValueError(f"invalid subprotocol {subprotocol!r}")
-    headers = _check_headers(options.get("extra_headers"))
+        check_token(subprotocol, "subprotocol")
+    headers = check_headers(options.get("extra_headers"))
     origin = options.get("origin")
     if origin is not None:
-        headers += _check_headers([("Origin", origin)])
+        headers += check_headers([("Origin", origin)])
     if target.authorization is not None:
         headers.append((b"Authorization", target.authorization))
     return Request(
@@ -252,15 +208,7 @@ def _handshake(
                         handshake_headers=tuple(
                             (name.lower(), value) for name, value in event.extra_headers
                         ),
-                        message_queue_size=options.get(
-                            "message_queue_size", DEFAULT_MESSAGE_QUEUE_SIZE
-                        ),
-                        max_message_size=options.get("max_message_size", DEFAULT_MAX_MESSAGE_SIZE),
-                        disconnect_timeout=options.get(
-                            "disconnect_timeout", DEFAULT_DISCONNECT_TIMEOUT
-                        ),
-                        ping_interval=options.get("ping_interval"),
-                        ping_timeout=options.get("ping_timeout"),
+                        **connection_args(options),
                     )
                 if isinstance(event, RejectConnection):
                     rejection = event

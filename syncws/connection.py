@@ -12,7 +12,7 @@ import contextlib
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from wsproto.connection import ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
@@ -47,8 +47,49 @@ __all__ = [
     "DEFAULT_DISCONNECT_TIMEOUT",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MESSAGE_QUEUE_SIZE",
+    "ConnectionOptions",
     "WebSocketConnection",
 ]
+
+
+class ConnectionOptions(TypedDict, total=False):
+    """Keyword options of a connection, shared by the client and server functions.
+
+    Every key is optional; the defaults are given below.
+    """
+
+    #: Messages that may wait for ``get_message`` before reading pauses (default 16).
+    message_queue_size: int
+    #: The largest incoming message, in bytes (default 1 MiB).
+    max_message_size: int
+    #: Seconds for the opening handshake: TCP connect (client), TLS and HTTP (default 60).
+    connect_timeout: float
+    #: Seconds for the closing handshake (default 60).
+    disconnect_timeout: float
+    #: Seconds between keepalive pings (default ``None``: no keepalive).
+    ping_interval: float | None
+    #: Seconds to wait for any sign of life after a keepalive ping (default: ping_interval).
+    ping_timeout: float | None
+
+
+class _ConnectionArgs(TypedDict):
+    message_queue_size: int
+    max_message_size: int
+    disconnect_timeout: float
+    ping_interval: float | None
+    ping_timeout: float | None
+
+
+def connection_args(options: ConnectionOptions) -> _ConnectionArgs:
+    """Pick the :class:`WebSocketConnection` keyword arguments out of ``options``."""
+    return {
+        "message_queue_size": options.get("message_queue_size", DEFAULT_MESSAGE_QUEUE_SIZE),
+        "max_message_size": options.get("max_message_size", DEFAULT_MAX_MESSAGE_SIZE),
+        "disconnect_timeout": options.get("disconnect_timeout", DEFAULT_DISCONNECT_TIMEOUT),
+        "ping_interval": options.get("ping_interval"),
+        "ping_timeout": options.get("ping_timeout"),
+    }
+
 
 #: Close codes an application may send (RFC 6455, section 7.4).
 _SENDABLE_CODES = frozenset([1000, 1001, 1002, 1003, *range(1007, 1015), *range(3000, 5000)])
@@ -328,20 +369,30 @@ class WebSocketConnection(ConnectionCore):
             raise ValueError("a close reason is at most 123 bytes in UTF-8")
         self._close(code, reason)
 
+    def _begin_close(self, code: int, reason: str | None, deadline: Deadline) -> int | None:
+        """Queue a close frame if the connection is open; return its write-queue end."""
+        with self._lock:
+            if self._state is not State.OPEN or self._ws.state is not ConnectionState.OPEN:
+                return None
+            self._sent_close = CloseReason(code, reason)
+            self._close_deadline = deadline.when
+            end = self._transport.queue(self._ws.send(CloseConnection(code, reason)))
+            self._set_state(State.CLOSING)
+        logger.debug("%s: closing with %s", self, self._sent_close)
+        # The reader must not wait for the application any more.
+        self._queue.release()
+        return end
+
+    def _start_close(self, code: int, reason: str | None) -> None:
+        """Send a close frame without waiting for anything (a server shutting down)."""
+        if self._begin_close(code, reason, Deadline(self._disconnect_timeout)) is not None:
+            self._transport.try_flush()
+
     def _close(self, code: int, reason: str | None) -> bool:
         """Close; return False when the closing handshake did not finish in time."""
         deadline = Deadline(self._disconnect_timeout)
-        end = None
-        with self._lock:
-            if self._state is State.OPEN and self._ws.state is ConnectionState.OPEN:
-                self._sent_close = CloseReason(code, reason)
-                self._close_deadline = deadline.when
-                end = self._transport.queue(self._ws.send(CloseConnection(code, reason)))
-                self._set_state(State.CLOSING)
+        end = self._begin_close(code, reason, deadline)
         if end is not None:
-            logger.debug("%s: closing with %s", self, self._sent_close)
-            # The reader must not wait for the application any more.
-            self._queue.release()
             with contextlib.suppress(TimeoutError, TransportError):
                 self._transport.flush(end, deadline)
         if threading.current_thread() is self._reader:
