@@ -30,14 +30,8 @@ from .exceptions import (
     HandshakeError,
     WebSocketError,
 )
-from .server import (
-    Handler,
-    ServeOptions,
-    WebSocketRequest,
-    WebSocketServer,
-    serve_websocket,
-    wrap_server_socket,
-)
+from .request import Handler, ServeOptions, WebSocketRequest, wrap_server_socket
+from .server import WebSocketServer, serve_websocket
 from .types import CloseReason, Endpoint
 
 __version__ = "0.1.0"

@@ -1,0 +1,317 @@
+"""Serving one client: the opening handshake and the handler, in the calling thread.
+
+:func:`wrap_server_socket` and every client thread of
+:class:`~syncws.WebSocketServer` run the TLS handshake, read the HTTP upgrade
+request within ``connect_timeout``, and hand a :class:`WebSocketRequest` to the
+handler, which accepts or rejects it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, RejectConnection, Request
+from wsproto.utilities import RemoteProtocolError
+
+from ._core import endpoint, logger
+from ._deadline import Deadline
+from ._http import HeadersLike, check_headers, response
+from .connection import (
+    DEFAULT_CONNECT_TIMEOUT,
+    ConnectionOptions,
+    WebSocketConnection,
+    connection_args,
+)
+from .types import Endpoint
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["Handler", "ServeOptions", "WebSocketRequest", "serve_socket", "wrap_server_socket"]
+
+#: A handler: called with each client's request, in that client's own thread.
+Handler = Callable[["WebSocketRequest"], None]
+
+#: How long a rejected client may take to read the response before its socket closes.
+_LINGER = 2.0
+
+
+class ServeOptions(ConnectionOptions, total=False):
+    """Keyword options of the server functions, besides :class:`ConnectionOptions`.
+
+    ``connect_timeout`` bounds the TLS handshake and the HTTP request of each client
+    together: a client that is slower is dropped (a defence against slowloris).
+    """
+
+    #: Clients served at once; beyond it, new clients get HTTP 503 (default: no limit).
+    max_connections: int | None
+
+
+_OPTION_NAMES = frozenset(ServeOptions.__annotations__)
+
+
+def check_options(options: ServeOptions) -> None:
+    """Raise TypeError for an unknown option, ValueError for a bad value."""
+    unknown = set(options) - _OPTION_NAMES
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+    max_connections = options.get("max_connections")
+    if max_connections is not None and max_connections < 1:
+        raise ValueError("max_connections must be >= 1 or None")
+
+
+def _close_socket(sock: socket.socket) -> None:
+    """Close after a response: FIN first, then let the client read it (bounded)."""
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_WR)
+        sock.settimeout(_LINGER)
+        # Read what the client still sends, so that closing does not turn into a
+        # reset that could destroy the response before the client has read it.
+        while sock.recv(65536):
+            pass
+    sock.close()
+
+
+class WebSocketRequest:
+    """A client's opening handshake, handed to the server's handler.
+
+    The handler inspects it and calls :meth:`accept` or :meth:`reject` once.
+    Not thread-safe: use it from the handler's thread.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        ws: WSConnection,
+        event: Request,
+        options: ServeOptions,
+        on_accept: Callable[[WebSocketConnection], None] | None = None,
+    ) -> None:
+        self._sock = sock
+        self._ws = ws
+        self._event = event
+        self._options = options
+        self._on_accept = on_accept
+        self._connection: WebSocketConnection | None = None
+        self._answered = False
+        is_ssl = isinstance(sock, ssl.SSLSocket)
+        self._local = endpoint(sock, local=True, is_ssl=is_ssl)
+        self._remote = endpoint(sock, local=False, is_ssl=is_ssl)
+        self._headers = ((b"host", event.host.encode("idna")), *event.extra_headers)
+
+    @property
+    def headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        """The request headers, ``(name, value)`` pairs of bytes, names in lower case.
+
+        ``Host`` is included; ``Sec-WebSocket-Protocol`` is given by
+        :attr:`proposed_subprotocols` and ``Sec-WebSocket-Extensions`` is left out.
+        """
+        return self._headers
+
+    @property
+    def path(self) -> str:
+        """The requested resource: the URL path with its query string."""
+        return self._event.target
+
+    @property
+    def proposed_subprotocols(self) -> tuple[str, ...]:
+        """The subprotocols the client offers, in its order of preference."""
+        return tuple(self._event.subprotocols)
+
+    @property
+    def local(self) -> Endpoint | str:
+        """The server's end of the connection (a path string for Unix sockets)."""
+        return self._local
+
+    @property
+    def remote(self) -> Endpoint | str:
+        """The client's end of the connection (a path string for Unix sockets)."""
+        return self._remote
+
+    def accept(
+        self, subprotocol: str | None = None, extra_headers: HeadersLike | None = None
+    ) -> WebSocketConnection:
+        """Accept the handshake and return the open connection.
+
+        :param subprotocol: the subprotocol to use, one of :attr:`proposed_subprotocols`.
+        :param extra_headers: extra headers for the ``101`` response.
+        :raises ValueError: for a subprotocol the client did not offer, or a bad header.
+        :raises RuntimeError: when the request was already accepted or rejected.
+        :raises OSError: when the client went away meanwhile.
+        """
+        if subprotocol is not None and subprotocol not in self._event.subprotocols:
+            raise ValueError(f"the client did not offer the subprotocol {subprotocol!r}")
+        headers = check_headers(extra_headers)
+        self._answer()
+        try:
+            data = self._ws.send(AcceptConnection(subprotocol=subprotocol, extra_headers=headers))
+            self._sock.settimeout(self._options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+            self._sock.sendall(data)
+            connection = WebSocketConnection(
+                self._sock,
+                self._ws,
+                path=self.path,
+                subprotocol=subprotocol,
+                handshake_headers=self._headers,
+                **connection_args(self._options),
+            )
+        except BaseException:
+            self._sock.close()
+            raise
+        self._connection = connection
+        if self._on_accept is not None:
+            self._on_accept(connection)
+        return connection
+
+    def reject(
+        self,
+        status_code: int,
+        extra_headers: HeadersLike | None = None,
+        body: bytes | str | None = None,
+    ) -> None:
+        """Refuse the handshake with an HTTP response, then close the connection.
+
+        :param status_code: the HTTP status, e.g. 403 (not 101).
+        :param extra_headers: extra response headers.
+        :param body: the response body; ``str`` is sent as UTF-8 text.
+        :raises ValueError: for status 101 or outside 100-599, or a bad header.
+        :raises RuntimeError: when the request was already accepted or rejected.
+        """
+        if not 100 <= status_code <= 599 or status_code == 101:
+            raise ValueError(f"invalid status code for a rejection: {status_code}")
+        headers = check_headers(extra_headers)
+        payload = body.encode("utf-8") if isinstance(body, str) else (body or b"")
+        self._answer()
+        with contextlib.suppress(OSError):
+            self._sock.settimeout(self._options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+            self._sock.sendall(response(status_code, headers, payload))
+        _close_socket(self._sock)
+
+    def _answer(self) -> None:
+        if self._answered:
+            raise RuntimeError("this request was already accepted or rejected")
+        self._answered = True
+
+
+def _error_status(exc: RemoteProtocolError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Choose the HTTP answer to a request wsproto refused: status, headers, body."""
+    message = str(exc)
+    hint = exc.event_hint
+    status = hint.status_code if isinstance(hint, RejectConnection) else 400
+    headers = list(hint.headers) if isinstance(hint, RejectConnection) else []
+    # wsproto wraps h11's errors, whose status hint (431 for huge headers) is better.
+    status = getattr(exc.__context__, "error_status_hint", status)
+    if "Upgrade" in message and status == 400:
+        # A plain HTTP request: RFC 7231, section 6.5.15 wants Upgrade with a 426.
+        status, headers = 426, [(b"Upgrade", b"websocket")]
+        message = "this is a WebSocket server: send a WebSocket upgrade request"
+    return status, headers, f"{status} {message}\n".encode()
+
+
+def _receive_request(
+    sock: socket.socket, deadline: Deadline
+) -> tuple[WSConnection, Request] | None:
+    """Read the upgrade request; answer and return None when it is not a valid one."""
+    ws = WSConnection(ConnectionType.SERVER)
+    while True:
+        remaining = deadline.remaining()
+        if remaining is not None and remaining <= 0:
+            raise TimeoutError("no complete handshake in time")
+        sock.settimeout(remaining)
+        data = sock.recv(65536)
+        try:
+            ws.receive_data(data or None)
+        except RemoteProtocolError as exc:
+            status, headers, body = _error_status(exc)
+            logger.debug("bad handshake request: %s", exc)
+            with contextlib.suppress(OSError):
+                sock.sendall(response(status, headers, body))
+            return None
+        for event in ws.events():
+            if isinstance(event, Request):
+                return ws, event
+        if not data:
+            return None
+
+
+def serve_socket(
+    sock: socket.socket,
+    handler: Handler,
+    ssl_context: ssl.SSLContext | None,
+    options: ServeOptions,
+    *,
+    overloaded: bool = False,
+    on_socket: Callable[[socket.socket], None] | None = None,
+    on_accept: Callable[[WebSocketConnection], None] | None = None,
+) -> None:
+    """Serve one client in the calling thread: TLS, handshake, handler, close."""
+    deadline = Deadline(options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+    request = None
+    try:
+        try:
+            if ssl_context is not None:
+                sock.settimeout(deadline.remaining())
+                sock = ssl_context.wrap_socket(sock, server_side=True)
+                if on_socket is not None:
+                    on_socket(sock)
+            received = _receive_request(sock, deadline)
+        except (OSError, ValueError) as exc:
+            logger.debug("opening handshake failed: %r", exc)
+            return
+        if received is None:
+            return
+        request = WebSocketRequest(sock, *received, options, on_accept)
+        if overloaded:
+            request.reject(503, [("Retry-After", "1")], "503 too many connections\n")
+            return
+        _run_handler(handler, request)
+    finally:
+        # accept() hands the socket to the connection, reject() closes it.
+        if request is None or not request._answered:
+            _close_socket(sock)
+
+
+def _run_handler(handler: Handler, request: WebSocketRequest) -> None:
+    """Call the handler; close or answer whatever it left open."""
+    try:
+        handler(request)
+    except Exception:
+        logger.exception("connection handler failed")
+        failed = True
+    else:
+        failed = False
+    connection = request._connection
+    if connection is not None:
+        connection._close(1011 if failed else 1000, None)
+    elif not request._answered:
+        if not failed:
+            logger.warning("connection handler returned without accepting or rejecting")
+        request.reject(500, body="500 internal server error\n")
+
+
+def wrap_server_socket(
+    sock: socket.socket,
+    handler: Handler,
+    ssl_context: ssl.SSLContext | None = None,
+    **options: Unpack[ServeOptions],
+) -> None:
+    """Serve one client on a socket that is already accepted, in the calling thread.
+
+    Runs the TLS handshake (when ``ssl_context`` is given), reads the upgrade request,
+    calls ``handler`` and closes the connection when it returns, as
+    :class:`WebSocketServer` does for each client. Returns when all of that is done;
+    the socket is closed. This is the integration point for other servers, such as
+    :mod:`socketserver`.
+
+    :param sock: an accepted stream socket.
+    :param handler: called with the :class:`WebSocketRequest`.
+    :param ssl_context: for TLS: a server-side :class:`ssl.SSLContext`.
+    :param options: see :class:`ServeOptions` (``max_connections`` is ignored here).
+    """
+    check_options(options)
+    serve_socket(sock, handler, ssl_context, options)
