@@ -256,9 +256,13 @@ def serve_socket(
         try:
             if ssl_context is not None:
                 sock.settimeout(deadline.remaining())
-                sock = ssl_context.wrap_socket(sock, server_side=True)
+                sock = ssl_context.wrap_socket(
+                    sock, server_side=True, do_handshake_on_connect=False
+                )
+                # Known before the handshake, so that a shutdown can interrupt it.
                 if on_socket is not None:
                     on_socket(sock)
+                sock.do_handshake()
             received = _receive_request(sock, deadline)
         except (OSError, ValueError) as exc:
             logger.debug("opening handshake failed: %r", exc)
@@ -277,21 +281,22 @@ def serve_socket(
 
 
 def _run_handler(handler: Handler, request: WebSocketRequest) -> None:
-    """Call the handler; close or answer whatever it left open."""
+    """Call the handler; close or answer whatever it left open, whatever happens."""
+    failed = True
     try:
         handler(request)
+        failed = False
     except Exception:
         logger.exception("connection handler failed")
-        failed = True
-    else:
-        failed = False
-    connection = request._connection
-    if connection is not None:
-        connection._close(1011 if failed else 1000, None)
-    elif not request._answered:
-        if not failed:
-            logger.warning("connection handler returned without accepting or rejecting")
-        request.reject(500, body="500 internal server error\n")
+    finally:
+        # Also on BaseException (SystemExit in a handler), which then propagates.
+        connection = request._connection
+        if connection is not None:
+            connection._close(1011 if failed else 1000, None)
+        elif not request._answered:
+            if not failed:
+                logger.warning("connection handler returned without accepting or rejecting")
+            request.reject(500, body="500 internal server error\n")
 
 
 def wrap_server_socket(

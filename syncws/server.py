@@ -19,7 +19,7 @@ import ssl
 import threading
 from typing import TYPE_CHECKING
 
-from ._core import ABORT_JOIN_TIMEOUT, endpoint, logger
+from ._core import endpoint, logger
 from ._deadline import Deadline
 from .connection import DEFAULT_DISCONNECT_TIMEOUT, WebSocketConnection
 from .request import Handler, ServeOptions, check_options, serve_socket
@@ -33,6 +33,8 @@ __all__ = ["WebSocketServer", "serve_websocket"]
 #: Clients over ``max_connections`` that may wait at once for their 503 answer.
 _MAX_OVERFLOW = 64
 _LISTEN_BACKLOG = 1024
+#: After shutdown()'s timeout, how long aborted handlers get to return.
+_SHUTDOWN_GRACE = 0.5
 _handler_ids = itertools.count(1)
 
 
@@ -291,6 +293,8 @@ class WebSocketServer:
                 on_socket=lambda tls: self._track_socket(me, tls),
                 on_accept=self._track_connection,
             )
+        except SystemExit:
+            pass  # A handler's sys.exit() ends its own thread, as in any thread.
         except Exception:
             logger.exception("error while serving a client")
         finally:
@@ -370,8 +374,10 @@ class WebSocketServer:
             late = [c for c in self._connections if not c.is_closed]
         for connection in late:
             connection._abort("server shut down")
+        # Aborted connections wake their handlers at once: a short grace suffices.
+        grace = Deadline(_SHUTDOWN_GRACE)
         for thread in threads:
-            thread.join(ABORT_JOIN_TIMEOUT if thread.is_alive() else 0)
+            thread.join(grace.remaining())
             if thread.is_alive():
                 logger.warning("handler thread %s did not return after shutdown", thread.name)
 
