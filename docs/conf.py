@@ -47,6 +47,7 @@ python_use_unqualified_type_names = True
 nitpicky = True
 nitpick_ignore_regex = [
     (r"py:.*", r"(ssl|socket|threading|collections\.abc|typing|types|contextlib)\..*"),
+    (r"py:mod", r"socketserver|ssl|socket|threading|queue|logging"),
     (r"py:.*", r"(Sequence|Mapping|Iterable|Iterator|Callable|Generator|Self|Any)"),
     (r"py:.*", r"(SSLContext|SSLSocket|TracebackType|AbstractContextManager)"),
     (r"py:.*", r"wsproto(\..*)?"),

@@ -16,7 +16,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from . import Endpoint, WebSocketRequest, WebSocketServer, connect, serve_websocket
+from . import WebSocketRequest, WebSocketServer, connect, serve_websocket
 from .exceptions import ConnectionClosed, WebSocketError
 
 #: The messages that ``python -m syncws demo`` sends: two text messages, one binary.
@@ -28,19 +28,10 @@ DEMO_TIMEOUT = 10.0
 _log = logging.getLogger("syncws.cli")
 
 
-def _address(endpoint: Endpoint | str) -> str:
-    """Format an endpoint as ``host:port`` (a Unix socket path as it is)."""
-    if isinstance(endpoint, str):
-        return endpoint
-    if ":" in endpoint.address:
-        return f"[{endpoint.address}]:{endpoint.port}"
-    return f"{endpoint.address}:{endpoint.port}"
-
-
 def echo_handler(request: WebSocketRequest) -> None:
     """Accept the connection and send every message back until the client closes."""
     ws = request.accept()
-    client = _address(request.remote)
+    client = str(request.remote)
     _log.info("%s connected to %s", client, request.path)
     try:
         for message in ws:

@@ -106,6 +106,9 @@ class Endpoint:
     #: Whether the connection uses TLS.
     is_ssl: bool
 
+    def __str__(self) -> str:
+        return self.url
+
     @property
     def url(self) -> str:
         """The endpoint as a URL, e.g. ``ws://127.0.0.1:8000`` or ``wss://[::1]``.
