@@ -192,6 +192,8 @@ def _handshake(
         while True:
             _settimeout(sock, deadline)
             chunk = sock.recv(65536)
+            if not chunk and rejection is None:
+                raise HandshakeError("the server closed the connection during the handshake")
             try:
                 ws.receive_data(chunk or None)
             except RemoteProtocolError as exc:
@@ -223,7 +225,7 @@ def _handshake(
                             bytes(body[:MAX_REJECT_BODY]),
                         )
             if not chunk:
-                raise HandshakeError("the server closed the connection during the handshake")
+                raise HandshakeError("the server closed the connection during its response")
     except TimeoutError as exc:
         if isinstance(exc, ConnectionTimeout):
             raise

@@ -27,6 +27,7 @@ from .connection import (
     WebSocketConnection,
     connection_args,
 )
+from .exceptions import ConnectionClosed
 from .types import Endpoint
 
 if TYPE_CHECKING:
@@ -285,6 +286,10 @@ def _run_handler(handler: Handler, request: WebSocketRequest) -> None:
     failed = True
     try:
         handler(request)
+        failed = False
+    except ConnectionClosed as exc:
+        # The client went away while the handler was talking to it: not a failure.
+        logger.debug("connection handler ended by a closed connection: %s", exc.reason)
         failed = False
     except Exception:
         logger.exception("connection handler failed")

@@ -216,9 +216,9 @@ class WebSocketServer:
                 raise RuntimeError("the server is already serving")
             self._serving = True
             self._loop_done.clear()
-        for address in self.listeners:
-            logger.info("syncws server listening on %s", getattr(address, "url", address))
         try:
+            for address in self.listeners:
+                logger.info("syncws server listening on %s", address)
             self._accept_loop()
         except KeyboardInterrupt:
             logger.info("interrupted, shutting down")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import queue
 import ssl
 import threading
 import time
@@ -12,11 +13,21 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from helpers import Handler, WsServer
+from helpers import WAIT, Handler, SyncwsHandler, SyncwsServer, WsServer
 from rawpeer import RawPeer
+
+import syncws
 
 DEFAULT_TEST_TIMEOUT = 30
 LEAK_JOIN_BUDGET = 5.0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "allow_syncws_errors(*levels): syncws may log at these levels (default: ERROR) during "
+        "this test, e.g. for an expected handler exception; the test checks the records itself.",
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -55,16 +66,22 @@ class _Collect(logging.Handler):
 
 
 @pytest.fixture(autouse=True)
-def no_leaks() -> Iterator[None]:
+def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test that leaves a thread running or a socket open.
 
     Autouse and function scoped, so it is set up before (and torn down after) every
     other fixture of the test.  The garbage collector is off during the test, so a
     socket that only the collector would close is reported deterministically.
     It also fails a test during which syncws logged a warning or an error (such as
-    a crash of a reader thread), which the application would otherwise never see.
+    a crash of a reader thread), which the application would otherwise never see;
+    tests marked ``allow_syncws_errors`` may make syncws log at ERROR (or at the levels
+    given as the marker's arguments).
     """
     collect = _Collect()
+    marker = request.node.get_closest_marker("allow_syncws_errors")
+    if marker is not None:
+        allowed = set(marker.args or (logging.ERROR,))
+        collect.addFilter(lambda record: record.levelno not in allowed)
     syncws_logger = logging.getLogger("syncws")
     syncws_logger.addHandler(collect)
     threads_before = set(threading.enumerate())
@@ -143,6 +160,51 @@ def raw_peer() -> Iterator[Callable[..., RawPeer]]:
     yield start
     for peer in peers:
         peer.close()
+
+
+@pytest.fixture
+def syncws_server() -> Iterator[Callable[..., SyncwsServer]]:
+    """Factory: ``syncws_server(handler, host="127.0.0.1", port=0, **options)``.
+
+    A :class:`helpers.SyncwsServer` serving in the background; shut down at teardown.
+    """
+    servers: list[SyncwsServer] = []
+
+    def start(handler: SyncwsHandler, *args: Any, **kwargs: Any) -> SyncwsServer:
+        server = SyncwsServer(handler, *args, **kwargs)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in reversed(servers):
+        server.stop()
+
+
+@pytest.fixture(params=["client", "server"])
+def pair(
+    request: pytest.FixtureRequest, syncws_server: Callable[..., SyncwsServer]
+) -> Iterator[tuple[syncws.WebSocketConnection, syncws.WebSocketConnection]]:
+    """``(local, remote)``: both ends of one syncws connection, local being either side.
+
+    The server end comes out of a ``WebSocketServer`` handler, which then waits for the
+    test to end; the client end is ``syncws.connect``'s.
+    """
+    accepted: queue.Queue[syncws.WebSocketConnection] = queue.Queue()
+
+    def handler(req: Any, srv: SyncwsServer) -> None:
+        accepted.put(req.accept())
+        srv.release.wait(LEAK_JOIN_BUDGET + DEFAULT_TEST_TIMEOUT)
+
+    srv = syncws_server(handler)
+    client = syncws.connect(srv.url, disconnect_timeout=WAIT)
+    try:
+        server_side = accepted.get(timeout=WAIT)
+        if request.param == "client":
+            yield client, server_side
+        else:
+            yield server_side, client
+    finally:
+        client.close()
 
 
 # --------------------------------------------------------------------------- TLS

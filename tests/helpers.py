@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import socket
 import threading
 import time
@@ -177,3 +178,187 @@ def unused_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# ------------------------------------------------------------------ a syncws server
+
+#: Handler of a :class:`SyncwsServer`: the request and the server wrapper.
+SyncwsHandler = Callable[[Any, "SyncwsServer"], None]
+
+
+class SyncwsServer:
+    """A ``syncws.WebSocketServer`` serving in the background (its context manager form).
+
+    Like :class:`WsServer`, the handler gets this object as second argument, with
+    ``release`` (set when the test ends: handlers waiting on it must return),
+    ``record`` (a queue to report what they saw) and ``errors``.
+    ``disconnect_timeout`` defaults to :data:`WAIT` so a teardown is always bounded.
+    """
+
+    def __init__(
+        self,
+        handler: SyncwsHandler,
+        host: str | None = "127.0.0.1",
+        port: int = 0,
+        **options: Any,
+    ) -> None:
+        import syncws
+
+        options.setdefault("disconnect_timeout", WAIT)
+        self.handler = handler
+        self.host = host
+        self.tls = options.get("ssl_context") is not None
+        self.release = threading.Event()
+        self.record: queue.Queue[Any] = queue.Queue()
+        self.errors: list[BaseException] = []
+        self.server = syncws.WebSocketServer(self._handle, host, port, **options)
+        self.port = self.server.port
+        self._stopped = False
+        try:
+            self.server.__enter__()
+        except BaseException:
+            self.server.shutdown()
+            raise
+
+    @property
+    def url(self) -> str:
+        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}/"
+
+    def url_for(self, resource: str) -> str:
+        return self.url[:-1] + resource
+
+    def _handle(self, request: Any) -> None:
+        try:
+            self.handler(request, self)
+        except BaseException as exc:
+            self.errors.append(exc)
+            raise
+
+    def get(self, timeout: float = WAIT) -> Any:
+        """Next item a handler put in ``record``."""
+        try:
+            return self.record.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError("the server handler reported nothing in time") from None
+
+    def stop(self) -> None:
+        """Release waiting handlers, then shut the server down (idempotent)."""
+        if not self._stopped:
+            self._stopped = True
+            self.release.set()
+            self.server.__exit__(None, None, None)
+
+
+def server_echo(request: Any, srv: SyncwsServer) -> None:
+    """Accept, then send every message back until the client closes."""
+    from syncws import ConnectionClosed
+
+    ws = request.accept()
+    try:
+        for message in ws:
+            ws.send_message(message)
+    except ConnectionClosed:
+        pass
+
+
+def server_record(request: Any, srv: SyncwsServer) -> None:
+    """Accept; record every message, then ("closed", close_reason)."""
+    from syncws import ConnectionClosed
+
+    ws = request.accept()
+    try:
+        for message in ws:
+            srv.record.put(("message", message))
+    except ConnectionClosed:
+        pass
+    srv.record.put(("closed", ws.close_reason))
+
+
+def syncws_threads() -> list[threading.Thread]:
+    """Live threads started by syncws (reader and handler threads, accept loops)."""
+    return [t for t in threading.enumerate() if t.name.startswith("syncws-") and t.is_alive()]
+
+
+# -------------------------------------------------------------------- child processes
+
+
+class ChildProcess:
+    """A Python child process whose output lines are collected by two threads.
+
+    ``wait_line(pattern)`` waits (bounded) for a line of stdout or stderr matching
+    ``pattern``. ``stop()`` kills the child if it is still running and joins the
+    reader threads; call it in a ``finally``.
+    """
+
+    def __init__(self, code: str, *args: str) -> None:
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        root = str(Path(__file__).resolve().parent.parent)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        env["PYTHONUNBUFFERED"] = "1"
+        self.proc = subprocess.Popen(
+            [sys.executable, *(["-c", code] if code else []), *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[tuple[str, str]] = queue.Queue()
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.stdout, "out")),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.stderr, "err")),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, stream: Any, store: list[str], tag: str) -> None:
+        for line in stream:
+            store.append(line)
+            self.lines.put((tag, line))
+        stream.close()
+
+    def wait_line(self, pattern: str, timeout: float = WAIT) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                _tag, line = self.lines.get(timeout=max(remaining, 0.0))
+            except queue.Empty:
+                raise AssertionError(
+                    f"no line matching {pattern!r} from the child; stderr: {self.stderr}"
+                ) from None
+            match = re.search(pattern, line)
+            if match:
+                return match
+
+    def wait(self, timeout: float = WAIT) -> int:
+        import subprocess
+
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the child did not exit in {timeout}s") from None
+        for reader in self._readers:
+            reader.join(WAIT)
+        return code
+
+    @property
+    def output(self) -> str:
+        return "".join(self.stdout)
+
+    @property
+    def errors(self) -> str:
+        return "".join(self.stderr)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(WAIT)
+        for reader in self._readers:
+            reader.join(WAIT)

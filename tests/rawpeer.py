@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import os
 import queue
 import select
 import socket
@@ -641,3 +642,162 @@ class Pusher:
         self.stop.set()
         self._thread.join(timeout)
         assert not self._thread.is_alive(), "pusher thread did not stop"
+
+
+# -------------------------------------------------------------------- raw client side
+#
+# The other direction, for testing a server: a hand-made HTTP upgrade request, a
+# reader for whatever HTTP response comes back, and a client connection that masks
+# its frames (or deliberately does not).
+
+
+def upgrade_request(
+    host: str,
+    resource: str = "/",
+    *,
+    method: str = "GET",
+    version: str | None = "13",
+    key: str | None = None,
+    upgrade: bool = True,
+    headers: Iterable[tuple[str, str]] = (),
+) -> bytes:
+    """An HTTP/1.1 WebSocket upgrade request (or a plain GET with ``upgrade=False``)."""
+    lines = [f"{method} {resource} HTTP/1.1", f"Host: {host}"]
+    if upgrade:
+        nonce = key if key is not None else base64.b64encode(os.urandom(16)).decode("ascii")
+        lines += ["Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Key: {nonce}"]
+        if version is not None:
+            lines.append(f"Sec-WebSocket-Version: {version}")
+    lines.extend(f"{name}: {value}" for name, value in headers)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+@dataclass
+class HttpResponse:
+    """An HTTP response as a raw client received it."""
+
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    rest: bytes  # bytes after the body (frames after a 101, normally nothing otherwise)
+    closed: bool  # the server closed the connection after the response
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key.lower() == name.lower():
+                return value
+        return None
+
+
+def _recv_some(sock: socket.socket, deadline: float) -> bytes:
+    """One recv bounded by ``deadline``; b"" at EOF (a reset counts as EOF)."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("raw client: nothing received in time")
+    sock.settimeout(remaining)
+    try:
+        return sock.recv(1 << 16)
+    except ConnectionResetError:
+        return b""
+
+
+def read_http_response(
+    sock: socket.socket, timeout: float = PEER_TIMEOUT, *, until_eof: bool = True
+) -> HttpResponse:
+    """Read a response head and its Content-Length body.
+
+    With ``until_eof`` (for error responses) also wait for the server to close the
+    connection and report whether it did (``closed``) within ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    data = b""
+    eof = False
+    while b"\r\n\r\n" not in data:
+        chunk = _recv_some(sock, deadline)
+        if not chunk:
+            raise PeerEOF(f"connection closed before a complete response head: {data!r}")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    _version, status, *reason = lines[0].split(" ", 2)
+    headers = []
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers.append((name.strip(), value.strip()))
+    response = HttpResponse(int(status), reason[0] if reason else "", headers, b"", rest, False)
+    length = response.header("Content-Length")
+    if length is not None:
+        while len(rest) < int(length):
+            chunk = _recv_some(sock, deadline)
+            if not chunk:
+                eof = True
+                break
+            rest += chunk
+        response.body, response.rest = rest[: int(length)], rest[int(length) :]
+    if until_eof:
+        try:
+            while not eof:
+                chunk = _recv_some(sock, deadline)
+                if not chunk:
+                    eof = True
+                elif length is None:
+                    response.body += chunk
+                else:
+                    response.rest += chunk
+        except TimeoutError:
+            pass
+    response.closed = eof
+    return response
+
+
+def wait_closed(sock: socket.socket, timeout: float = PEER_TIMEOUT) -> bytes:
+    """Read until the other side closes the connection; return what was read.
+
+    Raises TimeoutError if the connection is still open after ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    data = b""
+    while True:
+        chunk = _recv_some(sock, deadline)
+        if not chunk:
+            return data
+        data += chunk
+
+
+class ClientPeerConnection(PeerConnection):
+    """The client end of a raw connection: frames are masked unless ``mask=None`` is given."""
+
+    def send_frame(self, opcode: int, payload: bytes = b"", **kwargs: object) -> None:
+        kwargs.setdefault("mask", os.urandom(4))
+        super().send_frame(opcode, payload, **kwargs)
+
+    def close_handshake(self, timeout: float = PEER_TIMEOUT) -> Frame:
+        """Send a close frame, wait for the server's, then for the server to close TCP."""
+        self.send_close(1000)
+        frame = self.expect_close(timeout)
+        self.wait_eof(timeout)
+        self.close()
+        return frame
+
+
+def raw_client(
+    port: int,
+    resource: str = "/",
+    *,
+    host: str = "127.0.0.1",
+    headers: Iterable[tuple[str, str]] = (),
+    timeout: float = PEER_TIMEOUT,
+) -> ClientPeerConnection:
+    """Open a WebSocket connection by hand; fail unless the server answers 101."""
+    sock = socket.create_connection((host, port), timeout)
+    try:
+        key = base64.b64encode(os.urandom(16)).decode("ascii")
+        sock.sendall(upgrade_request(f"{host}:{port}", resource, key=key, headers=headers))
+        response = read_http_response(sock, timeout, until_eof=False)
+        assert response.status == 101, response
+        assert response.header("Sec-WebSocket-Accept") == accept_key(key), response
+    except BaseException:
+        sock.close()
+        raise
+    return ClientPeerConnection(sock, None, response.rest)

@@ -675,3 +675,12 @@ def test_missing_upgrade_header_raises_handshake_error(raw_peer) -> None:
     peer = raw_peer(handshake=handshake)
     with pytest.raises(HandshakeError):
         syncws.connect(peer.url, connect_timeout=WAIT)
+
+
+def test_server_closing_during_handshake_is_reported(raw_peer) -> None:
+    def handshake(request: Request) -> bytes:
+        return b""  # read the request, answer nothing, close
+
+    peer = raw_peer(handshake=handshake, close_after_handshake=True)
+    with pytest.raises(HandshakeError, match="closed the connection during the handshake"):
+        syncws.connect(peer.url, connect_timeout=WAIT)
