@@ -68,14 +68,26 @@ def check_options(options: ServeOptions) -> None:
 
 def _close_socket(sock: socket.socket) -> None:
     """Close after a response: FIN first, then let the client read it (bounded)."""
+    deadline = Deadline(_LINGER)
     with contextlib.suppress(OSError):
         socket.socket.shutdown(sock, socket.SHUT_WR)
-        sock.settimeout(_LINGER)
         # Read what the client still sends, so that closing does not turn into a
         # reset that could destroy the response before the client has read it.
-        while sock.recv(65536):
-            pass
+        while not deadline.expired():
+            sock.settimeout(deadline.remaining())
+            if not sock.recv(65536):
+                break
     sock.close()
+
+
+def _host_bytes(host: str) -> bytes:
+    """Turn back into bytes the Host header that wsproto decoded as IDNA."""
+    if host.isascii():
+        return host.encode("ascii")
+    try:
+        return host.encode("idna")
+    except UnicodeError:
+        return host.encode("utf-8", "surrogateescape")
 
 
 class WebSocketRequest:
@@ -103,7 +115,7 @@ class WebSocketRequest:
         is_ssl = isinstance(sock, ssl.SSLSocket)
         self._local = endpoint(sock, local=True, is_ssl=is_ssl)
         self._remote = endpoint(sock, local=False, is_ssl=is_ssl)
-        self._headers = ((b"host", event.host.encode("idna")), *event.extra_headers)
+        self._headers = ((b"host", _host_bytes(event.host)), *event.extra_headers)
 
     @property
     def headers(self) -> tuple[tuple[bytes, bytes], ...]:
@@ -199,8 +211,12 @@ class WebSocketRequest:
         self._answered = True
 
 
-def _error_status(exc: RemoteProtocolError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+def _error_status(
+    exc: RemoteProtocolError | UnicodeError,
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """Choose the HTTP answer to a request wsproto refused: status, headers, body."""
+    if isinstance(exc, UnicodeError):
+        return 400, [], b"400 invalid Host header\n"
     message = str(exc)
     hint = exc.event_hint
     status = hint.status_code if isinstance(hint, RejectConnection) else 400
@@ -227,9 +243,10 @@ def _receive_request(
         data = sock.recv(65536)
         try:
             ws.receive_data(data or None)
-        except RemoteProtocolError as exc:
+        except (RemoteProtocolError, UnicodeError) as exc:
+            # UnicodeError: wsproto could not decode the Host header.
             status, headers, body = _error_status(exc)
-            logger.debug("bad handshake request: %s", exc)
+            logger.debug("bad handshake request: %r", exc)
             with contextlib.suppress(OSError):
                 sock.sendall(response(status, headers, body))
             return None

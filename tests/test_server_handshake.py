@@ -325,3 +325,24 @@ def test_client_vanishing_without_close_frame_gives_1006(syncws_server, debug_lo
     kind, reason = srv.get()
     assert (kind, reason.code) == ("closed", 1006)
     assert_no_traceback(debug_log)
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [(b"a..b", 403), (b"x" * 70 + b".com", 403), (b"\xff\xfe", 400)],
+    ids=["empty-label", "long-label", "not-utf8"],
+)
+def test_odd_host_headers_never_break_the_server(syncws_server, debug_log, host, status) -> None:
+    """Host values IDNA cannot round-trip reach the handler; undecodable ones get 400."""
+
+    def handler(request, server) -> None:
+        server.record.put(dict(request.headers)[b"host"])
+        request.reject(403)
+
+    server = syncws_server(handler)
+    request = upgrade_request("placeholder").replace(b"placeholder", host)
+    response = exchange(server.port, request)
+    assert response.status == status
+    if status == 403:
+        assert server.record.get(timeout=WAIT) == host
+    assert_no_traceback(debug_log)
