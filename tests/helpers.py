@@ -79,7 +79,31 @@ def wait_for(predicate: Callable[[], bool], timeout: float = WAIT, what: str = "
 Handler = Callable[[ServerConnection, "WsServer"], None]
 
 
-class WsServer:
+class _PeerServer:
+    """What both test servers offer their handlers: ``release``, ``record``, ``errors``."""
+
+    def __init__(self, handler: Any) -> None:
+        self.handler = handler
+        self.release = threading.Event()
+        self.record: queue.Queue[Any] = queue.Queue()
+        self.errors: list[BaseException] = []
+
+    def _call(self, arg: Any) -> None:
+        try:
+            self.handler(arg, self)
+        except BaseException as exc:
+            self.errors.append(exc)
+            raise
+
+    def get(self, timeout: float = WAIT) -> Any:
+        """Next item a handler put in ``record``."""
+        try:
+            return self.record.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError("the server handler reported nothing in time") from None
+
+
+class WsServer(_PeerServer):
     """A ``websockets`` threaded server on 127.0.0.1 with a port chosen by the OS.
 
     The handler receives the connection and this object, which offers ``release``
@@ -92,10 +116,7 @@ class WsServer:
         kwargs.setdefault("ping_interval", None)
         kwargs.setdefault("close_timeout", UNIT)
         kwargs.setdefault("max_size", None)
-        self.handler = handler
-        self.release = threading.Event()
-        self.record: queue.Queue[Any] = queue.Queue()
-        self.errors: list[BaseException] = []
+        super().__init__(handler)
         self.connected = threading.Event()
         self.server = serve(self._handle, "127.0.0.1", port, **kwargs)
         self.port = self.server.socket.getsockname()[1]
@@ -113,18 +134,7 @@ class WsServer:
 
     def _handle(self, ws: ServerConnection) -> None:
         self.connected.set()
-        try:
-            self.handler(ws, self)
-        except BaseException as exc:
-            self.errors.append(exc)
-            raise
-
-    def get(self, timeout: float = WAIT) -> Any:
-        """Next item a handler put in ``record``."""
-        try:
-            return self.record.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError("the server handler reported nothing in time") from None
+        self._call(ws)
 
     def stop(self) -> None:
         self.release.set()
@@ -186,7 +196,7 @@ def unused_port() -> int:
 SyncwsHandler = Callable[[Any, "SyncwsServer"], None]
 
 
-class SyncwsServer:
+class SyncwsServer(_PeerServer):
     """A ``syncws.WebSocketServer`` serving in the background (its context manager form).
 
     Like :class:`WsServer`, the handler gets this object as second argument, with
@@ -205,12 +215,9 @@ class SyncwsServer:
         import syncws
 
         options.setdefault("disconnect_timeout", WAIT)
-        self.handler = handler
+        super().__init__(handler)
         self.host = host
         self.tls = options.get("ssl_context") is not None
-        self.release = threading.Event()
-        self.record: queue.Queue[Any] = queue.Queue()
-        self.errors: list[BaseException] = []
         self.server = syncws.WebSocketServer(self._handle, host, port, **options)
         self.port = self.server.port
         self._stopped = False
@@ -228,18 +235,7 @@ class SyncwsServer:
         return self.url[:-1] + resource
 
     def _handle(self, request: Any) -> None:
-        try:
-            self.handler(request, self)
-        except BaseException as exc:
-            self.errors.append(exc)
-            raise
-
-    def get(self, timeout: float = WAIT) -> Any:
-        """Next item a handler put in ``record``."""
-        try:
-            return self.record.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError("the server handler reported nothing in time") from None
+        self._call(request)
 
     def stop(self) -> None:
         """Release waiting handlers, then shut the server down (idempotent)."""
