@@ -22,9 +22,11 @@ from wsproto.events import AcceptConnection, RejectConnection, RejectData, Reque
 from wsproto.utilities import RemoteProtocolError
 
 from ._deadline import Deadline
+from ._deflate import deflate_extensions
 from ._http import HeadersLike, check_headers, check_token
 from .connection import (
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_MESSAGE_SIZE,
     ConnectionOptions,
     WebSocketConnection,
     connection_args,
@@ -166,6 +168,10 @@ def _request(target: _Target, options: ConnectOptions) -> Request:
     return Request(
         host=target.host_header,
         target=target.resource,
+        extensions=deflate_extensions(
+            options.get("compression"),
+            options.get("max_message_size", DEFAULT_MAX_MESSAGE_SIZE),
+        ),
         subprotocols=subprotocols,
         extra_headers=headers,
     )

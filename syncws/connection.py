@@ -70,6 +70,9 @@ class ConnectionOptions(TypedDict, total=False):
     ping_interval: float | None
     #: Seconds to wait for any sign of life after a keepalive ping (default: ping_interval).
     ping_timeout: float | None
+    #: ``"deflate"`` for permessage-deflate (RFC 7692) when the peer agrees; ``None``
+    #: (the default) for no compression.
+    compression: str | None
 
 
 class _ConnectionArgs(TypedDict):

@@ -20,9 +20,11 @@ from wsproto.utilities import RemoteProtocolError
 
 from ._core import endpoint, logger
 from ._deadline import Deadline
+from ._deflate import deflate_extensions
 from ._http import HeadersLike, check_headers, response
 from .connection import (
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_MESSAGE_SIZE,
     ConnectionOptions,
     WebSocketConnection,
     connection_args,
@@ -61,6 +63,7 @@ def check_options(options: ServeOptions) -> None:
     unknown = set(options) - _OPTION_NAMES
     if unknown:
         raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+    deflate_extensions(options.get("compression"), 1)  # ValueError for a bad value
     max_connections = options.get("max_connections")
     if max_connections is not None and max_connections < 1:
         raise ValueError("max_connections must be >= 1 or None")
@@ -162,7 +165,15 @@ class WebSocketRequest:
         headers = check_headers(extra_headers)
         self._answer()
         try:
-            data = self._ws.send(AcceptConnection(subprotocol=subprotocol, extra_headers=headers))
+            extensions = deflate_extensions(
+                self._options.get("compression"),
+                self._options.get("max_message_size", DEFAULT_MAX_MESSAGE_SIZE),
+            )
+            data = self._ws.send(
+                AcceptConnection(
+                    subprotocol=subprotocol, extensions=extensions, extra_headers=headers
+                )
+            )
             self._sock.settimeout(self._options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
             self._sock.sendall(data)
             connection = WebSocketConnection(

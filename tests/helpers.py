@@ -358,3 +358,10 @@ class ChildProcess:
         self.proc.wait(WAIT)
         for reader in self._readers:
             reader.join(WAIT)
+
+
+def finish(ws: Any, conn: Any) -> None:
+    """Close ``ws`` while the raw peer ``conn`` completes the closing handshake."""
+    closer = Background(ws.close)
+    conn.close_handshake()
+    closer.result()

@@ -12,6 +12,7 @@ from helpers import (
     Background,
     WsServer,
     echo_handler,
+    finish,
     get_close,
     record_close_handler,
     wait_for,
@@ -22,12 +23,6 @@ import syncws
 from syncws import CloseReason, ConnectionClosed, DisconnectionTimeout
 
 BIG = 64 * 2**20  # far more than socket buffers hold: a send of this size must block
-
-
-def finish(ws, conn: PeerConnection) -> None:
-    closer = Background(ws.close)
-    conn.close_handshake()
-    closer.result()
 
 
 def ping_sync(ws, conn: PeerConnection) -> None:

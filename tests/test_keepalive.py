@@ -6,19 +6,13 @@ import contextlib
 import struct
 import time
 
-from helpers import MARGIN, SHORT, UNIT, WAIT, Background, echo_handler, wait_for
+from helpers import MARGIN, SHORT, UNIT, WAIT, echo_handler, finish, wait_for
 from rawpeer import OP_BINARY, OP_CLOSE, OP_PING, PeerConnection, Pusher, encode_frame
 
 import syncws
 
 INTERVAL = 0.1 * UNIT
 TIMEOUT = 0.2 * UNIT
-
-
-def finish(ws, conn: PeerConnection) -> None:
-    closer = Background(ws.close)
-    conn.close_handshake()
-    closer.result()
 
 
 def frames_during(conn: PeerConnection, seconds: float) -> list:

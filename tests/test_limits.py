@@ -6,7 +6,7 @@ import contextlib
 import struct
 
 import pytest
-from helpers import WAIT, Background, WsServer
+from helpers import WAIT, WsServer, finish
 from rawpeer import (
     OP_BINARY,
     OP_CLOSE,
@@ -23,13 +23,6 @@ import syncws
 from syncws import ConnectionClosed
 
 LIMIT = 1000
-
-
-def finish(ws, conn: PeerConnection) -> None:
-    """Close ``ws`` normally against a manual raw peer connection."""
-    closer = Background(ws.close)
-    conn.close_handshake()
-    closer.result()
 
 
 def expect_failure(ws, conn: PeerConnection, code: int) -> None:
