@@ -206,3 +206,38 @@ def test_many_compressed_messages_from_two_threads(deflate_server) -> None:
         for thread in threads:
             thread.join(WAIT)
         assert sorted(received) == sorted(sent)
+
+
+OFFERS = [
+    {},
+    {"client_no_context_takeover": True},
+    {"server_no_context_takeover": True},
+    {"client_no_context_takeover": True, "server_no_context_takeover": True},
+    {"server_max_window_bits": 9},
+    {"server_max_window_bits": 15},
+    {"client_max_window_bits": True},  # offered without a value: the server picks
+    {"client_max_window_bits": 9},
+    {"client_max_window_bits": 15, "server_max_window_bits": 10},
+    {
+        "client_no_context_takeover": True,
+        "server_no_context_takeover": True,
+        "client_max_window_bits": 11,
+        "server_max_window_bits": 13,
+    },
+]
+
+
+@pytest.mark.parametrize("offer", OFFERS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_every_negotiation_parameter_offered_by_a_client(deflate_server, offer) -> None:
+    from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+
+    if "client_max_window_bits" not in offer:
+        offer = {**offer, "client_max_window_bits": None}  # not offered at all
+    factory = ClientPerMessageDeflateFactory(**offer)
+    url = f"ws://127.0.0.1:{deflate_server.port}/"
+    with ws_connect(url, extensions=[factory], compression=None, open_timeout=WAIT) as client:
+        assert [ext.name for ext in client.protocol.extensions] == ["permessage-deflate"]
+        for n in range(4):  # several messages: context takeover on or off
+            message = f"{n} {JSONISH}"
+            client.send(message)
+            assert client.recv(timeout=WAIT) == message
