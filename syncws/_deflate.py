@@ -13,13 +13,15 @@ from __future__ import annotations
 import zlib
 from typing import TYPE_CHECKING
 
+from wsproto.events import RejectConnection
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, Opcode
+from wsproto.utilities import RemoteProtocolError
 
 if TYPE_CHECKING:
     from wsproto.frame_protocol import FrameDecoder, FrameProtocol, RsvBits
 
-__all__ = ["COMPRESSION_CHOICES", "BoundedDeflate", "deflate_extensions"]
+__all__ = ["COMPRESSION_CHOICES", "BoundedDeflate", "deflate_extensions", "parse_parameters"]
 
 #: The values of the ``compression`` option.
 COMPRESSION_CHOICES = (None, "deflate")
@@ -31,6 +33,15 @@ _TAIL = b"\x00\x00\xff\xff"
 WINDOW_BITS = 12
 MEM_LEVEL = 5
 _MAX_BITS = 15
+_MIN_BITS = 8
+_PARAMETERS = frozenset(
+    [
+        "client_no_context_takeover",
+        "server_no_context_takeover",
+        "client_max_window_bits",
+        "server_max_window_bits",
+    ]
+)
 
 
 class BoundedDeflate(PerMessageDeflate):
@@ -45,19 +56,59 @@ class BoundedDeflate(PerMessageDeflate):
         self._inflated = 0  # bytes inflated so far for the current message
 
     def accept(self, offer: str) -> bool | str | None:
-        """Answer a client's offer (server side), keeping our own window small.
+        """Answer a client's offer (server side); ``None`` declines it.
 
-        The client's window can only be limited when its offer allows it (a
-        ``client_max_window_bits`` parameter); otherwise it may use 15 bits and our
-        inflater must too. Our own compressor may always use a smaller window than
-        the client allows.
+        Offers with unknown, repeated or out-of-range parameters are declined
+        (RFC 7692, section 7). Our own window stays at most :data:`WINDOW_BITS`; the
+        client's is narrowed too when its offer allows it (``client_max_window_bits``),
+        otherwise it may use 15 bits and our inflater follows.
         """
-        allows_client_limit = "client_max_window_bits" in offer
-        answer = super().accept(offer)
-        if not allows_client_limit:
-            self.client_max_window_bits = _MAX_BITS
-        self.server_max_window_bits = min(self.server_max_window_bits, WINDOW_BITS)
-        return answer
+        params = parse_parameters(offer)
+        if params is None or params.get("server_max_window_bits", _MAX_BITS) == _MIN_BITS:
+            return None  # zlib cannot keep a raw deflate window of 8 bits
+        server_bits = min(params.get("server_max_window_bits") or _MAX_BITS, WINDOW_BITS)
+        answer = [f"server_max_window_bits={server_bits}"]
+        if "client_max_window_bits" in params:
+            client_bits = min(params["client_max_window_bits"] or _MAX_BITS, WINDOW_BITS)
+            answer.append(f"client_max_window_bits={client_bits}")
+        else:
+            client_bits = _MAX_BITS
+        if "server_no_context_takeover" in params:
+            answer.append("server_no_context_takeover")
+        if "client_no_context_takeover" in params:
+            answer.append("client_no_context_takeover")
+        self.server_max_window_bits = server_bits
+        # An 8-bit client window is inflated with 9 bits, which reads it as well.
+        self.client_max_window_bits = max(client_bits, _MIN_BITS + 1)
+        self.server_no_context_takeover = "server_no_context_takeover" in params
+        self.client_no_context_takeover = "client_no_context_takeover" in params
+        self._enabled = True
+        return "; ".join(answer)
+
+    def finalize(self, offer: str) -> None:
+        """Take the server's answer to our offer (client side), or fail the handshake.
+
+        :raises RemoteProtocolError: for unknown, repeated or out-of-range parameters,
+            or windows larger than we offered (RFC 7692, section 7).
+        """
+        params = parse_parameters(offer)
+        server_bits = None if params is None else params.get("server_max_window_bits", WINDOW_BITS)
+        client_bits = None if params is None else params.get("client_max_window_bits", WINDOW_BITS)
+        if (
+            params is None
+            or server_bits is None
+            or client_bits is None
+            or server_bits > WINDOW_BITS
+            or not _MIN_BITS < client_bits <= WINDOW_BITS
+        ):
+            raise RemoteProtocolError(
+                f"invalid permessage-deflate answer: {offer!r}", event_hint=RejectConnection()
+            )
+        self.server_max_window_bits = max(server_bits, _MIN_BITS + 1)
+        self.client_max_window_bits = client_bits
+        self.server_no_context_takeover = "server_no_context_takeover" in params
+        self.client_no_context_takeover = "client_no_context_takeover" in params
+        self._enabled = True
 
     def frame_outbound(
         self,
@@ -131,6 +182,34 @@ class BoundedDeflate(PerMessageDeflate):
             self._decompressor = None
         self._inbound_compressed = None
         return out
+
+
+def parse_parameters(header: str) -> dict[str, int | None] | None:
+    """Parse ``permessage-deflate; name=value; ...`` strictly; ``None`` if invalid.
+
+    Takes the four parameters of RFC 7692, each at most once; the takeover flags
+    without a value, the window sizes with a value from 8 to 15 (quoted or not),
+    ``client_max_window_bits`` also without one (``None``).
+    """
+    params: dict[str, int | None] = {}
+    for part in header.split(";")[1:]:
+        name, equals, value = (item.strip() for item in part.partition("="))
+        name = name.lower()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        if name not in _PARAMETERS or name in params:
+            return None
+        if name.endswith("_no_context_takeover"):
+            if equals:
+                return None
+            params[name] = None
+        elif not equals and name == "client_max_window_bits":
+            params[name] = None
+        elif value.isdigit() and _MIN_BITS <= int(value) <= _MAX_BITS and value[0] != "0":
+            params[name] = int(value)
+        else:
+            return None
+    return params
 
 
 def deflate_extensions(compression: str | None, max_size: int) -> list[Extension]:

@@ -42,23 +42,33 @@ Behaviour syncws chooses where RFC 6455 leaves a choice (cite these in the docs)
   it keeps the connection open until the server closes it (RFC 6455, section 7.1.1).
   The client-side cases check that the syncws reader is still running when the raw
   server closes.
+* **permessage-deflate** (categories 12, 13; RFC 7692): syncws compresses every
+  message it sends (RSV1 on the first frame only); RSV1 on a continuation or
+  control frame, or RSV2/RSV3, fails with 1002; deflate data that does not inflate
+  fails with 1007; ``max_message_size`` bounds the *inflated* size (1009). A
+  syncws server answers every parameter it was offered within the offered values.
 * **Masking:** a server rejects an unmasked client frame, a client a masked server
   frame, with 1002 (1.9, 1.10).
 """
 
 from __future__ import annotations
 
+import random
 import struct
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from rawpeer import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, close_payload
 
 from .harness import (
+    ZB,
+    ZT,
     B,
     C,
     Expect,
     ExpectWhole,
+    ExpectZ,
     F,
     Fail,
     Msg,
@@ -76,6 +86,19 @@ LIMIT = 2**17
 SIDES = ("server", "client")
 
 
+@dataclass(frozen=True)
+class Neg:
+    """permessage-deflate for a case: the raw client's offer (server side) or the raw
+    server's answer to syncws's offer (client side)."""
+
+    offer: str = "permessage-deflate; client_max_window_bits"
+    response: str = "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"
+    #: client side: syncws must refuse the answer (HandshakeError)
+    fails: bool = False
+    #: server side: syncws must accept the connection without the extension
+    declined: bool = False
+
+
 @dataclass
 class Case:
     id: str  # "5.15"
@@ -85,6 +108,8 @@ class Case:
     sides: tuple[str, ...] = SIDES
     #: side -> reason: a known syncws deviation, marked xfail(strict=True)
     xfail: dict[str, str] = field(default_factory=dict)
+    #: permessage-deflate negotiated for this case (None: no extension offered)
+    deflate: Neg | None = None
 
     @property
     def category(self) -> int:
@@ -646,6 +671,252 @@ case(
     Send(*fragments(OP_TEXT, ("日本語" * 10000).encode(), 4096)),
     ExpectWhole(Msg.text("日本語" * 10000)),
 )
+
+
+# ------------------------------------------------------------------ 12 permessage-deflate
+
+DEFLATE = Neg()
+
+
+def rnd(n: int, seed: int = 0) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+def rnd_text(n: int, seed: int = 0) -> str:
+    r = random.Random(seed)
+    return "".join(r.choice("abcdefghijklmnopqrstuvwxyz ABCDEFGHIJ0123456789") for _ in range(n))
+
+
+def zcase(id: str, slug: str, *steps: Any, neg: Neg = DEFLATE, **kw: Any) -> None:
+    case(id, slug, *steps, deflate=neg, **kw)
+
+
+def zecho(z: Any, msg: Msg, chop: int | None = None) -> list[Any]:
+    return [Send(z, chop=chop), ExpectZ(msg)]
+
+
+_n = 0
+for kind in ("text", "binary"):
+    for flavour in ("random", "repetitive"):
+        for size in (0, 1, 125, 1000, 65536):
+            _n += 1
+            if kind == "text":
+                data = rnd_text(size) if flavour == "random" else text_of(size)
+                z, msg = ZT(data), Msg.text(data)
+            else:
+                data = rnd(size) if flavour == "random" else payload(size)
+                z, msg = ZB(data), Msg.binary(data)
+            zcase(f"12.1.{_n}", f"{kind}-{flavour}-{size}", *zecho(z, msg))
+zcase(
+    "12.2.1",
+    "binary-4096-in-64-byte-fragments",
+    *zecho(ZB(rnd(4096), frag=64), Msg.binary(rnd(4096))),
+)
+zcase(
+    "12.2.2",
+    "text-1000-in-1-byte-fragments",
+    *zecho(ZT(rnd_text(1000), frag=1), Msg.text(rnd_text(1000))),
+)
+zcase("12.2.3", "binary-1000-byte-by-byte", *zecho(ZB(rnd(1000)), Msg.binary(rnd(1000)), chop=1))
+zcase(
+    "12.2.4",
+    "text-65536-fragmented-chopped",
+    *zecho(
+        ZT(text_of(65536) + rnd_text(5000), frag=7),
+        Msg.text(text_of(65536) + rnd_text(5000)),
+        chop=13,
+    ),
+)
+zcase(
+    "12.3.1",
+    "uncompressed-mixed-with-compressed",
+    Send(B(payload(300)), ZT("compressed " * 30), T("plain"), ZB(payload(300)), B(b"")),
+    Expect(
+        Msg.binary(payload(300)),
+        Msg.text("compressed " * 30),
+        Msg.text("plain"),
+        Msg.binary(payload(300)),
+        Msg.binary(b""),
+    ),
+)
+zcase(
+    "12.3.2",
+    "uncompressed-fragmented-between-compressed",
+    Send(ZT("one " * 50), *fragments(OP_TEXT, b"two " * 50, 16), ZT("one " * 50)),
+    Expect(Msg.text("one " * 50), Msg.text("two " * 50), Msg.text("one " * 50)),
+)
+zcase(
+    "12.3.3",
+    "ping-between-compressed-fragments",
+    Send(ZB(rnd(2000), frag=100, ping=b"mid")),
+    Expect(Msg.binary(rnd(2000)), Pong(b"mid")),
+)
+zcase("12.4.1", "rsv1-on-continuation", Send(ZB(rnd(500), frag=100, cont_rsv=4)), end=P1002)
+zcase(
+    "12.4.2",
+    "rsv1-on-uncompressed-continuation",
+    Send(T("ab", fin=False), C("cd", rsv=4)),
+    end=P1002,
+)
+zcase("12.4.3", "rsv1-on-ping", Send(F(OP_PING, b"x", rsv=4)), end=P1002)
+zcase("12.4.4", "rsv1-on-pong", Send(F(OP_PONG, b"x", rsv=4)), end=P1002)
+zcase("12.4.5", "rsv1-on-close", Send(F(OP_CLOSE, close_payload(1000), rsv=4)), end=P1002)
+for i, rsv in enumerate((2, 1, 6, 5, 7), 1):
+    zcase(f"12.4.{5 + i}", f"rsv{rsv}-with-compressed", Send(ZT("hello " * 20, rsv=rsv)), end=P1002)
+zcase("12.5.1", "corrupt-deflate-data", Send(ZB(b"", raw=b"\xff\xff\xff\xff")), end=U1007)
+
+
+def _deflated(data: bytes) -> bytes:
+    c = zlib.compressobj(wbits=-15)
+    return (c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+_GOOD = _deflated(rnd(100))  # valid as the first message of a connection
+zcase(
+    "12.5.2",
+    "corrupt-deflate-in-second-fragment",
+    Send(ZB(b"", raw=_GOOD + b"\xff" * 8, frag=len(_GOOD))),
+    end=U1007,
+)
+zcase("12.5.3", "compressed-text-invalid-utf8", Send(ZT(b"valid \xce\xba\xff\xfe")), end=U1007)
+zcase("12.6.1", "bomb-limit-plus-one", Send(ZB(bytes(LIMIT + 1))), end=BIG1009)
+zcase("12.6.2", "bomb-16-mib", Send(ZB(bytes(1 << 24))), end=BIG1009)
+zcase("12.6.3", "bomb-in-fragments", Send(ZT(b"a" * (LIMIT * 4), frag=16)), end=BIG1009)
+zcase("12.6.4", "exactly-limit-after-inflation", *zecho(ZB(bytes(LIMIT)), Msg.binary(bytes(LIMIT))))
+zcase(
+    "12.6.5",
+    "text-exactly-limit-after-inflation",
+    *zecho(ZT(text_of(LIMIT)), Msg.text(text_of(LIMIT))),
+)
+
+# ------------------------------------------------------------------ 13 deflate negotiation
+
+
+def flow() -> list[Any]:
+    """Several messages each way, repeated so that context takeover matters."""
+    text = "permessage-deflate " * 40
+    block = rnd(3000, 7)
+    steps: list[Any] = []
+    for _ in range(3):
+        steps += zecho(ZT(text), Msg.text(text))
+    for _ in range(2):
+        steps += zecho(ZB(block * 4), Msg.binary(block * 4))
+    steps += [
+        Send(ZT(text), ZB(block), ZT(text)),
+        ExpectZ(Msg.text(text), Msg.binary(block), Msg.text(text)),
+    ]
+    return steps
+
+
+PMD = "permessage-deflate"
+SERVER_OFFERS = [
+    ("bare", PMD),
+    ("client-max-window-bits", f"{PMD}; client_max_window_bits"),
+    ("server-no-context-takeover", f"{PMD}; server_no_context_takeover"),
+    ("client-no-context-takeover", f"{PMD}; client_no_context_takeover"),
+    ("both-no-context-takeover", f"{PMD}; server_no_context_takeover; client_no_context_takeover"),
+    *[(f"server-max-window-bits-{n}", f"{PMD}; server_max_window_bits={n}") for n in range(9, 16)],
+    *[(f"client-max-window-bits-{n}", f"{PMD}; client_max_window_bits={n}") for n in range(9, 16)],
+    (
+        "all-9",
+        f"{PMD}; server_no_context_takeover; client_no_context_takeover; "
+        "server_max_window_bits=9; client_max_window_bits=9",
+    ),
+    (
+        "all-15",
+        f"{PMD}; client_no_context_takeover; server_no_context_takeover; "
+        "client_max_window_bits=15; server_max_window_bits=15",
+    ),
+    (
+        "server-10-client-takeover-off",
+        f"{PMD}; server_max_window_bits=10; client_no_context_takeover; client_max_window_bits",
+    ),
+    (
+        "client-11-server-takeover-off",
+        f"{PMD}; client_max_window_bits=11; server_no_context_takeover",
+    ),
+    ("quoted-value", f'{PMD}; client_max_window_bits="10"'),
+]
+for i, (slug, offer) in enumerate(SERVER_OFFERS, 1):
+    zcase(
+        f"13.1.{i}",
+        f"offer-{slug}",
+        *flow(),
+        neg=Neg(offer=offer),
+        sides=("server",),
+    )
+for i, (slug, offer) in enumerate(
+    (
+        ("server-max-window-bits-8", f"{PMD}; server_max_window_bits=8"),
+        ("server-max-window-bits-16", f"{PMD}; server_max_window_bits=16"),
+        ("client-max-window-bits-16", f"{PMD}; client_max_window_bits=16"),
+        ("unknown-parameter", f"{PMD}; foo=1"),
+    ),
+    1,
+):
+    zcase(
+        f"13.2.{i}",
+        f"invalid-offer-{slug}-declined",
+        *echo(T("plain"), Msg.text("plain")),
+        neg=Neg(offer=offer, declined=True),
+        sides=("server",),
+    )
+
+CLIENT_ANSWERS = [
+    # 8 is legal in an answer: zlib cannot make 8-bit windows but inflates them with 9.
+    *[(f"server-max-window-bits-{n}", f"{PMD}; server_max_window_bits={n}") for n in range(8, 13)],
+    *[
+        (
+            f"client-max-window-bits-{n}",
+            f"{PMD}; server_max_window_bits=12; client_max_window_bits={n}",
+        )
+        for n in range(9, 13)
+    ],
+    ("server-no-context-takeover", f"{PMD}; server_max_window_bits=12; server_no_context_takeover"),
+    ("client-no-context-takeover", f"{PMD}; server_max_window_bits=12; client_no_context_takeover"),
+    (
+        "both-no-context-takeover",
+        f"{PMD}; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=12",
+    ),
+    (
+        "all-9",
+        f"{PMD}; server_no_context_takeover; client_no_context_takeover; "
+        "server_max_window_bits=9; client_max_window_bits=9",
+    ),
+    (
+        "server-10-client-takeover-off",
+        f"{PMD}; server_max_window_bits=10; client_no_context_takeover",
+    ),
+    (
+        "client-11-server-takeover-off",
+        f"{PMD}; server_max_window_bits=11; client_max_window_bits=11; server_no_context_takeover",
+    ),
+]
+for i, (slug, answer) in enumerate(CLIENT_ANSWERS, 1):
+    zcase(f"13.3.{i}", f"answer-{slug}", *flow(), neg=Neg(response=answer), sides=("client",))
+
+for i, (slug, answer) in enumerate(
+    (
+        ("unoffered-extension", "x-unoffered"),
+        ("client-max-window-bits-8", f"{PMD}; client_max_window_bits=8"),
+        ("server-max-window-bits-16", f"{PMD}; server_max_window_bits=16"),
+        ("server-max-window-bits-not-a-number", f"{PMD}; server_max_window_bits=x"),
+        ("server-max-window-bits-above-offer", f"{PMD}; server_max_window_bits=15"),
+        ("unknown-parameter", f"{PMD}; server_max_window_bits=12; foo=1"),
+        (
+            "repeated-parameter",
+            f"{PMD}; server_no_context_takeover; server_max_window_bits=12; "
+            "server_no_context_takeover",
+        ),
+    ),
+    1,
+):
+    zcase(
+        f"13.4.{i}",
+        f"answer-{slug}-fails",
+        neg=Neg(response=answer, fails=True),
+        sides=("client",),
+    )
 
 
 def _check_unique() -> None:

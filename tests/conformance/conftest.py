@@ -23,9 +23,11 @@ from .cases import LIMIT
 class EchoServer:
     """A syncws echo server reporting each connection's close reason by path."""
 
-    def __init__(self) -> None:
+    def __init__(self, **options: Any) -> None:
         self.reasons: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self.server = SyncwsServer(self._handle, max_message_size=LIMIT, disconnect_timeout=WAIT)
+        self.server = SyncwsServer(
+            self._handle, max_message_size=LIMIT, disconnect_timeout=WAIT, **options
+        )
         self.port = self.server.port
 
     def _handle(self, request: Any, srv: SyncwsServer) -> None:
@@ -51,5 +53,13 @@ class EchoServer:
 @pytest.fixture(scope="module")
 def echo_server() -> Iterator[EchoServer]:
     server = EchoServer()
+    yield server
+    server.server.stop()
+
+
+@pytest.fixture(scope="module")
+def deflate_echo_server() -> Iterator[EchoServer]:
+    """The same echo server with permessage-deflate enabled (categories 12 and 13)."""
+    server = EchoServer(compression="deflate")
     yield server
     server.server.stop()

@@ -14,6 +14,7 @@ import contextlib
 import os
 import select
 import socket
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +35,9 @@ from rawpeer import (
 )
 
 __all__ = [
+    "Deflate",
     "Expect",
+    "ExpectZ",
     "F",
     "Fail",
     "Harness",
@@ -110,6 +113,111 @@ def fragments(opcode: int, payload: bytes, size: int) -> list[F]:
     return frames
 
 
+# ------------------------------------------------------------ permessage-deflate (RFC 7692)
+
+#: The end of every sync-flushed block, left out on the wire (RFC 7692, section 7.2.1).
+TAIL = b"\x00\x00\xff\xff"
+
+
+def ext_params(header: str) -> list[tuple[str, str | None]]:
+    """The parameters of one ``permessage-deflate`` element, in order, as (name, value)."""
+    parts = [p.strip() for p in header.split(";")]
+    assert parts[0] == "permessage-deflate", f"not a permessage-deflate element: {header!r}"
+    out = []
+    for part in parts[1:]:
+        name, eq, value = part.partition("=")
+        out.append((name.strip(), value.strip().strip('"') if eq else None))
+    return out
+
+
+class Deflate:
+    """The raw peer's own permessage-deflate end, from the agreed response ``params``.
+
+    ``side`` is the syncws side. The raw peer compresses with the window its role
+    may use and resets its compressor after each message when its role has
+    ``*_no_context_takeover``; it inflates what syncws sends with the window syncws's
+    role was given, and with a *fresh* inflater per message when syncws's role must
+    not take over context, so that a syncws message referring back fails to inflate.
+    """
+
+    def __init__(self, side: str, params: dict[str, str | None]) -> None:
+        client = ("client", int(params.get("client_max_window_bits") or 15))
+        server = ("server", int(params.get("server_max_window_bits") or 15))
+        mine, theirs = (client, server) if side == "server" else (server, client)
+        self.send_bits, self.send_reset = mine[1], f"{mine[0]}_no_context_takeover" in params
+        self.recv_bits, self.recv_reset = theirs[1], f"{theirs[0]}_no_context_takeover" in params
+        self._compressor: Any = None
+        self._inflater: Any = None
+
+    def compress(self, data: bytes) -> bytes:
+        if self._compressor is None:
+            # zlib has no 8-bit raw window: like real servers, use 9 bits for 8.
+            self._compressor = zlib.compressobj(wbits=-max(self.send_bits, 9))
+        out = self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
+        assert out.endswith(TAIL), out
+        if self.send_reset:
+            self._compressor = None
+        return out[: -len(TAIL)]
+
+    def inflate(self, data: bytes) -> bytes:
+        if self._inflater is None:
+            self._inflater = zlib.decompressobj(wbits=-max(self.recv_bits, 9))
+        try:
+            out = self._inflater.decompress(data + TAIL)
+        except zlib.error as exc:
+            raise AssertionError(
+                f"syncws sent deflate data that does not inflate with a "
+                f"{'fresh ' if self.recv_reset else ''}{self.recv_bits}-bit inflater: {exc}"
+            ) from None
+        assert not self._inflater.unconsumed_tail
+        if self.recv_reset:
+            self._inflater = None
+        return out
+
+
+@dataclass(frozen=True)
+class Z:
+    """A message the raw peer compresses (with :class:`Deflate`) when it is sent.
+
+    ``frag``: split the compressed bytes in fragments of this size; ``rsv``: the RSV
+    bits of the first frame (RSV1 = 4), ``cont_rsv`` those of the continuation
+    frames; ``ping``: a ping sent after the first fragment; ``raw``: send these
+    bytes as the compressed payload instead of compressing ``payload``.
+    """
+
+    opcode: int
+    payload: bytes
+    frag: int | None = None
+    rsv: int = 4
+    cont_rsv: int = 0
+    ping: bytes | None = None
+    raw: bytes | None = None
+
+    def expand(self, h: Harness) -> list[F]:
+        assert h.deflate is not None, "no permessage-deflate agreed"
+        data = h.deflate.compress(self.payload) if self.raw is None else self.raw
+        size = self.frag or max(len(data), 1)
+        chunks = [data[i : i + size] for i in range(0, len(data), size)] or [b""]
+        frames = []
+        for i, chunk in enumerate(chunks):
+            last = i == len(chunks) - 1
+            if i == 0:
+                frames.append(F(self.opcode, chunk, fin=last, rsv=self.rsv))
+                if self.ping is not None:
+                    frames.append(F(OP_PING, self.ping))
+            else:
+                frames.append(F(OP_CONT, chunk, fin=last, rsv=self.cont_rsv))
+        return frames
+
+
+def ZT(text: str | bytes, **kw: Any) -> Z:
+    return Z(OP_TEXT, text.encode("utf-8") if isinstance(text, str) else text, **kw)
+
+
+def ZB(data: bytes, **kw: Any) -> Z:
+    return Z(OP_BINARY, data, **kw)
+
+
 # ----------------------------------------------------------------------------- steps
 
 
@@ -142,7 +250,8 @@ class Send:
         self.chop = chop
 
     def run(self, h: Harness) -> None:
-        h.send(b"".join(f.encode(h.masked) for f in self.frames), self.chop)
+        frames = [g for f in self.frames for g in (f.expand(h) if isinstance(f, Z) else [f])]
+        h.send(b"".join(f.encode(h.masked) for f in frames), self.chop)
 
 
 class Expect:
@@ -182,6 +291,16 @@ class ExpectWhole(Expect):
             Expect(item).run(h)
             if isinstance(item, Msg):
                 assert h.last_frames == 1, f"message sent in {h.last_frames} frames"
+
+
+class ExpectZ(Expect):
+    """Like :class:`Expect`, and each message must come compressed (RSV1 set)."""
+
+    def run(self, h: Harness) -> None:
+        for item in self.items:
+            Expect(item).run(h)
+            if isinstance(item, Msg):
+                assert h.last_compressed, "syncws sent the message uncompressed"
 
 
 @dataclass
@@ -246,6 +365,8 @@ class Harness:
         close_reason: Any,
         timeout: float,
         still_connected: Any = None,
+        *,
+        deflate: Deflate | None = None,
     ):
         self.side = side
         self.conn = conn
@@ -257,6 +378,10 @@ class Harness:
         self._parts: list[bytes] = []
         self._opcode: int | None = None
         self.last_frames = 0
+        #: the agreed permessage-deflate, None without the extension
+        self.deflate = deflate
+        self._compressed = False
+        self.last_compressed = False
         with contextlib.suppress(OSError):
             conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -275,7 +400,12 @@ class Harness:
     def check_frame(self, frame: Frame) -> None:
         want_mask = self.side == "client"  # syncws is the client: it must mask
         assert frame.masked == want_mask, f"masking wrong for a {self.side}: {frame}"
-        assert frame.rsv == 0, f"RSV bits set without an extension: {frame}"
+        if self.deflate is None:
+            assert frame.rsv == 0, f"RSV bits set without an extension: {frame}"
+        elif frame.opcode in (OP_TEXT, OP_BINARY):
+            assert frame.rsv in (0, 4), f"RSV2/RSV3 set: {frame}"
+        else:
+            assert frame.rsv == 0, f"RSV bits on a control or continuation frame: {frame}"
         assert frame.opcode in (OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG), frame
         if frame.opcode >= 8:
             assert frame.fin, f"fragmented control frame: {frame}"
@@ -297,11 +427,16 @@ class Harness:
                 return "close", frame
             if frame.opcode != OP_CONT:
                 self._opcode = frame.opcode
+                self._compressed = bool(frame.rsv & 4)
             self._parts.append(frame.payload)
             if frame.fin:
                 opcode, payload = self._opcode, b"".join(self._parts)
                 self.last_frames = len(self._parts)
+                self.last_compressed = self._compressed
                 self._opcode, self._parts = None, []
+                if self._compressed:
+                    assert self.deflate is not None
+                    payload = self.deflate.inflate(payload)
                 if opcode == OP_TEXT:
                     payload.decode("utf-8")  # the syncws side must send valid UTF-8
                 return "msg", (opcode, payload)
@@ -368,3 +503,42 @@ def _peer_closed(sock: socket.socket) -> bool:
         return False
     except OSError:
         return True
+
+
+# ------------------------------------------------------------ permessage-deflate handshake
+
+_PARAMS = (
+    "server_no_context_takeover",
+    "client_no_context_takeover",
+    "server_max_window_bits",
+    "client_max_window_bits",
+)
+
+
+def check_response(offer: str, response: str) -> dict[str, str | None]:
+    """Check a server's answer to ``offer`` against RFC 7692 section 7.1; its parameters."""
+    assert "," not in response, f"more than one extension accepted: {response!r}"
+    offered = dict(ext_params(offer))
+    got = ext_params(response)
+    names = [name for name, _ in got]
+    assert len(set(names)) == len(names), f"repeated parameter: {response!r}"
+    params = dict(got)
+    for name, value in got:
+        assert name in _PARAMS, f"parameter {name!r} is not defined: {response!r}"
+        if name.endswith("_no_context_takeover"):
+            assert value is None, f"{name} takes no value: {response!r}"
+        else:
+            assert value is not None and value.isdigit() and value[0] != "0", response
+            assert 8 <= int(value) <= 15, f"{name}={value} out of 8..15"
+    if "server_no_context_takeover" in offered:
+        assert "server_no_context_takeover" in params, f"{offer!r} answered {response!r}"
+    if offered.get("server_max_window_bits") is not None:
+        value = params.get("server_max_window_bits")
+        assert value is not None, f"{offer!r} answered {response!r}"
+        assert int(value) <= int(offered["server_max_window_bits"] or 15), response
+    if "client_max_window_bits" in params:
+        assert "client_max_window_bits" in offered, f"not offered, answered {response!r}"
+        assert int(params["client_max_window_bits"] or 15) <= int(
+            offered["client_max_window_bits"] or 15
+        ), f"{offer!r} answered {response!r}"
+    return params

@@ -31,6 +31,8 @@ CATEGORIES = {
     7: "close handling",
     9: "limits",
     10: "sending large messages",
+    12: "deflate: compressed msgs",
+    13: "deflate: negotiation",
 }
 SIDES = ("server", "client")
 _ID = re.compile(r"\[(server|client)-(\d+)\.[^\]]*\]$")

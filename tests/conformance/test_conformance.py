@@ -8,19 +8,30 @@ messages a test thread echoes back, the raw peer as the server. See
 
 from __future__ import annotations
 
+import base64
+import os
+import socket
 import threading
 import uuid
 from typing import Any
 
 import pytest
 from helpers import WAIT, Background
-from rawpeer import RawPeer, raw_client
+from rawpeer import (
+    ClientPeerConnection,
+    RawPeer,
+    accept_key,
+    raw_client,
+    read_http_response,
+    response_101,
+    upgrade_request,
+)
 
 import syncws
 
 from .cases import CASES, LIMIT, SIDES, Case
 from .conftest import EchoServer
-from .harness import Harness
+from .harness import Deflate, Harness, check_response, ext_params
 
 
 def _params() -> list[Any]:
@@ -56,8 +67,82 @@ def _run(case: Case, harness: Harness) -> None:
     case.end.run(harness)
 
 
+def _deflate_client(port: int, path: str, offer: str) -> tuple[ClientPeerConnection, str | None]:
+    """A raw client offering ``offer``: the connection and the server's extension answer."""
+    sock = socket.create_connection(("127.0.0.1", port), WAIT)
+    try:
+        key = base64.b64encode(os.urandom(16)).decode("ascii")
+        headers = [("Sec-WebSocket-Extensions", offer)]
+        sock.sendall(upgrade_request(f"127.0.0.1:{port}", path, key=key, headers=headers))
+        response = read_http_response(sock, WAIT, until_eof=False)
+        assert response.status == 101, response
+        assert response.header("Sec-WebSocket-Accept") == accept_key(key), response
+    except BaseException:
+        sock.close()
+        raise
+    return ClientPeerConnection(sock, None, response.rest), response.header(
+        "Sec-WebSocket-Extensions"
+    )
+
+
+def _run_deflate_server(case: Case, server: EchoServer) -> None:
+    neg = case.deflate
+    assert neg is not None
+    path = f"/{uuid.uuid4().hex}"
+    conn, answer = _deflate_client(server.port, path, neg.offer)
+    try:
+        if neg.declined:
+            assert answer is None, f"{neg.offer!r} should be declined, got {answer!r}"
+            deflate = None
+        else:
+            assert answer is not None, f"syncws declined {neg.offer!r}"
+            deflate = Deflate("server", check_response(neg.offer, answer))
+        _run(
+            case, Harness("server", conn, lambda: server.close_reason(path), WAIT, deflate=deflate)
+        )
+    finally:
+        conn.close()
+
+
+def _run_deflate_client(case: Case) -> None:
+    neg = case.deflate
+    assert neg is not None
+    header = [("Sec-WebSocket-Extensions", neg.response)]
+    with RawPeer(handshake=lambda request: response_101(request, extra_headers=header)) as peer:
+        if neg.fails:
+            with pytest.raises(syncws.HandshakeError):
+                syncws.connect(peer.url, compression="deflate", disconnect_timeout=WAIT)
+            return
+        ws = syncws.connect(
+            peer.url, compression="deflate", max_message_size=LIMIT, disconnect_timeout=WAIT
+        )
+        try:
+            conn = peer.connection(WAIT)
+            offers = conn.request.header_all("Sec-WebSocket-Extensions") if conn.request else []
+            assert [ext_params(o) for o in offers], "syncws offered no permessage-deflate"
+            deflate = Deflate("client", dict(ext_params(neg.response)))
+            echo = Background(_client_echo, ws)
+            try:
+                harness = Harness("client", conn, lambda: echo.result(WAIT), WAIT, _reader_alive)
+                harness.deflate = deflate
+                _run(case, harness)
+            finally:
+                conn.close()
+                echo.join(WAIT)
+        finally:
+            ws.close()
+
+
 @pytest.mark.parametrize(("side", "case"), _params())
-def test_conformance(side: str, case: Case, echo_server: EchoServer) -> None:
+def test_conformance(
+    side: str, case: Case, echo_server: EchoServer, deflate_echo_server: EchoServer
+) -> None:
+    if case.deflate is not None:
+        if side == "server":
+            _run_deflate_server(case, deflate_echo_server)
+        else:
+            _run_deflate_client(case)
+        return
     if side == "server":
         server = echo_server
         path = f"/{uuid.uuid4().hex}"
