@@ -18,8 +18,12 @@ from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, Opcode
 from wsproto.utilities import RemoteProtocolError
 
+from ._core import DEFAULT_MAX_MESSAGE_SIZE
+
 if TYPE_CHECKING:
     from wsproto.frame_protocol import FrameDecoder, FrameProtocol, RsvBits
+
+    from .connection import ConnectionOptions
 
 __all__ = ["COMPRESSION_CHOICES", "BoundedDeflate", "deflate_extensions", "parse_parameters"]
 
@@ -212,8 +216,14 @@ def parse_parameters(header: str) -> dict[str, int | None] | None:
     return params
 
 
-def deflate_extensions(compression: str | None, max_size: int) -> list[Extension]:
-    """Build the wsproto extensions to offer or accept for a ``compression`` value."""
+def deflate_extensions(options: ConnectionOptions) -> list[Extension]:
+    """Build the wsproto extensions to offer or accept for the connection ``options``.
+
+    :raises ValueError: for a ``compression`` value other than ``None`` or ``"deflate"``.
+    """
+    compression = options.get("compression")
     if compression not in COMPRESSION_CHOICES:
         raise ValueError(f"compression must be None or 'deflate', not {compression!r}")
-    return [] if compression is None else [BoundedDeflate(max_size)]
+    if compression is None:
+        return []
+    return [BoundedDeflate(options.get("max_message_size", DEFAULT_MAX_MESSAGE_SIZE))]

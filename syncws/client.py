@@ -12,9 +12,9 @@ import contextlib
 import re
 import socket
 import ssl
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
 
 from wsproto import ConnectionType, WSConnection
@@ -26,9 +26,9 @@ from ._deflate import deflate_extensions
 from ._http import HeadersLike, check_headers, check_token
 from .connection import (
     DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_MAX_MESSAGE_SIZE,
     ConnectionOptions,
     WebSocketConnection,
+    check_option_names,
     connection_args,
 )
 from .exceptions import ConnectionRejected, ConnectionTimeout, DisconnectionTimeout, HandshakeError
@@ -148,12 +148,6 @@ def _parse_url(url: str) -> _Target:
     )
 
 
-def _check_options(options: Mapping[str, Any]) -> None:
-    unknown = set(options) - _OPTION_NAMES
-    if unknown:
-        raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
-
-
 def _request(target: _Target, options: ConnectOptions) -> Request:
     """Build the wsproto upgrade request for ``target``."""
     subprotocols = list(options.get("subprotocols") or ())
@@ -168,10 +162,7 @@ def _request(target: _Target, options: ConnectOptions) -> Request:
     return Request(
         host=target.host_header,
         target=target.resource,
-        extensions=deflate_extensions(
-            options.get("compression"),
-            options.get("max_message_size", DEFAULT_MAX_MESSAGE_SIZE),
-        ),
+        extensions=deflate_extensions(options),
         subprotocols=subprotocols,
         extra_headers=headers,
     )
@@ -242,7 +233,7 @@ def _open(
     target: _Target, ssl_context: ssl.SSLContext | None, options: ConnectOptions
 ) -> WebSocketConnection:
     """TCP connect, TLS, then the upgrade, all within ``connect_timeout``."""
-    _check_options(options)
+    check_option_names(options, _OPTION_NAMES)
     _request(target, options)  # Check every option before touching the network.
     deadline = Deadline(options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
     try:
@@ -342,7 +333,7 @@ def wrap_client_socket(
     :raises ValueError, HandshakeError, OSError: as :func:`connect_websocket_url`.
     """
     try:
-        _check_options(options)
+        check_option_names(options, _OPTION_NAMES)
         if not host or _UNSAFE_URL.search(host):
             raise ValueError(f"invalid host {host!r}")
         target = _Target(

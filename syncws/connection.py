@@ -37,7 +37,7 @@ from .exceptions import ConnectionClosed
 from .types import CloseReason, Endpoint
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
     from types import TracebackType
 
     from wsproto.events import Message
@@ -81,6 +81,13 @@ class _ConnectionArgs(TypedDict):
     disconnect_timeout: float
     ping_interval: float | None
     ping_timeout: float | None
+
+
+def check_option_names(options: Mapping[str, object], allowed: frozenset[str]) -> None:
+    """Raise TypeError, as for a keyword argument, for an option not in ``allowed``."""
+    unknown = set(options) - allowed
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
 
 
 def connection_args(options: ConnectionOptions) -> _ConnectionArgs:

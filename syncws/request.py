@@ -24,9 +24,9 @@ from ._deflate import deflate_extensions
 from ._http import HeadersLike, check_headers, response
 from .connection import (
     DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_MAX_MESSAGE_SIZE,
     ConnectionOptions,
     WebSocketConnection,
+    check_option_names,
     connection_args,
 )
 from .exceptions import ConnectionClosed
@@ -60,10 +60,8 @@ _OPTION_NAMES = frozenset(ServeOptions.__annotations__)
 
 def check_options(options: ServeOptions) -> None:
     """Raise TypeError for an unknown option, ValueError for a bad value."""
-    unknown = set(options) - _OPTION_NAMES
-    if unknown:
-        raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
-    deflate_extensions(options.get("compression"), 1)  # ValueError for a bad value
+    check_option_names(options, _OPTION_NAMES)
+    deflate_extensions(options)  # ValueError for a bad compression value
     max_connections = options.get("max_connections")
     if max_connections is not None and max_connections < 1:
         raise ValueError("max_connections must be >= 1 or None")
@@ -165,10 +163,7 @@ class WebSocketRequest:
         headers = check_headers(extra_headers)
         self._answer()
         try:
-            extensions = deflate_extensions(
-                self._options.get("compression"),
-                self._options.get("max_message_size", DEFAULT_MAX_MESSAGE_SIZE),
-            )
+            extensions = deflate_extensions(self._options)
             data = self._ws.send(
                 AcceptConnection(
                     subprotocol=subprotocol, extensions=extensions, extra_headers=headers
