@@ -322,6 +322,8 @@ class ConnectionCore:
 
     def _next_timer(self) -> float | None:
         """Seconds until the next keepalive or closing deadline, ``None`` for none."""
+        if self._close_deadline is None and self._next_ping is None:
+            return None  # No keepalive and no close under way: the common case.
         times = [self._close_deadline, self._next_ping]
         if self._awaiting_peer_since is not None and self._ping_timeout is not None:
             times.append(self._awaiting_peer_since + self._ping_timeout)

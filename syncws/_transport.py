@@ -240,6 +240,8 @@ class Transport:
         Used by the reader thread. Does nothing while another thread holds the writer
         role (that thread drains the whole queue).
         """
+        if not self._out:
+            return False  # The common case, checked without the lock (a racy read is fine).
         with self._cond:
             if self._writing or not self._out or self._error is not None:
                 return False

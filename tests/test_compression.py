@@ -30,6 +30,13 @@ def deflate_101(request: Request) -> bytes:
     return response_101(request, extra_headers=[("Sec-WebSocket-Extensions", "permessage-deflate")])
 
 
+def deflate_connect(url: str, **options) -> syncws.WebSocketConnection:
+    """A syncws client offering compression, with bounded waits."""
+    return syncws.connect(
+        url, compression="deflate", connect_timeout=WAIT, disconnect_timeout=WAIT, **options
+    )
+
+
 def answer_failure(conn, code: int) -> None:
     """The client failed the connection with ``code``: answer its close, drop TCP."""
     frame = conn.expect_close()
@@ -54,9 +61,7 @@ def deflate_server():
 
 def test_syncws_client_and_server_agree_and_echo(deflate_server) -> None:
     url = f"ws://127.0.0.1:{deflate_server.port}/"
-    with syncws.connect(
-        url, compression="deflate", connect_timeout=WAIT, disconnect_timeout=WAIT
-    ) as ws:
+    with deflate_connect(url) as ws:
         for message in (JSONISH, JSONISH.encode(), "", b"", "é" * 1000):
             ws.send_message(message)
             assert ws.get_message(timeout=WAIT) == message
@@ -77,9 +82,7 @@ def test_our_client_compresses_with_websockets_server(ws_server) -> None:
             ws.send(message)
 
     srv = ws_server(handler, compression="deflate")
-    with syncws.connect(
-        srv.url, compression="deflate", connect_timeout=WAIT, disconnect_timeout=WAIT
-    ) as ws:
+    with deflate_connect(srv.url) as ws:
         for _ in range(3):
             ws.send_message(JSONISH)
             assert ws.get_message(timeout=WAIT) == JSONISH
@@ -104,9 +107,7 @@ def test_server_without_compression_ignores_the_offer() -> None:
 def test_compressed_fragments_with_a_ping_between(raw_peer) -> None:
     """A ping between the fragments of a compressed message does not disturb it."""
     peer = raw_peer(handshake=deflate_101)
-    with syncws.connect(
-        peer.url, compression="deflate", connect_timeout=WAIT, disconnect_timeout=WAIT
-    ) as ws:
+    with deflate_connect(peer.url) as ws:
         conn = peer.connection()
         data = deflate(JSONISH.encode())
         half = len(data) // 2
@@ -124,9 +125,7 @@ def test_compressed_fragments_with_a_ping_between(raw_peer) -> None:
 
 def test_compressed_control_frame_is_a_protocol_error(raw_peer) -> None:
     peer = raw_peer(handshake=deflate_101)
-    with syncws.connect(
-        peer.url, compression="deflate", connect_timeout=WAIT, disconnect_timeout=WAIT
-    ) as ws:
+    with deflate_connect(peer.url) as ws:
         conn = peer.connection()
         conn.send_frame(OP_PING, b"x", rsv=4)
         answer_failure(conn, 1002)
@@ -141,13 +140,7 @@ def test_decompression_bomb_closes_with_1009_without_inflating(raw_peer, fragmen
     limit = 64 * 1024
     bomb = deflate(b"\x00" * (64 * 2**20))  # 64 MiB of zeros: about 64 KiB compressed
     peer = raw_peer(handshake=deflate_101)
-    with syncws.connect(
-        peer.url,
-        compression="deflate",
-        max_message_size=limit,
-        connect_timeout=WAIT,
-        disconnect_timeout=WAIT,
-    ) as ws:
+    with deflate_connect(peer.url, max_message_size=limit) as ws:
         conn = peer.connection()
         size = -(-len(bomb) // fragments)
         pieces = [bomb[i : i + size] for i in range(0, len(bomb), size)]
@@ -167,13 +160,7 @@ def test_decompression_bomb_closes_with_1009_without_inflating(raw_peer, fragmen
 def test_message_at_the_limit_inflates(raw_peer) -> None:
     limit = 64 * 1024
     peer = raw_peer(handshake=deflate_101)
-    with syncws.connect(
-        peer.url,
-        compression="deflate",
-        max_message_size=limit,
-        connect_timeout=WAIT,
-        disconnect_timeout=WAIT,
-    ) as ws:
+    with deflate_connect(peer.url, max_message_size=limit) as ws:
         conn = peer.connection()
         conn.send_frame(OP_BINARY, deflate(b"\x01" * limit), rsv=4)
         assert ws.get_message(timeout=WAIT) == b"\x01" * limit
@@ -190,9 +177,7 @@ def test_invalid_compression_value_is_rejected() -> None:
 def test_many_compressed_messages_from_two_threads(deflate_server) -> None:
     """Compression keeps state across messages: the write order must be the wire order."""
     url = f"ws://127.0.0.1:{deflate_server.port}/"
-    with syncws.connect(
-        url, compression="deflate", connect_timeout=WAIT, disconnect_timeout=WAIT
-    ) as ws:
+    with deflate_connect(url) as ws:
         sent = [f"{n}:{JSONISH[: 50 + n]}" for n in range(200)]
 
         def send(items: list[str]) -> None:
