@@ -11,6 +11,7 @@ Everything public is importable from this package::
 
 from __future__ import annotations
 
+from .broadcast import broadcast
 from .client import (
     ConnectOptions,
     HeadersLike,
@@ -53,6 +54,7 @@ __all__ = [
     "WebSocketError",
     "WebSocketRequest",
     "WebSocketServer",
+    "broadcast",
     "connect",
     "connect_websocket",
     "connect_websocket_url",

@@ -28,6 +28,7 @@ Aborting
 from __future__ import annotations
 
 import contextlib
+import enum
 import select
 import socket
 import ssl
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._deadline import Deadline
 
-__all__ = ["Transport", "TransportError"]
+__all__ = ["Progress", "Transport", "TransportError"]
 
 #: How much one ``recv`` asks for.
 RECV_SIZE = 256 * 1024
@@ -50,6 +51,15 @@ _WRITE_EVENTS = getattr(select, "POLLOUT", 4)
 _ERROR_EVENTS = (
     getattr(select, "POLLERR", 8) | getattr(select, "POLLHUP", 16) | getattr(select, "POLLNVAL", 32)
 )
+
+
+class Progress(enum.Enum):
+    """Where a queued write stands, as :meth:`Transport.progress` reports it."""
+
+    WRITTEN = "written"  # handed to the kernel
+    BLOCKED = "blocked"  # waiting for the socket to become writable
+    BUSY = "busy"  # another thread holds the writer role and will write it
+    FAILED = "failed"  # the socket broke or was aborted
 
 
 class TransportError(ConnectionError):
@@ -172,6 +182,11 @@ class Transport:
         return self._queued
 
     @property
+    def fileno(self) -> int:
+        """The socket's file descriptor, as it was when the transport was made."""
+        return self._fd
+
+    @property
     def pending(self) -> bool:
         """Whether queued bytes wait to be written (read under the lock)."""
         return bool(self._out)
@@ -264,6 +279,19 @@ class Transport:
             with self._cond:
                 self._writing = False
                 self._cond.notify_all()
+
+    def progress(self, end: int) -> Progress:
+        """Write what can be written now, without blocking; say where offset ``end`` is.
+
+        Used by :func:`~syncws.broadcast`, which waits for many sockets at once.
+        """
+        self.try_flush()
+        with self._cond:
+            if self._written >= end:
+                return Progress.WRITTEN
+            if self._error is not None:
+                return Progress.FAILED
+            return Progress.BUSY if self._writing else Progress.BLOCKED
 
     def _send(self, chunk: memoryview) -> int:
         if self._ssl_lock is None:

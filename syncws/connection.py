@@ -106,6 +106,15 @@ _SENDABLE_CODES = frozenset([1000, 1001, 1002, 1003, *range(1007, 1015), *range(
 _NORMAL_CODES = frozenset([1000, 1001])
 
 
+def message_event(message: str | bytes | bytearray | memoryview) -> Message[Any]:
+    """Make the wsproto event for a message: text for ``str``, binary for bytes-like."""
+    if isinstance(message, str):
+        return TextMessage(data=message)
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        return BytesMessage(data=cast("bytes", message))
+    raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
+
+
 class WebSocketConnection(ConnectionCore):
     """An open WebSocket connection, client or server side.
 
@@ -232,14 +241,7 @@ class WebSocketConnection(ConnectionCore):
         :raises ConnectionClosed: when the connection is closing or closed.
         :raises TimeoutError: when ``timeout`` passed first.
         """
-        event: Message[Any]
-        if isinstance(message, str):
-            event = TextMessage(data=message)
-        elif isinstance(message, (bytes, bytearray, memoryview)):
-            event = BytesMessage(data=cast("bytes", message))
-        else:
-            raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
-        self._send(event, Deadline(timeout))
+        self._send(message_event(message), Deadline(timeout))
 
     def ping(self, payload: bytes | None = None, timeout: float | None = None) -> float:
         """Send a ping and wait for the matching pong.
@@ -301,12 +303,16 @@ class WebSocketConnection(ConnectionCore):
             raise ConnectionClosed(self._reason())
 
     def _send(self, event: Event, deadline: Deadline) -> None:
+        self._flush(self._enqueue(event), deadline)
+
+    def _enqueue(self, event: Event) -> int:
+        """Frame ``event`` into the write queue; return the queue offset just past it."""
         with self._lock:
             self._check_open()
             end = self._transport.queue(self._ws.send(event))
         if trace_logger.isEnabledFor(logging.DEBUG):
             trace_logger.debug("%s > %s", self, describe(event))
-        self._flush(end, deadline)
+        return end
 
     def _flush(self, end: int, deadline: Deadline) -> None:
         try:
