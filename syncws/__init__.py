@@ -11,6 +11,7 @@ Everything public is importable from this package::
 
 from __future__ import annotations
 
+from .auth import basic_auth
 from .broadcast import broadcast
 from .client import (
     ConnectOptions,
@@ -31,7 +32,7 @@ from .exceptions import (
     HandshakeError,
     WebSocketError,
 )
-from .request import Handler, ServeOptions, WebSocketRequest, wrap_server_socket
+from .request import Handler, RequestHook, ServeOptions, WebSocketRequest, wrap_server_socket
 from .server import WebSocketServer, serve_websocket
 from .types import CloseReason, Endpoint
 
@@ -49,11 +50,13 @@ __all__ = [
     "Handler",
     "HandshakeError",
     "HeadersLike",
+    "RequestHook",
     "ServeOptions",
     "WebSocketConnection",
     "WebSocketError",
     "WebSocketRequest",
     "WebSocketServer",
+    "basic_auth",
     "broadcast",
     "connect",
     "connect_websocket",

@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import http
 import re
 from collections.abc import Iterable, Mapping
 
-__all__ = ["HeadersLike", "check_headers", "check_token", "response"]
+__all__ = [
+    "MAX_HEADERS",
+    "MAX_HEAD_SIZE",
+    "HeadersLike",
+    "check_headers",
+    "check_request_head",
+    "check_token",
+    "response",
+]
+
+#: The most header lines an upgrade request may have (beyond it: 431).
+MAX_HEADERS = 128
+#: The largest request head, request line and headers together (beyond it: 431).
+MAX_HEAD_SIZE = 16 * 1024
+#: Headers that a request may carry only once.
+_SINGLE_HEADERS = (b"host", b"sec-websocket-key", b"sec-websocket-version", b"upgrade")
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
 
 #: Extra HTTP headers: a mapping, or ``(name, value)`` pairs of ``str`` or ``bytes``.
 HeadersLike = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
@@ -66,3 +84,37 @@ def response(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> by
     lines.append(b"Connection: close")
     lines.extend(name + b": " + value for name, value in headers)
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def check_request_head(data: bytes) -> tuple[int, str] | None:
+    """Check what the HTTP parser leaves to us in a request head that it accepted.
+
+    ``data`` starts with the request head (what follows it is ignored).
+
+    :returns: ``(status, why)`` for a request to refuse, ``None`` for a good one:
+        431 for a head over :data:`MAX_HEAD_SIZE` bytes or with more than
+        :data:`MAX_HEADERS` header lines; 400 for a repeated
+        ``Host``, ``Upgrade`` or ``Sec-WebSocket-*`` header, or a key that is not
+        16 bytes in base64 (RFC 6455, section 4.1).
+    """
+    end = _HEAD_END.search(data)
+    head = data[: end.start()] if end else data
+    if len(head) > MAX_HEAD_SIZE:
+        return 431, f"request head larger than {MAX_HEAD_SIZE} bytes"
+    lines = head.split(b"\n")[1:]
+    if len(lines) > MAX_HEADERS:
+        return 431, f"more than {MAX_HEADERS} header lines"
+    values: dict[bytes, list[bytes]] = {}
+    for line in lines:
+        name, _, value = line.partition(b":")
+        values.setdefault(name.strip().lower(), []).append(value.strip())
+    for name in _SINGLE_HEADERS:
+        if len(values.get(name, ())) > 1:
+            return 400, f"repeated {name.decode()} header"
+    try:
+        key = base64.b64decode(values[b"sec-websocket-key"][0], validate=True)
+    except (KeyError, binascii.Error):
+        key = b""
+    if len(key) != 16:
+        return 400, "Sec-WebSocket-Key is not 16 bytes in base64"
+    return None

@@ -9,9 +9,10 @@ handler, which accepts or rejects it.
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from wsproto import ConnectionType, WSConnection
@@ -21,7 +22,7 @@ from wsproto.utilities import RemoteProtocolError
 from ._core import endpoint, logger
 from ._deadline import Deadline
 from ._deflate import deflate_extensions
-from ._http import HeadersLike, check_headers, response
+from ._http import HeadersLike, check_headers, check_request_head, response
 from .connection import (
     DEFAULT_CONNECT_TIMEOUT,
     ConnectionOptions,
@@ -35,10 +36,20 @@ from .types import Endpoint
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["Handler", "ServeOptions", "WebSocketRequest", "serve_socket", "wrap_server_socket"]
+__all__ = [
+    "Handler",
+    "RequestHook",
+    "ServeOptions",
+    "WebSocketRequest",
+    "serve_socket",
+    "wrap_server_socket",
+]
 
 #: A handler: called with each client's request, in that client's own thread.
 Handler = Callable[["WebSocketRequest"], None]
+#: A request hook (the ``process_request`` option): runs before the handler and may
+#: reject the request.
+RequestHook = Callable[["WebSocketRequest"], None]
 
 #: How long a rejected client may take to read the response before its socket closes.
 _LINGER = 2.0
@@ -53,6 +64,14 @@ class ServeOptions(ConnectionOptions, total=False):
 
     #: Clients served at once; beyond it, new clients get HTTP 503 (default: no limit).
     max_connections: int | None
+    #: The ``Origin`` header values allowed, e.g. ``["https://example.com"]``; other
+    #: requests get HTTP 403. ``None`` in the list admits requests without the header
+    #: (clients other than browsers). Default: ``None``, any origin (no check).
+    origins: Sequence[str | None] | None
+    #: Called with each request, in the client's thread, before the handler; it may
+    #: refuse the request with :meth:`WebSocketRequest.reject` (e.g. HTTP 401), and
+    #: the handler then never runs. See :func:`~syncws.basic_auth`. Default: ``None``.
+    process_request: RequestHook | None
 
 
 _OPTION_NAMES = frozenset(ServeOptions.__annotations__)
@@ -65,6 +84,29 @@ def check_options(options: ServeOptions) -> None:
     max_connections = options.get("max_connections")
     if max_connections is not None and max_connections < 1:
         raise ValueError("max_connections must be >= 1 or None")
+    origins = options.get("origins")
+    if origins is not None:
+        if isinstance(origins, str):
+            raise TypeError("origins must be a list of origins, not a string")
+        for origin in origins:
+            if origin is not None and (not origin.isascii() or _BAD_ORIGIN.search(origin)):
+                raise ValueError(f"invalid origin {origin!r}")
+    hook = options.get("process_request")
+    if hook is not None and not callable(hook):
+        raise TypeError("process_request must be callable")
+
+
+_BAD_ORIGIN = re.compile(r"[\x00-\x20\x7f]")
+
+
+def _origin_allowed(origin: str | None, origins: Sequence[str | None] | None) -> bool:
+    """Whether an Origin header value (``None``: absent) is on the allow-list."""
+    if origins is None:
+        return True
+    if origin is None:
+        return None in origins
+    # Scheme and host are case-insensitive (RFC 6454); browsers send lower case.
+    return origin.lower() in (o.lower() for o in origins if o is not None)
 
 
 def _close_socket(sock: socket.socket) -> None:
@@ -113,6 +155,9 @@ class WebSocketRequest:
         self._on_accept = on_accept
         self._connection: WebSocketConnection | None = None
         self._answered = False
+        #: The user name the client authenticated as, set by :func:`~syncws.basic_auth`
+        #: (or by your own ``process_request`` hook); ``None`` otherwise.
+        self.username: str | None = None
         is_ssl = isinstance(sock, ssl.SSLSocket)
         self._local = endpoint(sock, local=True, is_ssl=is_ssl)
         self._remote = endpoint(sock, local=False, is_ssl=is_ssl)
@@ -126,6 +171,39 @@ class WebSocketRequest:
         :attr:`proposed_subprotocols` and ``Sec-WebSocket-Extensions`` is left out.
         """
         return self._headers
+
+    def header(self, name: str) -> str | None:
+        """Return the value of the first header called ``name`` (any case), or ``None``.
+
+        Values are decoded as ISO-8859-1, which never fails; they are ASCII in
+        practice.
+        """
+        key = name.lower().encode("latin-1")
+        for header_name, value in self._headers:
+            if header_name.lower() == key:
+                return value.decode("latin-1")
+        return None
+
+    @property
+    def origin(self) -> str | None:
+        """The ``Origin`` header: the web page's origin for a browser, else usually ``None``."""
+        return self.header("origin")
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """The cookies of the ``Cookie`` headers, by name (the first one wins)."""
+        cookies: dict[str, str] = {}
+        for name, value in self._headers:
+            if name.lower() != b"cookie":
+                continue
+            for pair in value.decode("latin-1").split(";"):
+                key, sep, item = pair.partition("=")
+                key, item = key.strip(), item.strip()
+                if sep and key:
+                    if len(item) >= 2 and item[0] == item[-1] == '"':
+                        item = item[1:-1]
+                    cookies.setdefault(key, item)
+        return cookies
 
     @property
     def path(self) -> str:
@@ -241,26 +319,41 @@ def _receive_request(
 ) -> tuple[WSConnection, Request] | None:
     """Read the upgrade request; answer and return None when it is not a valid one."""
     ws = WSConnection(ConnectionType.SERVER)
+    received = bytearray()
     while True:
         remaining = deadline.remaining()
         if remaining is not None and remaining <= 0:
             raise TimeoutError("no complete handshake in time")
         sock.settimeout(remaining)
         data = sock.recv(65536)
+        received += data
         try:
             ws.receive_data(data or None)
+            events = list(ws.events())
         except (RemoteProtocolError, UnicodeError) as exc:
             # UnicodeError: wsproto could not decode the Host header.
             status, headers, body = _error_status(exc)
-            logger.debug("bad handshake request: %r", exc)
-            with contextlib.suppress(OSError):
-                sock.sendall(response(status, headers, body))
+            logger.debug("bad handshake request: %s", body.decode().strip())
+            _send_error(sock, status, headers, body)
             return None
-        for event in ws.events():
+        for event in events:
             if isinstance(event, Request):
+                problem = check_request_head(bytes(received))
+                if problem is not None:
+                    status, why = problem
+                    logger.debug("bad handshake request: %s", why)
+                    _send_error(sock, status, [], f"{status} {why}\n".encode())
+                    return None
                 return ws, event
         if not data:
             return None
+
+
+def _send_error(
+    sock: socket.socket, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    with contextlib.suppress(OSError):
+        sock.sendall(response(status, headers, body))
 
 
 def serve_socket(
@@ -297,11 +390,29 @@ def serve_socket(
         if overloaded:
             request.reject(503, [("Retry-After", "1")], "503 too many connections\n")
             return
-        _run_handler(handler, request)
+        if not _origin_allowed(request.origin, options.get("origins")):
+            logger.debug("origin refused: %r", request.origin)
+            request.reject(403, body="403 origin not allowed\n")
+            return
+        hook = options.get("process_request")
+        if hook is None or _run_hook(hook, request):
+            _run_handler(handler, request)
     finally:
         # accept() hands the socket to the connection, reject() closes it.
         if request is None or not request._answered:
             _close_socket(sock)
+
+
+def _run_hook(hook: RequestHook, request: WebSocketRequest) -> bool:
+    """Run the ``process_request`` hook; return whether the handler should run."""
+    try:
+        hook(request)
+    except Exception:
+        logger.exception("process_request hook failed")
+        if not request._answered:
+            request.reject(500, body="500 internal server error\n")
+        return False
+    return not request._answered
 
 
 def _run_handler(handler: Handler, request: WebSocketRequest) -> None:
