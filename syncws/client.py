@@ -51,6 +51,7 @@ __all__ = [
 MAX_REJECT_BODY = 64 * 1024
 
 _UNSAFE_URL = re.compile(r"[\x00-\x20\x7f]")
+_PASSWORD = re.compile(r"^([^:/?#]*://[^/?#@:]*):[^/?#]*@")
 
 
 class ConnectOptions(ConnectionOptions, total=False):
@@ -109,8 +110,24 @@ def _check_resource(resource: str) -> str:
     return quote(resource, safe="!#$%&'()*+,/:;=?@[]~")
 
 
+def _redact(url: str) -> str:
+    """Hide the password of a URL, for error messages."""
+    return _PASSWORD.sub(r"\1:***@", url)
+
+
 def _parse_url(url: str) -> _Target:
-    """Split a ``ws://`` or ``wss://`` URL; raise ValueError naming what is wrong."""
+    """Split a ``ws://`` or ``wss://`` URL; raise ValueError naming what is wrong.
+
+    Error messages never show the password the URL may hold.
+    """
+    try:
+        return _split_url(url)
+    except ValueError as exc:
+        message = str(exc).replace(repr(url), repr(_redact(url)))
+        raise ValueError(message) from None
+
+
+def _split_url(url: str) -> _Target:
     if _UNSAFE_URL.search(url):
         raise ValueError(f"the URL contains whitespace or control characters: {url!r}")
     parts = urlsplit(url)
@@ -229,6 +246,23 @@ def _handshake(
         raise ConnectionTimeout("timed out during the WebSocket handshake") from exc
 
 
+def _verification_error(
+    exc: ssl.SSLCertVerificationError, target: _Target
+) -> ssl.SSLCertVerificationError:
+    """Remake the error with a message that names the server and what to do."""
+    error = ssl.SSLCertVerificationError(
+        exc.errno,
+        f"the TLS certificate of {target.host}:{target.port} could not be verified: "
+        f"{exc.verify_message or exc.reason}. To trust a private certificate authority, "
+        "pass ssl_context=ssl.create_default_context(cafile=...)",
+    )
+    error.verify_code = exc.verify_code
+    error.verify_message = exc.verify_message
+    error.reason = exc.reason
+    error.library = exc.library
+    return error
+
+
 def _open(
     target: _Target, ssl_context: ssl.SSLContext | None, options: ConnectOptions
 ) -> WebSocketConnection:
@@ -248,6 +282,8 @@ def _open(
                 sock = context.wrap_socket(sock, server_hostname=target.host)
             except TimeoutError as exc:
                 raise ConnectionTimeout("timed out during the TLS handshake") from exc
+            except ssl.SSLCertVerificationError as exc:
+                raise _verification_error(exc, target) from exc
         return _handshake(sock, target, deadline, options)
     except BaseException:
         sock.close()
