@@ -399,3 +399,29 @@ def test_credentials_never_logged(syncws_server, caplog) -> None:
     assert SECRET not in everything
     assert encoded not in everything
     assert "carol:***@" in str(bad_url.value)
+
+
+# ------------------------------------------------------------------ header injection
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"subprotocols": ["chat\r\nX-Injected: 1"]},
+        {"subprotocols": ["chat v2"]},
+        {"subprotocols": ["ch\u00e4t"]},
+        {"extra_headers": [("X-Name", "caf\u00e9")]},
+        {"extra_headers": [("X-Name", "a\x00b")]},
+        {"origin": "https://ex\u00e4mple.com"},
+    ],
+)
+def test_injection_through_options_is_refused(echo_server, options) -> None:
+    with pytest.raises(ValueError):
+        syncws.connect(echo_server.url, **options)
+    assert echo_server.record.empty()
+
+
+@pytest.mark.parametrize("suffix", ["/a\r\nX-Injected: 1", "/a b", "/a\nb", "/\x00", "/?q=\r\n"])
+def test_injection_through_the_url_is_refused(echo_server, suffix) -> None:
+    with pytest.raises(ValueError):
+        syncws.connect(echo_server.url.rstrip("/") + suffix)
