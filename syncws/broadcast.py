@@ -63,16 +63,31 @@ def broadcast(
             waiting[connection] = connection._enqueue(event)
         except ConnectionClosed:
             missed.append(connection)
+    _push(waiting, missed)
+    if waiting:
+        # Some sockets are full: only now is a selector worth its system calls.
+        _wait(waiting, missed, deadline)
+    if missed:
+        logger.debug("broadcast: %d connection(s) did not get the message", len(missed))
+    return missed
+
+
+def _wait(
+    waiting: dict[WebSocketConnection, int],
+    missed: list[WebSocketConnection],
+    deadline: Deadline,
+) -> None:
+    """Write to the sockets as they become writable, until done or ``deadline``."""
     with selectors.DefaultSelector() as selector:
-        while waiting:
+        while True:
             blocked, busy = _push(waiting, missed)
             if not waiting:
-                break
+                return
             if deadline.expired():
                 for connection in waiting:
                     connection._abort("the peer did not read a broadcast in time")
                     missed.append(connection)
-                break
+                return
             registered = []
             for connection in blocked:
                 try:
@@ -89,9 +104,6 @@ def broadcast(
             selector.select(remaining)
             for connection in registered:
                 selector.unregister(connection._transport.fileno)
-    if missed:
-        logger.debug("broadcast: %d connection(s) did not get the message", len(missed))
-    return missed
 
 
 def _push(
