@@ -27,7 +27,7 @@ from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, Tex
 
 from ._deadline import Deadline
 from ._messages import MessageQueue
-from ._transport import Transport, TransportError
+from ._transport import Transport, TransportError, retry_wait
 from .types import CloseReason, Endpoint
 
 if TYPE_CHECKING:
@@ -210,7 +210,10 @@ class ConnectionCore:
             self._handle(None)
             while not self._input_done:
                 pending = self._transport.try_flush()
-                data = self._transport.receive(self._next_timer(), want_write=pending)
+                timeout = self._next_timer()
+                if pending:
+                    timeout = retry_wait(timeout)
+                data = self._transport.receive(timeout, want_write=pending)
                 if data is None:
                     self._on_timer()
                 elif data:
@@ -233,6 +236,12 @@ class ConnectionCore:
             if data is not None:
                 self._ws.receive_data(data)
             events = list(self._ws.events())
+            if self._close_reason is None and self._ws.state is ConnectionState.REMOTE_CLOSING:
+                # The peer's close frame came with messages that may wait for room in
+                # the queue: senders fail from now on, so let them see its reason.
+                for event in events:
+                    if isinstance(event, CloseConnection):
+                        self._close_reason = CloseReason(event.code, event.reason or None)
         tracing = trace_logger.isEnabledFor(logging.DEBUG)
         for event in events:
             if self._input_done:

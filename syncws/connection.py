@@ -163,7 +163,7 @@ class WebSocketConnection(ConnectionCore):
         Messages received before the close may still be waiting for
         :meth:`get_message`.
         """
-        return self._state is not State.OPEN
+        return self._state is not State.OPEN or self._ws.state is not ConnectionState.OPEN
 
     @property
     def close_reason(self) -> CloseReason | None:

@@ -371,7 +371,9 @@ class WebSocketServer:
         for thread in threads:
             thread.join(deadline.remaining())
         with self._lock:
-            late = [c for c in self._connections if not c.is_closed]
+            # Not is_closed: that is already true for the connections this shutdown
+            # began to close, which may be stuck in their closing handshake.
+            late = [c for c in self._connections if not c._closed.is_set()]
         for connection in late:
             connection._abort("server shut down")
         # Aborted connections wake their handlers at once: a short grace suffices.
