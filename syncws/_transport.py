@@ -39,18 +39,29 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._deadline import Deadline
 
-__all__ = ["Progress", "Transport", "TransportError"]
+__all__ = ["Progress", "Transport", "TransportError", "retry_wait"]
 
 #: How much one ``recv`` asks for.
 RECV_SIZE = 256 * 1024
 #: The largest slice handed to one ``SSLSocket.send`` (it retries with the same slice).
 SSL_SEND_SIZE = 256 * 1024
+#: The longest wait for a full socket to become writable before trying to send again.
+#: Linux reports a TCP socket writable only once a third of its send buffer is free,
+#: but ``send`` takes bytes long before that (the buffer also grows while in use), so
+#: a writer that waited for the signal alone could stall while the kernel would
+#: accept its bytes.
+WRITE_RETRY = 0.05
 
 _READ_EVENTS = getattr(select, "POLLIN", 1)
 _WRITE_EVENTS = getattr(select, "POLLOUT", 4)
 _ERROR_EVENTS = (
     getattr(select, "POLLERR", 8) | getattr(select, "POLLHUP", 16) | getattr(select, "POLLNVAL", 32)
 )
+
+
+def retry_wait(remaining: float | None) -> float:
+    """How long to wait for a full socket: ``remaining``, capped at :data:`WRITE_RETRY`."""
+    return WRITE_RETRY if remaining is None else min(remaining, WRITE_RETRY)
 
 
 class Progress(enum.Enum):
@@ -247,7 +258,7 @@ class Transport:
                     if self._written >= end:
                         return
                 raise TimeoutError("timed out waiting for the peer to read")
-            self._write_poller.wait(False, True, deadline.remaining())
+            self._write_poller.wait(False, True, retry_wait(deadline.remaining()))
 
     def try_flush(self) -> bool:
         """Write what can be written now, without blocking; return whether bytes remain.

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from ._core import logger
 from ._deadline import Deadline
-from ._transport import Progress
+from ._transport import Progress, retry_wait
 from .connection import WebSocketConnection, message_event
 from .exceptions import ConnectionClosed
 
@@ -45,7 +45,8 @@ def broadcast(
 
     Thread-safe; the call returns once every connection has its copy or was cut off.
 
-    :param connections: the connections (any iterable; it is read once).
+    :param connections: the connections (any iterable; it is read once). A
+        connection listed twice gets the message once.
     :param message: ``str`` for a text message, bytes-like for a binary message.
     :param timeout: how long, in seconds, to wait in total for the slowest peers
         (``None``: no limit; closing a connection from another thread still releases
@@ -58,7 +59,7 @@ def broadcast(
     deadline = Deadline(timeout)
     missed: list[WebSocketConnection] = []
     waiting: dict[WebSocketConnection, int] = {}
-    for connection in connections:
+    for connection in dict.fromkeys(connections):  # Each connection once, in order.
         try:
             waiting[connection] = connection._enqueue(event)
         except ConnectionClosed:
@@ -96,11 +97,12 @@ def _wait(
                     busy = True  # Closed meanwhile: the next pass sees it failed.
                 else:
                     registered.append(connection)
-            remaining = deadline.remaining()
+            # Full sockets may take bytes before they are reported writable (see
+            # retry_wait). Another thread writing some of them may stop once its own
+            # bytes are out: look again soon rather than wait on sockets it is using.
+            remaining = retry_wait(deadline.remaining())
             if busy:
-                # Another thread is writing those; it may stop once its own bytes are
-                # out, so look again soon rather than wait on sockets it is using.
-                remaining = _BUSY_RECHECK if remaining is None else min(remaining, _BUSY_RECHECK)
+                remaining = min(remaining, _BUSY_RECHECK)
             selector.select(remaining)
             for connection in registered:
                 selector.unregister(connection._transport.fileno)

@@ -176,8 +176,49 @@ def test_close_from_another_thread_releases_a_broadcast_without_timeout(hub: Hub
     assert time.monotonic() - started < SHORT + MARGIN
 
 
+def test_a_connection_listed_twice_gets_the_message_once(hub: Hub) -> None:
+    client, server = hub.client()
+    assert syncws.broadcast([server, server], "once", timeout=WAIT) == []
+    server.send_message("next")
+    assert read_all(client, 2) == ["once", "next"]
+
+
 def test_broadcast_to_nobody_and_bad_message(hub: Hub) -> None:
     assert syncws.broadcast([], "nobody", timeout=0) == []
     _client, server = hub.client()
     with pytest.raises(TypeError):
         syncws.broadcast([server], 42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("how", ["broadcast", "send_message"])
+def test_a_full_socket_that_takes_bytes_again_is_not_waited_for(hub: Hub, how: str) -> None:
+    """Linux reports a full socket writable late; a call must not wait for that signal.
+
+    Each call either writes its message soon, or times out and cuts the peer off: it
+    never waits out its timeout and then writes the message after all.
+    """
+    _peer, stuck = hub.non_reader()
+    payload = bytes(2048)
+    timeout = 2 * SHORT
+    late: list[tuple[int, float]] = []
+    for index in range(20000):
+        started = time.monotonic()
+        if how == "broadcast":
+            written = syncws.broadcast([stuck], payload, timeout=timeout) == []
+        else:
+            try:
+                stuck.send_message(payload, timeout=timeout)
+            except TimeoutError:
+                written = False
+            else:
+                written = True
+        seconds = time.monotonic() - started
+        if not written:
+            break
+        if seconds >= timeout / 2:
+            late.append((index, round(seconds, 3)))
+    else:
+        pytest.fail("the peer that does not read was never cut off")
+    assert stuck.close_reason is not None
+    assert stuck.close_reason.code == 1006
+    assert late == [], f"calls that waited {timeout}s, then wrote: {late}"
