@@ -44,7 +44,8 @@ def basic_auth(
         whether they are valid (it runs in the client's thread and may block).
     :raises TypeError: unless exactly one of ``credentials`` and ``check_credentials``
         is given.
-    :raises ValueError: for a realm with quotes, backslashes or control characters.
+    :raises ValueError: for a realm with quotes, backslashes or control characters,
+        or a user name with a colon.
     """
     if (credentials is None) == (check_credentials is None):
         raise TypeError("give exactly one of credentials and check_credentials")
@@ -85,6 +86,8 @@ def _checker(
             and all(isinstance(item, str) for item in pair)
         ):
             raise TypeError(f"credentials must be (username, password) pairs of str, not {pair!r}")
+        if ":" in pair[0]:
+            raise ValueError(f"a user name cannot contain ':' (RFC 7617): {pair[0]!r}")
         table[pair[0]] = pair[1].encode("utf-8")
 
     def check(username: str, password: str) -> bool:

@@ -88,6 +88,8 @@ def check_options(options: ServeOptions) -> None:
     if origins is not None:
         if isinstance(origins, str):
             raise TypeError("origins must be a list of origins, not a string")
+        # A copy, so that any iterable works and later changes to it do not count.
+        options["origins"] = origins = tuple(origins)
         for origin in origins:
             if origin is not None and (not origin.isascii() or _BAD_ORIGIN.search(origin)):
                 raise ValueError(f"invalid origin {origin!r}")
@@ -155,6 +157,7 @@ class WebSocketRequest:
         self._on_accept = on_accept
         self._connection: WebSocketConnection | None = None
         self._answered = False
+        self._in_hook = False
         #: The user name the client authenticated as, set by :func:`~syncws.basic_auth`
         #: (or by your own ``process_request`` hook); ``None`` otherwise.
         self.username: str | None = None
@@ -233,9 +236,12 @@ class WebSocketRequest:
         :param subprotocol: the subprotocol to use, one of :attr:`proposed_subprotocols`.
         :param extra_headers: extra headers for the ``101`` response.
         :raises ValueError: for a subprotocol the client did not offer, or a bad header.
-        :raises RuntimeError: when the request was already accepted or rejected.
+        :raises RuntimeError: when the request was already accepted or rejected, or
+            when called from a ``process_request`` hook, which may only reject.
         :raises OSError: when the client went away meanwhile.
         """
+        if self._in_hook:
+            raise RuntimeError("a process_request hook may reject a request, not accept it")
         if subprotocol is not None and subprotocol not in self._event.subprotocols:
             raise ValueError(f"the client did not offer the subprotocol {subprotocol!r}")
         headers = check_headers(extra_headers)
@@ -405,6 +411,7 @@ def serve_socket(
 
 def _run_hook(hook: RequestHook, request: WebSocketRequest) -> bool:
     """Run the ``process_request`` hook; return whether the handler should run."""
+    request._in_hook = True
     try:
         hook(request)
     except Exception:
@@ -412,6 +419,8 @@ def _run_hook(hook: RequestHook, request: WebSocketRequest) -> bool:
         if not request._answered:
             request.reject(500, body="500 internal server error\n")
         return False
+    finally:
+        request._in_hook = False
     return not request._answered
 
 

@@ -99,6 +99,12 @@ def test_origin_without_upgrade_is_still_a_plain_refusal(origin_server) -> None:
     assert_refused(exchange(origin_server.port, request), 403)
 
 
+def test_origins_given_as_an_iterator(syncws_server) -> None:
+    srv = syncws_server(server_echo, origins=iter([None, "https://example.com"]))
+    echo_once(srv.url)
+    echo_once(srv.url, origin="https://example.com")
+
+
 @pytest.mark.parametrize(
     ("origins", "error"),
     [
@@ -178,6 +184,18 @@ def test_hook_that_raises_gives_500(syncws_server, caplog) -> None:
 def test_hook_must_be_callable() -> None:
     with pytest.raises(TypeError):
         syncws.WebSocketServer(server_echo, "127.0.0.1", 0, process_request="no")  # type: ignore[typeddict-item]
+
+
+@pytest.mark.allow_syncws_errors
+def test_hook_may_not_accept(syncws_server, caplog) -> None:
+    def hook(request: syncws.WebSocketRequest) -> None:
+        request.accept()  # a mistake: a hook rejects or lets the request through
+
+    srv = syncws_server(server_echo, process_request=hook)
+    with pytest.raises(syncws.ConnectionRejected) as excinfo:
+        syncws.connect(srv.url)
+    assert excinfo.value.status_code == 500
+    assert "may reject a request, not accept it" in caplog.text
 
 
 def test_origin_check_runs_before_the_hook(syncws_server) -> None:
@@ -283,6 +301,7 @@ def test_basic_auth_single_pair(syncws_server) -> None:
         ({"credentials": [("a", 1)]}, TypeError),
         ({"credentials": ("a", "b"), "realm": 'say "hi"'}, ValueError),
         ({"credentials": ("a", "b"), "realm": "line\nbreak"}, ValueError),
+        ({"credentials": ("alice:smith", "b")}, ValueError),  # RFC 7617: no colon
     ],
 )
 def test_basic_auth_arguments(kwargs, error) -> None:
