@@ -1,0 +1,304 @@
+"""The programs in examples/, run as child processes and driven by syncws clients.
+
+Every server is started with ``--port 0``; the test reads the real port from its
+"listening on" line, talks to it, then stops it with Ctrl-C (SIGINT) unless it stops by
+itself, and checks that it exited with status 0 and printed no traceback.
+"""
+
+from __future__ import annotations
+
+import datetime
+import signal
+import ssl
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import WAIT, ChildProcess, unused_port
+
+import syncws
+from syncws import ConnectionClosed, ConnectionRejected
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+#: The "listening on" line of each server (the syncws log line or the example's own).
+LISTENING = r"listening on (wss?)://127\.0\.0\.1:(\d+)"
+#: Every example, and the test below that runs it.
+TESTED = {
+    "broadcast_server.py": "test_broadcast_server_*",
+    "chat_server.py": "test_chat_server_relays_to_every_client",
+    "echo_client.py": "test_echo_server_and_echo_client",
+    "echo_server.py": "test_echo_server_and_echo_client",
+    "gui_client.py": "test_gui_client_reports_a_failed_connection",
+    "secure_server.py": "test_secure_server_*",
+}
+# Distinctive, so that finding them in the output cannot be a coincidence.
+ALICE_PASSWORD = "Tr0ub4dor-alice-7q"
+BOB_PASSWORD = "c0rrect-bob-Horse-2x"
+WRONG_PASSWORD = "wr0ng-guess-Zk4"
+
+
+#: Runs the example named by the first argument as ``__main__`` with the other arguments,
+#: after restoring Ctrl-C: a child inherits an ignored SIGINT, as when the tests run in
+#: the background of a shell without job control (``pytest &``).
+RUN_EXAMPLE = """
+import runpy, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def run_example(script: str, *args: str) -> ChildProcess:
+    """Start ``examples/<script>`` with ``args`` in a child process."""
+    return ChildProcess(RUN_EXAMPLE, str(EXAMPLES / script), *args)
+
+
+class Server:
+    """An example server in a child process, and the port it listens on."""
+
+    def __init__(self, script: str, *args: str) -> None:
+        self.child = run_example(script, "--port", "0", *args)
+        try:
+            match = self.child.wait_line(LISTENING)
+        except BaseException:
+            self.child.stop()
+            raise
+        self.scheme = match.group(1)
+        self.port = int(match.group(2))
+
+    def url(self, userinfo: str = "") -> str:
+        return f"{self.scheme}://{userinfo}127.0.0.1:{self.port}/"
+
+    def interrupt(self) -> None:
+        """Ctrl-C: the server must exit with status 0."""
+        self.child.proc.send_signal(signal.SIGINT)
+        self.exited()
+
+    def exited(self) -> None:
+        """The server must exit (by itself) with status 0 and no traceback."""
+        code = self.child.wait(WAIT)
+        assert code == 0, f"exit status {code}; stderr: {self.child.errors}"
+        assert "Traceback" not in self.child.errors, self.child.errors
+
+
+@pytest.fixture
+def server() -> Iterator[Any]:
+    """Factory: ``server(script, *args)`` -> a started :class:`Server`, killed at teardown."""
+    started: list[Server] = []
+
+    def start(script: str, *args: str) -> Server:
+        started.append(Server(script, *args))
+        return started[-1]
+
+    yield start
+    for each in started:
+        each.child.stop()
+
+
+def drain(ws: syncws.WebSocketConnection) -> tuple[list[str | bytes], syncws.CloseReason]:
+    """Every message until the connection closes (within WAIT), and the close reason."""
+    deadline = time.monotonic() + WAIT
+    messages: list[str | bytes] = []
+    while True:
+        try:
+            messages.append(ws.get_message(timeout=max(deadline - time.monotonic(), 0.0)))
+        except ConnectionClosed as exc:
+            return messages, exc.reason
+        except TimeoutError:
+            raise AssertionError(f"still open after {WAIT}s, {len(messages)} messages") from None
+
+
+def test_every_example_is_tested() -> None:
+    found = sorted(path.name for path in EXAMPLES.glob("*.py"))
+    assert found == sorted(TESTED), "a new example needs a test here (and an entry in TESTED)"
+
+
+# ---------------------------------------------------------------------- echo
+
+
+def test_echo_server_and_echo_client(server: Any) -> None:
+    echo = server("echo_server.py")
+    client = run_example("echo_client.py", echo.url(), "hello", "world")
+    try:
+        assert client.wait(WAIT) == 0, client.errors
+    finally:
+        client.stop()
+    assert client.output.splitlines() == ["hello", "world"]
+    assert client.errors == ""
+    echo.interrupt()
+
+
+def test_echo_client_without_server() -> None:
+    client = run_example("echo_client.py", f"ws://127.0.0.1:{unused_port()}/", "x")
+    try:
+        assert client.wait(WAIT) == 1
+    finally:
+        client.stop()
+    assert "error: cannot connect" in client.errors
+    assert "Traceback" not in client.errors
+
+
+# ---------------------------------------------------------------------- chat
+
+
+def test_chat_server_relays_to_every_client(server: Any) -> None:
+    chat = server("chat_server.py")
+    with syncws.connect(chat.url(), disconnect_timeout=WAIT) as alice:
+        with syncws.connect(chat.url(), disconnect_timeout=WAIT) as bob:
+            # Both are in the room once the server says so.
+            chat.child.wait_line(r"joined \(2 connected\)")
+            alice.send_message("hi")
+            expected = f"{alice.local}: hi"  # the sender's address as the server sees it
+            assert alice.get_message(timeout=WAIT) == expected
+            assert bob.get_message(timeout=WAIT) == expected
+            bob.send_message(b"\x00\xff")  # binary messages go on unchanged
+            assert alice.get_message(timeout=WAIT) == b"\x00\xff"
+            assert bob.get_message(timeout=WAIT) == b"\x00\xff"
+        chat.child.wait_line(r"left \(1 connected\)")
+        # Ctrl-C with a client still connected: it is told the server is going away.
+        chat.child.proc.send_signal(signal.SIGINT)
+        messages, reason = drain(alice)
+    assert messages == []
+    assert reason.code == 1001
+    chat.exited()
+
+
+# ----------------------------------------------------------------- broadcast
+
+
+def test_broadcast_server_sends_count_timestamps_then_closes(server: Any) -> None:
+    ticker = server(
+        "broadcast_server.py", "--count", "3", "--interval", "0.05", "--wait-clients", "2"
+    )
+    with (
+        syncws.connect(ticker.url(), disconnect_timeout=WAIT) as first,
+        syncws.connect(ticker.url(), disconnect_timeout=WAIT) as second,
+    ):
+        first_messages, first_reason = drain(first)
+        second_messages, second_reason = drain(second)
+    ticker.exited()  # --count: the server stops by itself
+    assert first_reason.code == second_reason.code == 1000
+    assert len(first_messages) == 3, first_messages
+    assert second_messages == first_messages  # one broadcast, one message for everyone
+    times = [datetime.datetime.fromisoformat(str(m)) for m in first_messages]
+    assert all(t.tzinfo is not None for t in times), first_messages
+    assert times == sorted(times) and len(set(times)) == 3, first_messages
+
+
+def test_broadcast_server_until_ctrl_c(server: Any) -> None:
+    ticker = server("broadcast_server.py", "--interval", "0.05")
+    with syncws.connect(ticker.url(), disconnect_timeout=WAIT) as ws:
+        ws.send_message("ignored")  # what clients send is read and dropped
+        first = ws.get_message(timeout=WAIT)
+        ticker.child.proc.send_signal(signal.SIGINT)
+        messages, reason = drain(ws)
+    assert isinstance(first, str)
+    datetime.datetime.fromisoformat(first)
+    assert all(isinstance(m, str) for m in messages)
+    assert reason.code == 1001
+    ticker.exited()
+
+
+# -------------------------------------------------------------------- secure
+
+
+def rejection(url: str, **options: Any) -> ConnectionRejected:
+    with pytest.raises(ConnectionRejected) as info:
+        syncws.connect(url, connect_timeout=WAIT, **options).close()
+    return info.value
+
+
+def test_secure_server_origins_and_basic_auth(server: Any) -> None:
+    secure = server(
+        "secure_server.py",
+        "--user",
+        f"alice:{ALICE_PASSWORD}",
+        "--user",
+        f"bob:{BOB_PASSWORD}",
+        "--origin",
+        "https://example.com",
+    )
+    alice = secure.url(f"alice:{ALICE_PASSWORD}@")
+    bob = secure.url(f"bob:{BOB_PASSWORD}@")
+
+    # An allowed origin (a browser page) with good credentials.
+    with syncws.connect(alice, origin="https://example.com", disconnect_timeout=WAIT) as ws:
+        assert ws.get_message(timeout=WAIT) == "hello alice"
+        ws.send_message("echo me")
+        assert ws.get_message(timeout=WAIT) == "echo me"
+    # No Origin header (not a browser), another user.
+    with syncws.connect(bob, disconnect_timeout=WAIT) as ws:
+        assert ws.get_message(timeout=WAIT) == "hello bob"
+        ws.send_message(b"\x01\x02")
+        assert ws.get_message(timeout=WAIT) == b"\x01\x02"
+
+    wrong = rejection(secure.url(f"alice:{WRONG_PASSWORD}@"))
+    assert wrong.status_code == 401
+    challenge = dict(wrong.headers).get(b"www-authenticate", b"")
+    assert challenge.startswith(b"Basic realm="), wrong.headers
+    assert rejection(secure.url()).status_code == 401  # no credentials
+    crossed = rejection(secure.url(f"bob:{ALICE_PASSWORD}@"))  # another user's password
+    assert crossed.status_code == 401
+    assert rejection(alice, origin="https://evil.example").status_code == 403
+
+    secure.interrupt()
+    output = secure.child.output + secure.child.errors
+    for secret in (ALICE_PASSWORD, BOB_PASSWORD, WRONG_PASSWORD):
+        assert secret not in output, f"a password was printed or logged: {output}"
+    assert "refused" in secure.child.errors  # the refusals are logged, without credentials
+    # Basic authentication without TLS: the server warns that passwords travel in clear.
+    assert "clear text" in secure.child.errors
+
+
+def test_secure_server_with_tls(
+    server: Any, tls_ca: Any, tls_client_context: ssl.SSLContext, tmp_path: Path
+) -> None:
+    cert = tls_ca.issue_cert("127.0.0.1")
+    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
+    certfile.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    keyfile.write_bytes(cert.private_key_pem.bytes())
+    secure = server("secure_server.py", "--certfile", str(certfile), "--keyfile", str(keyfile))
+    assert secure.scheme == "wss"
+    with syncws.connect(
+        secure.url(), ssl_context=tls_client_context, disconnect_timeout=WAIT
+    ) as ws:
+        assert ws.get_message(timeout=WAIT) == "hello guest"  # no --user: no authentication
+        ws.send_message("over TLS")
+        assert ws.get_message(timeout=WAIT) == "over TLS"
+    secure.interrupt()
+    assert "clear text" not in secure.child.errors
+
+
+def test_secure_server_rejects_a_bad_user_option() -> None:
+    child = run_example("secure_server.py", "--port", "0", "--user", "alice")
+    try:
+        assert child.wait(WAIT) == 2
+    finally:
+        child.stop()
+    assert "NAME:PASSWORD" in child.errors
+    assert "listening" not in child.output
+
+
+# ----------------------------------------------------------------------- GUI
+
+
+def test_gui_client_reports_a_failed_connection() -> None:
+    """The window itself needs a display (issue 7); before it, the client connects.
+
+    A refused connection is reported before any window opens, so this runs anywhere
+    tkinter is installed, display or not.
+    """
+    pytest.importorskip("tkinter", reason="the GUI client needs tkinter")
+    url = f"ws://127.0.0.1:{unused_port()}/"
+    child = run_example("gui_client.py", url)
+    try:
+        assert child.wait(WAIT) == 1, child.errors
+    finally:
+        child.stop()
+    assert f"error: cannot connect to {url}" in child.errors
+    assert "Traceback" not in child.errors
