@@ -1,0 +1,1 @@
+"""Load, churn and broadcast stress tests (slow; a server in a child process)."""
