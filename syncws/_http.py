@@ -16,6 +16,7 @@ __all__ = [
     "check_request_head",
     "check_token",
     "response",
+    "split_head",
 ]
 
 #: The most header lines an upgrade request may have (beyond it: 431).
@@ -25,6 +26,8 @@ MAX_HEAD_SIZE = 16 * 1024
 #: Headers that a request may carry only once.
 _SINGLE_HEADERS = (b"host", b"sec-websocket-key", b"sec-websocket-version", b"upgrade")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
+#: A request target in origin form (a path) or absolute form (RFC 7230, section 5.3).
+_TARGET = re.compile(rb"/|(?i:https?|wss?)://")
 
 #: Extra HTTP headers: a mapping, or ``(name, value)`` pairs of ``str`` or ``bytes``.
 HeadersLike = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
@@ -86,6 +89,30 @@ def response(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> by
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
+def split_head(data: bytes) -> tuple[bytes, dict[bytes, list[bytes]], int]:
+    """Split an HTTP message head that the HTTP parser accepted.
+
+    ``data`` starts with the head; what follows it is ignored.
+
+    :returns: the start line, the header values by lower-case name, and the offset
+        just past the head (``len(data)`` when it is incomplete).
+    """
+    end = _HEAD_END.search(data)
+    head = data[: end.start()] if end else data
+    start_line, *lines = head.split(b"\n")
+    values: dict[bytes, list[bytes]] = {}
+    name = None
+    for line in lines:
+        if line[:1] in (b" ", b"\t") and name is not None:
+            # obs-fold: a continuation line, unfolded as the HTTP parser does.
+            values[name][-1] = (values[name][-1] + b" " + line.strip()).strip()
+            continue
+        raw_name, _, value = line.partition(b":")
+        name = raw_name.strip().lower()
+        values.setdefault(name, []).append(value.strip())
+    return start_line.strip(), values, end.end() if end else len(data)
+
+
 def check_request_head(data: bytes) -> tuple[int, str] | None:
     """Check what the HTTP parser leaves to us in a request head that it accepted.
 
@@ -93,21 +120,23 @@ def check_request_head(data: bytes) -> tuple[int, str] | None:
 
     :returns: ``(status, why)`` for a request to refuse, ``None`` for a good one:
         431 for a head over :data:`MAX_HEAD_SIZE` bytes or with more than
-        :data:`MAX_HEADERS` header lines; 400 for a repeated
+        :data:`MAX_HEADERS` header lines; 400 for a version other than HTTP/1.1,
+        a target that is neither a path nor an absolute URI, a body, a repeated
         ``Host``, ``Upgrade`` or ``Sec-WebSocket-*`` header, or a key that is not
-        16 bytes in base64 (RFC 6455, section 4.1).
+        16 bytes in base64 (RFC 6455, sections 4.1 and 4.2.1).
     """
-    end = _HEAD_END.search(data)
-    head = data[: end.start()] if end else data
-    if len(head) > MAX_HEAD_SIZE:
+    start_line, values, end = split_head(data)
+    if end > MAX_HEAD_SIZE:
         return 431, f"request head larger than {MAX_HEAD_SIZE} bytes"
-    lines = head.split(b"\n")[1:]
-    if len(lines) > MAX_HEADERS:
+    if sum(len(v) for v in values.values()) > MAX_HEADERS:
         return 431, f"more than {MAX_HEADERS} header lines"
-    values: dict[bytes, list[bytes]] = {}
-    for line in lines:
-        name, _, value = line.partition(b":")
-        values.setdefault(name.strip().lower(), []).append(value.strip())
+    parts = start_line.split(b" ")
+    if len(parts) != 3 or parts[2] != b"HTTP/1.1":
+        return 400, "a WebSocket handshake needs HTTP/1.1"
+    if not _TARGET.match(parts[1]):
+        return 400, "the request target must be a path or an absolute URI"
+    if b"transfer-encoding" in values or values.get(b"content-length", [b"0"]) != [b"0"]:
+        return 400, "a WebSocket upgrade request has no body"
     for name in _SINGLE_HEADERS:
         if len(values.get(name, ())) > 1:
             return 400, f"repeated {name.decode()} header"

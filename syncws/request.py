@@ -22,7 +22,7 @@ from wsproto.utilities import RemoteProtocolError
 from ._core import endpoint, logger
 from ._deadline import Deadline
 from ._deflate import deflate_extensions
-from ._http import HeadersLike, check_headers, check_request_head, response
+from ._http import HeadersLike, check_headers, check_request_head, response, split_head
 from .connection import (
     DEFAULT_CONNECT_TIMEOUT,
     ConnectionOptions,
@@ -147,12 +147,15 @@ class WebSocketRequest:
         sock: socket.socket,
         ws: WSConnection,
         event: Request,
+        early_data: bytes,
         options: ServeOptions,
+        *,
         on_accept: Callable[[WebSocketConnection], None] | None = None,
     ) -> None:
         self._sock = sock
         self._ws = ws
         self._event = event
+        self._early_data = early_data
         self._options = options
         self._on_accept = on_accept
         self._connection: WebSocketConnection | None = None
@@ -255,6 +258,9 @@ class WebSocketRequest:
             )
             self._sock.settimeout(self._options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
             self._sock.sendall(data)
+            if self._early_data:
+                # Frames that came with the request: the reader parses them first.
+                self._ws.receive_data(self._early_data)
             connection = WebSocketConnection(
                 self._sock,
                 self._ws,
@@ -322,8 +328,12 @@ def _error_status(
 
 def _receive_request(
     sock: socket.socket, deadline: Deadline
-) -> tuple[WSConnection, Request] | None:
-    """Read the upgrade request; answer and return None when it is not a valid one."""
+) -> tuple[WSConnection, Request, bytes] | None:
+    """Read the upgrade request; answer and return None when it is not a valid one.
+
+    :returns: the engine, the request, and the bytes that came after the request
+        (frames a client sent without waiting for the response).
+    """
     ws = WSConnection(ConnectionType.SERVER)
     received = bytearray()
     while True:
@@ -350,7 +360,7 @@ def _receive_request(
                     logger.debug("bad handshake request: %s", why)
                     _send_error(sock, status, [], f"{status} {why}\n".encode())
                     return None
-                return ws, event
+                return ws, event, bytes(received[split_head(bytes(received))[2] :])
         if not data:
             return None
 
@@ -392,7 +402,7 @@ def serve_socket(
             return
         if received is None:
             return
-        request = WebSocketRequest(sock, *received, options, on_accept)
+        request = WebSocketRequest(sock, *received, options, on_accept=on_accept)
         if overloaded:
             request.reject(503, [("Retry-After", "1")], "503 too many connections\n")
             return

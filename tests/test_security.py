@@ -352,6 +352,28 @@ def test_repeated_handshake_headers_get_400(echo_server, name) -> None:
 
 
 @pytest.mark.parametrize(
+    "headers",
+    [
+        [("Content-Length", "5")],
+        [("Transfer-Encoding", "chunked")],
+        [("Content-Length", "5"), ("Transfer-Encoding", "chunked")],
+    ],
+)
+def test_upgrade_with_a_body_gets_400(echo_server, headers) -> None:
+    request = upgrade_request(f"127.0.0.1:{echo_server.port}", headers=headers)
+    assert_refused(exchange(echo_server.port, request + b"hello"), 400)
+
+
+@pytest.mark.parametrize(
+    ("version", "target"), [("HTTP/1.0", "/"), ("HTTP/1.1", "*"), ("HTTP/1.1", "chat")]
+)
+def test_old_versions_and_odd_targets_get_400(echo_server, version, target) -> None:
+    request = upgrade_request(f"127.0.0.1:{echo_server.port}", target)
+    request = request.replace(b"HTTP/1.1\r\n", f"{version}\r\n".encode(), 1)
+    assert_refused(exchange(echo_server.port, request), 400)
+
+
+@pytest.mark.parametrize(
     "key",
     [
         base64.b64encode(bytes(15)).decode(),
