@@ -150,6 +150,8 @@ class ConnectionCore:
         self._state = State.OPEN
         self._close_reason: CloseReason | None = None
         self._sent_close: CloseReason | None = None
+        # The peer's close frame, from when wsproto parses it until the reader acts on it.
+        self._peer_close: CloseReason | None = None
         self._close_deadline: float | None = None
         self._close_timed_out = False
         self._pings: dict[bytes, PendingPing] = {}
@@ -201,7 +203,7 @@ class ConnectionCore:
                 return payload
 
     def _reason(self) -> CloseReason:
-        return self._close_reason or self._sent_close or CloseReason(1006, None)
+        return self._close_reason or self._sent_close or self._peer_close or CloseReason(1006, None)
 
     # -- the reader thread ---------------------------------------------------------------
 
@@ -235,13 +237,7 @@ class ConnectionCore:
         with self._lock:
             if data is not None:
                 self._ws.receive_data(data)
-            events = list(self._ws.events())
-            if self._close_reason is None and self._ws.state is ConnectionState.REMOTE_CLOSING:
-                # The peer's close frame came with messages that may wait for room in
-                # the queue: senders fail from now on, so let them see its reason.
-                for event in events:
-                    if isinstance(event, CloseConnection):
-                        self._close_reason = CloseReason(event.code, event.reason or None)
+            events, too_big = self._parse()
         tracing = trace_logger.isEnabledFor(logging.DEBUG)
         for event in events:
             if self._input_done:
@@ -250,22 +246,44 @@ class ConnectionCore:
                 trace_logger.debug("%s < %s", self, describe(event))
             if isinstance(event, (TextMessage, BytesMessage)):
                 self._on_data(event)
-            elif isinstance(event, Ping):
-                with self._lock:
-                    if self._ws.state is ConnectionState.OPEN:
-                        self._transport.queue(self._ws.send(event.response()))
             elif isinstance(event, Pong):
                 self._on_pong(event.payload)
             elif isinstance(event, CloseConnection):
                 self._on_close_frame(event)
+        if too_big and not self._input_done:
+            self._parts.clear()
+            self._fail(1009, f"message larger than {self._max_message_size} bytes")
+
+    def _parse(self) -> tuple[list[Event], bool]:
+        """Take wsproto's events (lock held); also return whether a message was too big.
+
+        wsproto parses lazily, one frame per event, so what must happen in frame order
+        happens here: a ping is answered while the engine is still open (a close frame
+        parsed after it would make pongs impossible), and parsing stops at the frame
+        that makes a message too big, so nothing after it is acted on.
+        """
+        events: list[Event] = []
+        for event in self._ws.events():
+            if isinstance(event, (TextMessage, BytesMessage)):
+                data = event.data
+                self._size += _utf8_size(data) if isinstance(data, str) else len(data)
+                if self._size > self._max_message_size:
+                    return events, True
+                if event.message_finished:
+                    self._size = 0
+            elif isinstance(event, Ping) and self._ws.state is ConnectionState.OPEN:
+                self._transport.queue(self._ws.send(event.response()))
+            elif isinstance(event, CloseConnection) and (
+                self._ws.state is ConnectionState.REMOTE_CLOSING
+            ):
+                # Messages before it may wait for room in the queue; senders fail from
+                # now on, with the peer's reason.
+                self._peer_close = CloseReason(event.code, event.reason or None)
+            events.append(event)
+        return events, False
 
     def _on_data(self, event: Message[Any]) -> None:
         data = event.data
-        self._size += len(data) if isinstance(data, bytes) else _utf8_size(data)
-        if self._size > self._max_message_size:
-            self._parts.clear()
-            self._fail(1009, f"message larger than {self._max_message_size} bytes")
-            return
         if not event.message_finished:
             self._parts.append(data)
             return
@@ -273,7 +291,6 @@ class ConnectionCore:
             self._parts.append(data)
             data = "".join(self._parts) if isinstance(data, str) else b"".join(self._parts)
             self._parts.clear()
-        self._size = 0
         if self._state is not State.OPEN:
             logger.debug("%s: message discarded, the connection is closing", self)
             return
@@ -321,7 +338,9 @@ class ConnectionCore:
         with self._lock:
             if self._close_reason is None:
                 self._close_reason = CloseReason(code, reason)
-            if self._ws.state is ConnectionState.OPEN:
+            if self._ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+                # Also when the peer's close frame was parsed behind the fault: it is
+                # then never handled, and ours answers it.
                 self._transport.queue(self._ws.send(CloseConnection(code, reason)))
             self._set_state(State.CLOSING)
             close_reason = self._close_reason

@@ -176,7 +176,7 @@ class WebSocketConnection(ConnectionCore):
         keepalive timeout). While a :meth:`close` started here waits for the peer's
         answer, the code and reason that were sent.
         """
-        return self._close_reason or self._sent_close
+        return self._close_reason or self._sent_close or self._peer_close
 
     @property
     def path(self) -> str:
