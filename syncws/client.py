@@ -23,7 +23,7 @@ from wsproto.utilities import RemoteProtocolError
 
 from ._deadline import Deadline
 from ._deflate import deflate_extensions
-from ._http import HeadersLike, check_headers, check_token
+from ._http import HeadersLike, check_headers, check_token, split_head
 from .connection import (
     DEFAULT_CONNECT_TIMEOUT,
     ConnectionOptions,
@@ -50,6 +50,8 @@ __all__ = [
 #: The most of a rejection's body that is kept for :class:`~syncws.ConnectionRejected`.
 MAX_REJECT_BODY = 64 * 1024
 
+#: Response headers that may appear once (RFC 6455, section 4.1).
+_SINGLE_RESPONSE_HEADERS = (b"sec-websocket-accept", b"sec-websocket-protocol")
 _UNSAFE_URL = re.compile(r"[\x00-\x20\x7f]")
 _PASSWORD = re.compile(r"^([^:/?#]*://[^/?#@:]*):[^/?#]*@")
 
@@ -200,6 +202,7 @@ def _handshake(
     data = ws.send(_request(target, options))
     rejection: RejectConnection | None = None
     body = bytearray()
+    received = bytearray()
     try:
         _settimeout(sock, deadline)
         sock.sendall(data)
@@ -208,14 +211,18 @@ def _handshake(
             chunk = sock.recv(65536)
             if not chunk and rejection is None:
                 raise HandshakeError("the server closed the connection during the handshake")
+            if rejection is None:
+                received += chunk
             try:
                 ws.receive_data(chunk or None)
-            except RemoteProtocolError as exc:
+            except (RemoteProtocolError, UnicodeError) as exc:
+                # UnicodeError: wsproto could not decode a header it parses.
                 raise HandshakeError(f"invalid handshake response: {exc}") from exc
             # Iterate lazily: frames that came with the response stay in wsproto,
             # for the connection's reader to pick up after AcceptConnection.
             for event in ws.events():
                 if isinstance(event, AcceptConnection):
+                    _check_response_head(bytes(received))
                     return WebSocketConnection(
                         sock,
                         ws,
@@ -261,6 +268,21 @@ def _verification_error(
     error.reason = exc.reason
     error.library = exc.library
     return error
+
+
+def _check_response_head(data: bytes) -> None:
+    """Refuse what wsproto lets through: it reads only the last of repeated headers.
+
+    Sec-WebSocket-Accept and -Protocol may appear once. Sec-WebSocket-Extensions may
+    be repeated (RFC 6455 erratum 3433), but syncws offers one extension at most, so
+    only the last of them may name one: that is the one wsproto checked.
+    """
+    _, values, _ = split_head(data)
+    for name in _SINGLE_RESPONSE_HEADERS:
+        if len(values.get(name, ())) > 1:
+            raise HandshakeError(f"invalid handshake response: repeated {name.decode()} header")
+    if any(value.strip(b" \t,") for value in values.get(b"sec-websocket-extensions", [])[:-1]):
+        raise HandshakeError("invalid handshake response: more extensions than offered")
 
 
 def _open(
