@@ -319,6 +319,10 @@ def test_shutdown_with_a_client_that_stopped_reading(syncws_server: Any, timing:
     )
     try:
         assert srv.get() == "blocking"
+        # Shut down only once the big send is under way: a shutdown before it would
+        # (rightly) make the send fail at once with the server's 1001.
+        (conn,) = srv.server.connections
+        wait_for(lambda: conn._transport._writing, what="the handler's send to block")
         start = time.monotonic()
         srv.server.shutdown(timeout=SHORT)
         elapsed = time.monotonic() - start
