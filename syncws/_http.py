@@ -26,6 +26,8 @@ MAX_HEAD_SIZE = 16 * 1024
 #: Headers that a request may carry only once.
 _SINGLE_HEADERS = (b"host", b"sec-websocket-key", b"sec-websocket-version", b"upgrade")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
+#: Control characters, which RFC 7230 (section 3.2) does not allow in header values.
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 #: A request target in origin form (a path) or absolute form (RFC 7230, section 5.3).
 _TARGET = re.compile(rb"/|(?i:https?|wss?)://")
 
@@ -121,7 +123,8 @@ def check_request_head(data: bytes) -> tuple[int, str] | None:
     :returns: ``(status, why)`` for a request to refuse, ``None`` for a good one:
         431 for a head over :data:`MAX_HEAD_SIZE` bytes or with more than
         :data:`MAX_HEADERS` header lines; 400 for a version other than HTTP/1.1,
-        a target that is neither a path nor an absolute URI, a body, a repeated
+        a target that is neither a path nor an absolute URI, a body, a control
+        character in a header value, a repeated
         ``Host``, ``Upgrade`` or ``Sec-WebSocket-*`` header, or a key that is not
         16 bytes in base64 (RFC 6455, sections 4.1 and 4.2.1).
     """
@@ -137,6 +140,10 @@ def check_request_head(data: bytes) -> tuple[int, str] | None:
         return 400, "the request target must be a path or an absolute URI"
     if b"transfer-encoding" in values or values.get(b"content-length", [b"0"]) != [b"0"]:
         return 400, "a WebSocket upgrade request has no body"
+    if any(_CONTROL.search(value) for items in values.values() for value in items):
+        # The HTTP parser lets them through, and str.strip() takes some of them for
+        # spaces: "Upgrade\x1c" would pass for "Upgrade".
+        return 400, "control character in a header value"
     for name in _SINGLE_HEADERS:
         if len(values.get(name, ())) > 1:
             return 400, f"repeated {name.decode()} header"

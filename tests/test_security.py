@@ -364,6 +364,18 @@ def test_upgrade_with_a_body_gets_400(echo_server, headers) -> None:
     assert_refused(exchange(echo_server.port, request + b"hello"), 400)
 
 
+@pytest.mark.parametrize("value", ["a\x01b", "ab\x7f", "a\x1fb"])
+def test_control_characters_in_header_values_get_400(echo_server, value) -> None:
+    request = upgrade_request(f"127.0.0.1:{echo_server.port}", headers=[("X-Custom", value)])
+    assert_refused(exchange(echo_server.port, request), 400)
+
+
+def test_control_character_that_strip_removes_is_not_taken_for_a_space(echo_server) -> None:
+    request = upgrade_request(f"127.0.0.1:{echo_server.port}")
+    request = request.replace(b"Connection: Upgrade", b"Connection: Upgrade\x1c", 1)
+    assert_refused(exchange(echo_server.port, request), 400)
+
+
 @pytest.mark.parametrize(
     ("version", "target"), [("HTTP/1.0", "/"), ("HTTP/1.1", "*"), ("HTTP/1.1", "chat")]
 )
