@@ -526,7 +526,10 @@ def test_wss_with_syncws_client(syncws_server, tls_server_context, tls_client_co
 def test_wss_by_name_with_websockets_client(
     syncws_server, tls_server_context, tls_client_context
 ) -> None:
-    srv = syncws_server(server_echo, ssl_context=tls_server_context)
+    # Listen on every address of the name, so that whichever one the client tries
+    # first (::1 or 127.0.0.1) reaches this server and no other listener that may
+    # hold the same port number on the other address.
+    srv = syncws_server(server_echo, "localhost", ssl_context=tls_server_context)
     with ws_connect(
         f"wss://localhost:{srv.port}/", ssl=tls_client_context, open_timeout=WAIT
     ) as ws:
