@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
-from collections import deque
 
 from .exceptions import ConnectionClosed
 from .types import CloseReason
 
 __all__ = ["MessageQueue"]
+
+#: The end of the stream, as an item of the queue.
+_END = object()
 
 
 class MessageQueue:
@@ -28,10 +31,14 @@ class MessageQueue:
 
     def __init__(self, maxsize: int) -> None:
         self._maxsize = max(1, maxsize)
-        lock = threading.Lock()
-        self._not_empty = threading.Condition(lock)
-        self._not_full = threading.Condition(lock)
-        self._items: deque[str | bytes] = deque()
+        # Messages travel through a SimpleQueue, whose C implementation is the
+        # cheapest hand-off to a waiting get(). The end of the stream is a sentinel
+        # in it, behind the last message (only the reader thread puts and ends).
+        # The bound costs nothing until the queue is full: only then does put()
+        # raise a flag and wait, and get() notify it.
+        self._items: queue.SimpleQueue[str | bytes | object] = queue.SimpleQueue()
+        self._not_full = threading.Condition(threading.Lock())
+        self._put_waiting = False
         self._released = False
         self._end: CloseReason | None = None
 
@@ -40,16 +47,19 @@ class MessageQueue:
 
         :returns: how long the call waited, in seconds (the reader's pause).
         """
-        with self._not_full:
-            waited = 0.0
-            if len(self._items) >= self._maxsize and not self._released:
-                start = time.monotonic()
-                while len(self._items) >= self._maxsize and not self._released:
+        waited = 0.0
+        if self._items.qsize() >= self._maxsize and not self._released:
+            start = time.monotonic()
+            with self._not_full:
+                self._put_waiting = True
+                # Checked again after raising the flag: a get() that took a message
+                # before it saw the flag has made room already.
+                while self._items.qsize() >= self._maxsize and not self._released:
                     self._not_full.wait()
-                waited = time.monotonic() - start
-            self._items.append(message)
-            self._not_empty.notify()
-            return waited
+                self._put_waiting = False
+            waited = time.monotonic() - start
+        self._items.put(message)
+        return waited
 
     def get(self, timeout: float | None) -> str | bytes:
         """Remove and return the oldest message.
@@ -58,22 +68,21 @@ class MessageQueue:
             (``0`` does not wait at all).
         :raises ConnectionClosed: when the stream ended and nothing is left.
         """
-        with self._not_empty:
-            if not self._items:
-                deadline = None if timeout is None else time.monotonic() + timeout
-                while not self._items:
-                    if self._end is not None:
-                        raise ConnectionClosed(self._end)
-                    if deadline is None:
-                        self._not_empty.wait()
-                        continue
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise TimeoutError("no message received in time")
-                    self._not_empty.wait(remaining)
-            message = self._items.popleft()
-            self._not_full.notify()
-            return message
+        try:
+            if timeout is not None and timeout <= 0:
+                item = self._items.get(block=False)
+            else:
+                item = self._items.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError("no message received in time") from None
+        if item is _END:
+            self._items.put(_END)  # For the other threads waiting, and the next call.
+            assert self._end is not None
+            raise ConnectionClosed(self._end)
+        if self._put_waiting:
+            with self._not_full:
+                self._not_full.notify()
+        return item  # type: ignore[return-value]
 
     def release(self) -> None:
         """Stop :meth:`put` from ever blocking again."""
@@ -82,10 +91,14 @@ class MessageQueue:
             self._not_full.notify_all()
 
     def end(self, reason: CloseReason) -> None:
-        """Mark the end of the stream: no more messages will be put."""
-        with self._not_empty:
-            if self._end is None:
-                self._end = reason
+        """Mark the end of the stream: no more messages will be put.
+
+        Called by the reader thread, after its last :meth:`put`.
+        """
+        with self._not_full:
+            if self._end is not None:
+                return
+            self._end = reason
             self._released = True
-            self._not_empty.notify_all()
             self._not_full.notify_all()
+        self._items.put(_END)
