@@ -115,20 +115,27 @@ def split_head(data: bytes) -> tuple[bytes, dict[bytes, list[bytes]], int]:
     return start_line.strip(), values, end.end() if end else len(data)
 
 
-def check_request_head(data: bytes) -> tuple[int, str] | None:
+def check_request_head(data: bytes) -> tuple[tuple[int, str] | None, int]:
     """Check what the HTTP parser leaves to us in a request head that it accepted.
 
-    ``data`` starts with the request head (what follows it is ignored).
+    ``data`` starts with the request head; what follows it is returned as an offset.
 
-    :returns: ``(status, why)`` for a request to refuse, ``None`` for a good one:
-        431 for a head over :data:`MAX_HEAD_SIZE` bytes or with more than
-        :data:`MAX_HEADERS` header lines; 400 for a version other than HTTP/1.1,
-        a target that is neither a path nor an absolute URI, a body, a control
-        character in a header value, a repeated
-        ``Host``, ``Upgrade`` or ``Sec-WebSocket-*`` header, or a key that is not
-        16 bytes in base64 (RFC 6455, sections 4.1 and 4.2.1).
+    :returns: ``(problem, end)``: ``problem`` is ``(status, why)`` for a request to
+        refuse, ``None`` for a good one: 431 for a head over :data:`MAX_HEAD_SIZE`
+        bytes or with more than :data:`MAX_HEADERS` header lines; 400 for a version
+        other than HTTP/1.1, a target that is neither a path nor an absolute URI, a
+        body, a control character in a header value, a repeated ``Host``,
+        ``Upgrade`` or ``Sec-WebSocket-*`` header, or a key that is not 16 bytes in
+        base64 (RFC 6455, sections 4.1 and 4.2.1). ``end`` is the offset just past
+        the head.
     """
     start_line, values, end = split_head(data)
+    return _request_problem(start_line, values, end), end
+
+
+def _request_problem(
+    start_line: bytes, values: dict[bytes, list[bytes]], end: int
+) -> tuple[int, str] | None:
     if end > MAX_HEAD_SIZE:
         return 431, f"request head larger than {MAX_HEAD_SIZE} bytes"
     if sum(len(v) for v in values.values()) > MAX_HEADERS:

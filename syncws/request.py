@@ -22,7 +22,7 @@ from wsproto.utilities import RemoteProtocolError
 from ._core import endpoint, logger
 from ._deadline import Deadline
 from ._deflate import deflate_extensions
-from ._http import HeadersLike, check_headers, check_request_head, response, split_head
+from ._http import HeadersLike, check_headers, check_request_head, response
 from .connection import (
     DEFAULT_CONNECT_TIMEOUT,
     ConnectionOptions,
@@ -354,13 +354,13 @@ def _receive_request(
             return None
         for event in events:
             if isinstance(event, Request):
-                problem = check_request_head(bytes(received))
+                problem, end = check_request_head(bytes(received))
                 if problem is not None:
                     status, why = problem
                     logger.debug("bad handshake request: %s", why)
                     _send_error(sock, status, [], f"{status} {why}\n".encode())
                     return None
-                return ws, event, bytes(received[split_head(bytes(received))[2] :])
+                return ws, event, bytes(received[end:])
         if not data:
             return None
 
