@@ -64,10 +64,10 @@ def broadcast(
             waiting[connection] = connection._enqueue(event)
         except ConnectionClosed:
             missed.append(connection)
-    _push(waiting, missed)
+    blocked, busy = _push(waiting, missed)
     if waiting:
         # Some sockets are full: only now is a selector worth its system calls.
-        _wait(waiting, missed, deadline)
+        _wait(waiting, missed, deadline, blocked, busy)
     if missed:
         logger.debug("broadcast: %d connection(s) did not get the message", len(missed))
     return missed
@@ -77,13 +77,15 @@ def _wait(
     waiting: dict[WebSocketConnection, int],
     missed: list[WebSocketConnection],
     deadline: Deadline,
+    blocked: list[WebSocketConnection],
+    busy: bool,
 ) -> None:
-    """Write to the sockets as they become writable, until done or ``deadline``."""
+    """Write to the sockets as they become writable, until done or ``deadline``.
+
+    ``blocked`` and ``busy`` are what the last :func:`_push` reported.
+    """
     with selectors.DefaultSelector() as selector:
-        while True:
-            blocked, busy = _push(waiting, missed)
-            if not waiting:
-                return
+        while waiting:
             if deadline.expired():
                 for connection in waiting:
                     connection._abort("the peer did not read a broadcast in time")
@@ -106,6 +108,7 @@ def _wait(
             selector.select(remaining)
             for connection in registered:
                 selector.unregister(connection._transport.fileno)
+            blocked, busy = _push(waiting, missed)
 
 
 def _push(
