@@ -165,6 +165,11 @@ def judge(resp: HandshakeResponse, accept: bytes) -> Verdict:
     def values(wanted: bytes) -> list[bytes]:
         return [v for n, v in headers if n == wanted]
 
+    # The HTTP parser checks message framing headers even on a 101 (RFC 7230,
+    # section 3.3.2: Content-Length = 1*DIGIT).
+    if not all(v.isdigit() for v in values(b"content-length")):
+        soft.append("invalid Content-Length")
+
     upgrades = values(b"upgrade")
     if len(upgrades) > 1:
         soft.append("several Upgrade headers")

@@ -573,16 +573,19 @@ def test_broadcast_with_non_readers(server_process: Callable[[str], ServerProces
     for index, (count, code) in enumerate(left):
         assert code == 1006, f"stuck-{index} saw close code {code}"
         assert count <= cut[f"stuck-{index}"]["index"], (index, count, cut)
-    # Readers are held up only by the calls that cut a peer off, never for longer than
-    # the timeout, and each non-reader is cut off by one call. No call waits out the
-    # timeout and then gets its message through after all ("squeezed" calls, see
+    # Readers are held up only by the calls that wait for a peer that does not read,
+    # never for longer than the timeout: each non-reader holds up at most the call that
+    # cuts it off, and at most one call whose message its kernel buffer took late but
+    # in time ("squeezed through": the buffer grows while a peer's window is closed).
+    # A call that waited for the socket's writable signal alone used to squeeze
+    # through only at the deadline, every time (see
     # test_broadcast.py::test_a_full_socket_that_takes_bytes_again_is_not_waited_for).
     calls = summary["cutting_calls"]
     squeezed = summary["slow_clean_calls"]
     assert summary["slowest_clean_call"] < CUT_OFF_AFTER + MARGIN, json.dumps(summary)
     assert all(call["seconds"] < CUT_OFF_AFTER + MARGIN for call in calls), calls
     assert len(calls) <= NON_READERS, calls
-    assert squeezed == [], squeezed
+    assert len(squeezed) <= NON_READERS, squeezed
     stalled = sum(call["seconds"] for call in calls + squeezed)
     reader_limited = summary["seconds"] - stalled
     memory = summary["memory"]
