@@ -88,11 +88,13 @@ def check_options(options: ServeOptions) -> None:
     if origins is not None:
         if isinstance(origins, str):
             raise TypeError("origins must be a list of origins, not a string")
-        # A copy, so that any iterable works and later changes to it do not count.
-        options["origins"] = origins = tuple(origins)
+        origins = tuple(origins)  # Any iterable, read once.
         for origin in origins:
             if origin is not None and (not origin.isascii() or _BAD_ORIGIN.search(origin)):
                 raise ValueError(f"invalid origin {origin!r}")
+        # Scheme and host are case-insensitive (RFC 6454): compare in lower case,
+        # lowered here once rather than for every request.
+        options["origins"] = tuple(o if o is None else o.lower() for o in origins)
     hook = options.get("process_request")
     if hook is not None and not callable(hook):
         raise TypeError("process_request must be callable")
@@ -102,13 +104,10 @@ _BAD_ORIGIN = re.compile(r"[\x00-\x20\x7f]")
 
 
 def _origin_allowed(origin: str | None, origins: Sequence[str | None] | None) -> bool:
-    """Whether an Origin header value (``None``: absent) is on the allow-list."""
+    """Whether an Origin header value (``None``: absent) is on the checked allow-list."""
     if origins is None:
         return True
-    if origin is None:
-        return None in origins
-    # Scheme and host are case-insensitive (RFC 6454); browsers send lower case.
-    return origin.lower() in (o.lower() for o in origins if o is not None)
+    return (origin if origin is None else origin.lower()) in origins
 
 
 def _close_socket(sock: socket.socket) -> None:
