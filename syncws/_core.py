@@ -1,14 +1,17 @@
 """The protocol core of a connection: its state and its reader thread.
 
 :class:`ConnectionCore` holds what the application's calls
-(:mod:`syncws.connection`) and the reader thread share, and runs the reader: it
+(:mod:`syncws.connection`) and the reader thread share, and runs the reading: it
 reads the socket, feeds wsproto, answers pings, matches pongs, runs the closing
 handshake and the keepalive timers, and hands complete messages to a bounded queue.
+Reading is done by whoever holds the read role (:mod:`._readrole`): the reader
+thread, or a caller of ``get_message`` that found no message queued.
 
 Locking: ``_lock`` guards the wsproto engine, the write queue, ``_state``,
 ``_close_reason`` and the pending pings; it is only ever held for short,
-non-blocking work. Socket waits happen outside it. Fields marked *reader* are
-touched only by the reader thread.
+non-blocking work. Socket waits happen outside it. Fields marked *read role* are
+touched only by the holder of the read role; the end of the connection (lingering
+for the peer's TCP close, closing the socket) is the reader thread's alone.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, Tex
 
 from ._deadline import Deadline
 from ._messages import MessageQueue
+from ._readrole import ReadRole
 from ._transport import Transport, TransportError, retry_wait
 from .types import CloseReason, Endpoint
 
@@ -145,6 +149,7 @@ class ConnectionCore:
         self._max_message_size = max_message_size
         self._disconnect_timeout = disconnect_timeout
         self._queue = MessageQueue(message_queue_size)
+        self._role = ReadRole()
         self._closed = threading.Event()
         # Guarded by _lock.
         self._state = State.OPEN
@@ -156,10 +161,11 @@ class ConnectionCore:
         self._close_timed_out = False
         self._pings: dict[bytes, PendingPing] = {}
         self._latency = 0.0
-        # Reader only.
+        # Read role only.
         self._parts: list[Any] = []
         self._size = 0
         self._input_done = False
+        self._eof = False
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout if ping_timeout is not None else ping_interval
         now = time.monotonic()
@@ -195,6 +201,7 @@ class ConnectionCore:
         logger.debug("%s: aborting (%s)", self, why)
         self._queue.release()
         self._transport.abort()
+        self._role.reclaim()
 
     def _new_ping_payload(self) -> bytes:
         while True:
@@ -210,20 +217,13 @@ class ConnectionCore:
     def _run(self) -> None:
         try:
             self._handle(None)
-            while not self._input_done:
-                pending = self._transport.try_flush()
-                timeout = self._next_timer()
-                if pending:
-                    timeout = retry_wait(timeout)
-                data = self._transport.receive(timeout, want_write=pending)
-                if data is None:
-                    self._on_timer()
-                elif data:
-                    self._awaiting_peer_since = None
-                    self._handle(data)
-                else:
-                    return
-            self._linger()
+            while not (self._input_done or self._eof) and self._role.acquire(self._next_timer):
+                self._read_step(self._next_timer(), block=True)
+                if not (self._input_done or self._eof) and self._role.release_if_wanted():
+                    self._queue.wake()
+            self._role.finish()
+            if not self._eof:
+                self._linger()
         except Exception:
             logger.exception("%s: reader thread failed", self)
             with self._lock:
@@ -232,7 +232,52 @@ class ConnectionCore:
         finally:
             self._finish()
 
-    def _handle(self, data: bytes | None) -> None:
+    def _read_step(self, wait: float | None, *, block: bool) -> bool:
+        """Read once (holder of the read role): wait up to ``wait`` seconds for bytes.
+
+        Runs the timers when the wait ends without bytes, and writes the control
+        frames the bytes called for. ``block`` says whether a full message queue may
+        hold the read up (only the reader thread may wait for the application).
+
+        :returns: whether queued bytes are still waiting for the socket.
+        """
+        pending = self._transport.try_flush()
+        if pending:
+            wait = retry_wait(wait)
+        data = self._transport.receive(wait, want_write=pending)
+        if data is None:
+            self._on_timer()
+        elif data:
+            self._awaiting_peer_since = None
+            self._handle(data, block)
+        else:
+            self._eof = True
+            return False
+        return self._transport.try_flush()
+
+    def read_directly(self, deadline: Deadline) -> bool:
+        """Read once on the calling thread if the read role is free; return whether it was.
+
+        Called by ``get_message`` when no message is queued (see :mod:`._readrole`).
+        """
+        if not self._role.try_take():
+            return False
+        pending = True
+        try:
+            timer = self._next_timer()
+            wait = deadline.remaining()
+            if timer is not None:
+                wait = timer if wait is None else min(wait, timer)
+            pending = self._read_step(wait, block=False)
+        finally:
+            if self._role.give_back(self._input_done or self._eof):
+                self._queue.wake()
+            if pending:
+                # The reader thread waits for the socket to take the rest.
+                self._role.reclaim()
+        return True
+
+    def _handle(self, data: bytes | None, block: bool = True) -> None:
         """Feed received bytes to wsproto and act on the events."""
         with self._lock:
             if data is not None:
@@ -245,7 +290,7 @@ class ConnectionCore:
             if tracing:
                 trace_logger.debug("%s < %s", self, describe(event))
             if isinstance(event, (TextMessage, BytesMessage)):
-                self._on_data(event)
+                self._on_data(event, block)
             elif isinstance(event, Pong):
                 self._on_pong(event.payload)
             elif isinstance(event, CloseConnection):
@@ -282,7 +327,7 @@ class ConnectionCore:
             events.append(event)
         return events, False
 
-    def _on_data(self, event: Message[Any]) -> None:
+    def _on_data(self, event: Message[Any], block: bool) -> None:
         data = event.data
         if not event.message_finished:
             self._parts.append(data)
@@ -294,7 +339,7 @@ class ConnectionCore:
         if self._state is not State.OPEN:
             logger.debug("%s: message discarded, the connection is closing", self)
             return
-        if self._queue.put(data) and self._awaiting_peer_since is not None:
+        if self._queue.put(data, block) and self._awaiting_peer_since is not None:
             # The reader was paused by a full queue: the peer's silence while we were
             # not reading proves nothing, so keepalive starts counting again now.
             self._awaiting_peer_since = time.monotonic()
@@ -431,6 +476,10 @@ class ConnectionCore:
             self._set_state(State.CLOSED)
             reason = self._close_reason
         self._end_stream(reason)
+        # A caller still reading (after a failure of this thread) wakes up and gives
+        # the socket back before it is closed.
+        self._transport.abort()
+        self._role.finish()
         self._transport.close(self._disconnect_timeout)
         self._closed.set()
         logger.debug("%s: closed: %s", self, reason)

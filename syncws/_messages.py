@@ -13,15 +13,20 @@ __all__ = ["MessageQueue"]
 
 #: The end of the stream, as an item of the queue.
 _END = object()
+#: A wake-up call for a thread waiting in :meth:`MessageQueue.get`: the read role is free.
+_WAKE = object()
 
 
 class MessageQueue:
     r"""Complete messages waiting for :meth:`~syncws.WebSocketConnection.get_message`.
 
-    The reader thread :meth:`put`\\ s; any number of threads :meth:`get`; each message
-    goes to exactly one of them, in the order received. When the queue holds
-    ``maxsize`` messages, :meth:`put` blocks, so the reader stops reading the socket
-    and TCP flow control pushes back on the peer.
+    The holder of the read role :meth:`put`\\ s; any number of threads :meth:`get`;
+    each message goes to exactly one of them, in the order received. When the queue
+    holds ``maxsize`` messages, :meth:`put` blocks, so the reader thread stops reading
+    the socket and TCP flow control pushes back on the peer. A caller of
+    ``get_message`` that reads the socket itself only does so when the queue is
+    empty, and puts without blocking: the queue then holds at most the messages of
+    one read beyond ``maxsize``.
 
     :meth:`release` makes :meth:`put` stop blocking for good (the connection is
     closing and must not wait for the application). :meth:`end` marks the end of
@@ -33,7 +38,8 @@ class MessageQueue:
         self._maxsize = max(1, maxsize)
         # Messages travel through a SimpleQueue, whose C implementation is the
         # cheapest hand-off to a waiting get(). The end of the stream is a sentinel
-        # in it, behind the last message (only the reader thread puts and ends).
+        # in it, behind the last message (only the holder of the read role puts and
+        # ends). Wake-up tokens for threads waiting in get() travel the same way.
         # The bound costs nothing until the queue is full: only then does put()
         # raise a flag and wait, and get() notify it.
         self._items: queue.SimpleQueue[str | bytes | object] = queue.SimpleQueue()
@@ -42,13 +48,13 @@ class MessageQueue:
         self._released = False
         self._end: CloseReason | None = None
 
-    def put(self, message: str | bytes) -> float:
-        """Append a message, first waiting while the queue is full.
+    def put(self, message: str | bytes, block: bool = True) -> float:
+        """Append a message, first waiting while the queue is full if ``block`` is set.
 
         :returns: how long the call waited, in seconds (the reader's pause).
         """
         waited = 0.0
-        if self._items.qsize() >= self._maxsize and not self._released:
+        if block and self._items.qsize() >= self._maxsize and not self._released:
             start = time.monotonic()
             with self._not_full:
                 self._put_waiting = True
@@ -61,8 +67,8 @@ class MessageQueue:
         self._items.put(message)
         return waited
 
-    def get(self, timeout: float | None) -> str | bytes:
-        """Remove and return the oldest message.
+    def get(self, timeout: float | None) -> str | bytes | None:
+        """Remove and return the oldest message; ``None`` after a :meth:`wake`.
 
         :raises TimeoutError: when nothing arrives within ``timeout`` seconds
             (``0`` does not wait at all).
@@ -75,6 +81,29 @@ class MessageQueue:
                 item = self._items.get(timeout=timeout)
         except queue.Empty:
             raise TimeoutError("no message received in time") from None
+        return self._took(item)
+
+    def take(self) -> str | bytes | None:
+        """Remove and return the oldest message if there is one, else ``None``; never waits.
+
+        :raises ConnectionClosed: when the stream ended and nothing is left.
+        """
+        while True:
+            if self._items.empty():
+                return None
+            try:
+                item = self._items.get(block=False)
+            except queue.Empty:  # Another thread took it.
+                return None
+            message = self._took(item)
+            if message is not None:
+                return message
+
+    def wake(self) -> None:
+        """Wake one thread waiting in :meth:`get` (which returns ``None``)."""
+        self._items.put(_WAKE)
+
+    def _took(self, item: object) -> str | bytes | None:
         if item is _END:
             self._items.put(_END)  # For the other threads waiting, and the next call.
             assert self._end is not None
@@ -82,7 +111,7 @@ class MessageQueue:
         if self._put_waiting:
             with self._not_full:
                 self._not_full.notify()
-        return item  # type: ignore[return-value]
+        return None if item is _WAKE else item  # type: ignore[return-value]
 
     def release(self) -> None:
         """Stop :meth:`put` from ever blocking again."""
@@ -93,7 +122,7 @@ class MessageQueue:
     def end(self, reason: CloseReason) -> None:
         """Mark the end of the stream: no more messages will be put.
 
-        Called by the reader thread, after its last :meth:`put`.
+        Called by the holder of the read role, after its last :meth:`put`.
         """
         with self._not_full:
             if self._end is not None:

@@ -272,6 +272,8 @@ class WebSocketConnection(ConnectionCore):
                 raise ValueError(f"a ping with payload {payload!r} is already in flight")
             ping = self._pings[payload] = PendingPing(time.monotonic())
             end = self._transport.queue(self._ws.send(Ping(payload=payload)))
+        # The pong must be read even if no get_message() runs.
+        self._role.reclaim()
         try:
             self._flush(end, deadline)
             if not ping.done.wait(deadline.remaining()):
@@ -342,7 +344,22 @@ class WebSocketConnection(ConnectionCore):
             received before has been returned.
         """
         check_timeout("timeout", timeout)
-        return self._queue.get(timeout)
+        deadline = Deadline(timeout)
+        while True:
+            message = self._queue.take()
+            if message is not None:
+                return message
+            if self.read_directly(deadline):
+                if deadline.expired():
+                    message = self._queue.take()
+                    if message is None:
+                        raise TimeoutError("no message received in time")
+                    return message
+                continue
+            # Another thread reads: wait for what it queues, or for the role.
+            message = self._queue.get(deadline.remaining())
+            if message is not None:
+                return message
 
     def __iter__(self) -> Iterator[str | bytes]:
         """Yield messages until the connection closes.
@@ -352,7 +369,7 @@ class WebSocketConnection(ConnectionCore):
         """
         while True:
             try:
-                yield self._queue.get(None)
+                yield self.get_message()
             except ConnectionClosed as exc:
                 if exc.reason.code in _NORMAL_CODES:
                     return
@@ -395,8 +412,10 @@ class WebSocketConnection(ConnectionCore):
             end = self._transport.queue(self._ws.send(CloseConnection(code, reason)))
             self._set_state(State.CLOSING)
         logger.debug("%s: closing with %s", self, self._sent_close)
-        # The reader must not wait for the application any more.
+        # The reader must not wait for the application any more, and must read the
+        # peer's answer even if no get_message() runs.
         self._queue.release()
+        self._role.reclaim()
         return end
 
     def _start_close(self, code: int, reason: str | None) -> None:

@@ -1,0 +1,221 @@
+"""Reading on the caller's thread: ``get_message`` reads the socket itself when it can.
+
+The read role (``syncws/_readrole.py``) moves between the reader thread and callers of
+``get_message``. These tests check what must hold whoever reads: every message is
+delivered once and in order, pings and closes are answered while nobody reads, and
+nothing waits out the grace period when something needs the network.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from helpers import WAIT, Background
+from rawpeer import OP_PONG
+
+import syncws
+from syncws import ConnectionClosed, _core, _readrole
+
+
+def finish(ws, conn) -> None:
+    closer = Background(ws.close)
+    conn.close_handshake()
+    closer.result()
+
+
+@pytest.fixture
+def reading_threads(monkeypatch):
+    """Record the name of every thread that feeds received bytes to the engine."""
+    names: list[str] = []
+    original = _core.ConnectionCore._handle
+
+    def handle(self, data, block=True):
+        if data is not None:
+            names.append(threading.current_thread().name)
+        return original(self, data, block)
+
+    monkeypatch.setattr(_core.ConnectionCore, "_handle", handle)
+    return names
+
+
+def test_a_waiting_caller_reads_the_socket_itself(raw_peer, reading_threads) -> None:
+    peer = raw_peer()
+    with syncws.connect(peer.url) as ws:
+        conn = peer.connection()
+        conn.send_text("first")
+        assert ws.get_message(timeout=WAIT) == "first"
+        reading_threads.clear()
+        for i in range(20):
+            conn.send_text(f"m{i}")
+            assert ws.get_message(timeout=WAIT) == f"m{i}"
+        finish(ws, conn)
+    # After the first message (handed over by the reader thread, which then lends the
+    # read role), every message was read on the caller's own thread.
+    caller = threading.current_thread().name
+    assert reading_threads[:20] == [caller] * 20
+
+
+def test_pings_are_answered_while_the_application_does_not_read(raw_peer) -> None:
+    peer = raw_peer()
+    with syncws.connect(peer.url) as ws:
+        conn = peer.connection()
+        conn.send_text("hello")
+        assert ws.get_message(timeout=WAIT) == "hello"
+        # The caller read last and now does something else: the reader thread takes
+        # the socket back after the grace period and answers.
+        conn.send_ping(b"are you there")
+        frame = conn.recv_frame(timeout=WAIT)
+        assert (frame.opcode, frame.payload) == (OP_PONG, b"are you there")
+        conn.send_text("still here")
+        assert ws.get_message(timeout=WAIT) == "still here"
+        finish(ws, conn)
+
+
+def test_pings_are_answered_while_a_caller_waits(raw_peer) -> None:
+    peer = raw_peer()
+    with syncws.connect(peer.url) as ws:
+        conn = peer.connection()
+        conn.send_text("warm up")
+        assert ws.get_message(timeout=WAIT) == "warm up"
+        getter = Background(ws.get_message, timeout=WAIT)
+        conn.send_ping(b"1")
+        assert conn.recv_frame(timeout=WAIT).payload == b"1"
+        conn.send_text("done")
+        assert getter.result() == "done"
+        finish(ws, conn)
+
+
+@pytest.fixture
+def long_grace(monkeypatch) -> None:
+    """Make the grace period longer than any test: whatever must not wait for it, doesn't."""
+    monkeypatch.setattr(_readrole, "GRACE", 3600.0)
+
+
+@pytest.mark.usefixtures("long_grace")
+def test_ping_takes_the_socket_back_at_once(raw_peer) -> None:
+    peer = raw_peer(auto=True, echo=True)
+    with syncws.connect(peer.url) as ws:
+        ws.send_message("x")
+        assert ws.get_message(timeout=WAIT) == "x"
+        assert ws.ping(timeout=WAIT) < WAIT
+
+
+@pytest.mark.usefixtures("long_grace")
+def test_close_takes_the_socket_back_at_once(raw_peer) -> None:
+    peer = raw_peer(auto=True, echo=True)
+    ws = syncws.connect(peer.url, disconnect_timeout=WAIT)
+    ws.send_message("x")
+    assert ws.get_message(timeout=WAIT) == "x"
+    closer = Background(ws.close)
+    closer.result()
+    assert ws.close_reason is not None
+    assert ws.close_reason.code == 1000
+
+
+@pytest.mark.usefixtures("long_grace")
+def test_keepalive_runs_while_the_socket_is_lent(raw_peer) -> None:
+    peer = raw_peer()
+    with syncws.connect(peer.url, ping_interval=0.05, ping_timeout=WAIT) as ws:
+        conn = peer.connection()
+        conn.send_text("x")
+        assert ws.get_message(timeout=WAIT) == "x"
+        # Nobody reads, and the grace outlasts the test: the keepalive timer still
+        # makes the reader thread take the socket and ping.
+        frame = conn.recv_frame(timeout=WAIT)
+        assert frame.opcode == 0x9
+        finish(ws, conn)
+
+
+@pytest.mark.usefixtures("long_grace")
+def test_a_second_waiting_thread_is_not_left_waiting(raw_peer) -> None:
+    peer = raw_peer()
+    with syncws.connect(peer.url) as ws:
+        conn = peer.connection()
+        conn.send_text("warm up")
+        assert ws.get_message(timeout=WAIT) == "warm up"
+        first = Background(ws.get_message, timeout=WAIT)
+        second = Background(ws.get_message, timeout=WAIT)
+        conn.send_text("a")
+        conn.send_text("b")
+        assert sorted([first.result(), second.result()]) == ["a", "b"]
+        finish(ws, conn)
+
+
+def test_many_threads_share_the_messages(syncws_server) -> None:
+    count = 3000
+
+    def handler(request, srv):
+        ws = request.accept()
+        for i in range(count):
+            ws.send_message(str(i))
+        ws.close()
+
+    srv = syncws_server(handler)
+    got: list[list[int]] = [[] for _ in range(4)]
+    with syncws.connect(srv.url) as ws:
+
+        def consume(mine: list[int]) -> None:
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    mine.append(int(ws.get_message(timeout=WAIT)))
+
+        threads = [Background(consume, g) for g in got]
+        for t in threads:
+            t.result()
+    everything = sorted(i for g in got for i in g)
+    assert everything == list(range(count))
+    for mine in got:
+        assert mine == sorted(mine)
+
+
+def test_a_burst_beyond_the_queue_size_arrives_whole_and_in_order(syncws_server) -> None:
+    count = 5000
+
+    def handler(request, srv):
+        ws = request.accept()
+        for i in range(count):
+            ws.send_message(i.to_bytes(4, "big"))
+        ws.get_message(timeout=WAIT)
+
+    srv = syncws_server(handler)
+    with syncws.connect(srv.url, message_queue_size=1) as ws:
+        received = [int.from_bytes(ws.get_message(timeout=WAIT), "big") for _ in range(count)]
+    assert received == list(range(count))
+
+
+def test_close_from_another_thread_wakes_a_caller_reading(raw_peer) -> None:
+    peer = raw_peer()
+    ws = syncws.connect(peer.url, disconnect_timeout=WAIT)
+    conn = peer.connection()
+    conn.send_text("warm up")
+    assert ws.get_message(timeout=WAIT) == "warm up"
+    getter = Background(ws.get_message)  # no timeout: reads the socket directly
+    closer = Background(ws.close)
+    conn.close_handshake()
+    closer.result()
+    with pytest.raises(ConnectionClosed):
+        getter.result()
+
+
+def test_get_message_with_zero_timeout_reads_what_is_there(raw_peer) -> None:
+    peer = raw_peer()
+    with syncws.connect(peer.url) as ws:
+        conn = peer.connection()
+        conn.send_text("warm up")
+        assert ws.get_message(timeout=WAIT) == "warm up"
+        with pytest.raises(TimeoutError):
+            ws.get_message(timeout=0)
+        conn.send_text("polled")
+        # Polling (a GUI loop) finds the message, whoever reads it.
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            try:
+                assert ws.get_message(timeout=0) == "polled"
+                break
+            except TimeoutError:
+                continue
+        else:
+            pytest.fail("the message never showed up")
+        finish(ws, conn)
