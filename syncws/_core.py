@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from wsproto.connection import ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
 
 from ._deadline import Deadline
+from ._framing import FrameSplitter
 from ._messages import MessageQueue
 from ._readrole import ReadRole
 from ._transport import Transport, TransportError, retry_wait
@@ -97,6 +99,17 @@ def _utf8_size(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
+def _extensions_in_use(ws: WSConnection) -> bool:
+    """Whether an extension (permessage-deflate) was negotiated on ``ws``.
+
+    wsproto does not say so publicly; when its internals are not as expected, the
+    answer is yes, which only turns the fast path for data frames off.
+    """
+    proto = getattr(ws.connection, "_proto", None)
+    extensions = getattr(proto, "extensions", None)
+    return not isinstance(extensions, list) or bool(extensions)
+
+
 def endpoint(sock: socket.socket, *, local: bool, is_ssl: bool) -> Endpoint | str:
     """Describe one end of a socket: an Endpoint, or a path for Unix sockets."""
     try:
@@ -127,6 +140,7 @@ class ConnectionCore:
         disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
         ping_interval: float | None = None,
         ping_timeout: float | None = None,
+        received: bytes = b"",
     ) -> None:
         if message_queue_size < 0:
             raise ValueError("message_queue_size must be >= 0")
@@ -150,6 +164,11 @@ class ConnectionCore:
         self._disconnect_timeout = disconnect_timeout
         self._queue = MessageQueue(message_queue_size)
         self._role = ReadRole()
+        plain = not _extensions_in_use(ws)
+        #: Whole data frames are framed here, not by wsproto (see :mod:`._framing`).
+        self._fast_send = plain
+        self._splitter = FrameSplitter(ws.client, max_message_size, enabled=plain)
+        self._splitter.prime(received)
         self._closed = threading.Event()
         # Guarded by _lock.
         self._state = State.OPEN
@@ -278,18 +297,22 @@ class ConnectionCore:
         return True
 
     def _handle(self, data: bytes | None, block: bool = True) -> None:
-        """Feed received bytes to wsproto and act on the events."""
+        """Split received bytes into messages and wsproto's events, and act on them."""
         with self._lock:
-            if data is not None:
-                self._ws.receive_data(data)
-            events, too_big = self._parse()
+            if data is None:  # Only what wsproto got with the handshake.
+                events: list[Any] = []
+                too_big = self._parse_events(events)
+            else:
+                events, too_big = self._parse(self._splitter.feed(data))
         tracing = trace_logger.isEnabledFor(logging.DEBUG)
         for event in events:
             if self._input_done:
                 return
             if tracing:
                 trace_logger.debug("%s < %s", self, describe(event))
-            if isinstance(event, (TextMessage, BytesMessage)):
+            if isinstance(event, (str, bytes)):
+                self._deliver(event, block)
+            elif isinstance(event, (TextMessage, BytesMessage)):
                 self._on_data(event, block)
             elif isinstance(event, Pong):
                 self._on_pong(event.payload)
@@ -299,21 +322,38 @@ class ConnectionCore:
             self._parts.clear()
             self._fail(1009, f"message larger than {self._max_message_size} bytes")
 
-    def _parse(self) -> tuple[list[Event], bool]:
-        """Take wsproto's events (lock held); also return whether a message was too big.
+    def _parse(self, items: Iterable[str | bytes | memoryview]) -> tuple[list[Any], bool]:
+        """Collect messages and wsproto's events (lock held); also say if one was too big.
 
-        wsproto parses lazily, one frame per event, so what must happen in frame order
-        happens here: a ping is answered while the engine is still open (a close frame
-        parsed after it would make pongs impossible), and parsing stops at the frame
-        that makes a message too big, so nothing after it is acted on.
+        ``items`` are what the frame splitter made of the received bytes: messages it
+        decoded itself, and bytes for wsproto, in order. wsproto parses lazily, one
+        frame per event, so what must happen in frame order happens here: a ping is
+        answered while the engine is still open (a close frame parsed after it would
+        make pongs impossible), and parsing stops at the frame that makes a message
+        too big, so nothing after it is acted on.
         """
-        events: list[Event] = []
+        events: list[Any] = []
+        for item in items:
+            state = self._ws.state
+            if isinstance(item, (str, bytes)):
+                if state is ConnectionState.OPEN or state is ConnectionState.LOCAL_CLOSING:
+                    events.append(item)
+                continue
+            if state is ConnectionState.CLOSED or state is ConnectionState.REMOTE_CLOSING:
+                break  # Nothing counts after the peer's close frame.
+            self._ws.receive_data(item)  # type: ignore[arg-type]
+            if self._parse_events(events):
+                return events, True
+        return events, False
+
+    def _parse_events(self, events: list[Any]) -> bool:
+        """Append wsproto's pending events (lock held); return True at a message too big."""
         for event in self._ws.events():
             if isinstance(event, (TextMessage, BytesMessage)):
                 data = event.data
                 self._size += _utf8_size(data) if isinstance(data, str) else len(data)
                 if self._size > self._max_message_size:
-                    return events, True
+                    return True
                 if event.message_finished:
                     self._size = 0
             elif isinstance(event, Ping) and self._ws.state is ConnectionState.OPEN:
@@ -325,7 +365,7 @@ class ConnectionCore:
                 # now on, with the peer's reason.
                 self._peer_close = CloseReason(event.code, event.reason or None)
             events.append(event)
-        return events, False
+        return False
 
     def _on_data(self, event: Message[Any], block: bool) -> None:
         data = event.data
@@ -336,6 +376,10 @@ class ConnectionCore:
             self._parts.append(data)
             data = "".join(self._parts) if isinstance(data, str) else b"".join(self._parts)
             self._parts.clear()
+        self._deliver(data, block)
+
+    def _deliver(self, data: str | bytes, block: bool) -> None:
+        """Queue a complete message."""
         if self._state is not State.OPEN:
             logger.debug("%s: message discarded, the connection is closing", self)
             return
@@ -485,8 +529,10 @@ class ConnectionCore:
         logger.debug("%s: closed: %s", self, reason)
 
 
-def describe(event: Event) -> str:
-    """Summarise a wsproto event in one line, for the frame trace."""
+def describe(event: Event | str | bytes | bytearray | memoryview) -> str:
+    """Summarise a wsproto event (or a message of the fast path) in one line, for the trace."""
+    if isinstance(event, (str, bytes, bytearray, memoryview)):
+        return f"{'TEXT' if isinstance(event, str) else 'BINARY'} {len(event)} (fin)"
     if isinstance(event, (TextMessage, BytesMessage)):
         kind = "TEXT" if isinstance(event, TextMessage) else "BINARY"
         return f"{kind} {len(event.data)} ({'fin' if event.message_finished else 'more'})"

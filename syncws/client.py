@@ -222,7 +222,7 @@ def _handshake(
             # for the connection's reader to pick up after AcceptConnection.
             for event in ws.events():
                 if isinstance(event, AcceptConnection):
-                    _check_response_head(bytes(received))
+                    head_end = _check_response_head(bytes(received))
                     return WebSocketConnection(
                         sock,
                         ws,
@@ -231,6 +231,7 @@ def _handshake(
                         handshake_headers=tuple(
                             (name.lower(), value) for name, value in event.extra_headers
                         ),
+                        received=bytes(received[head_end:]),
                         **connection_args(options),
                     )
                 if isinstance(event, RejectConnection):
@@ -270,19 +271,22 @@ def _verification_error(
     return error
 
 
-def _check_response_head(data: bytes) -> None:
+def _check_response_head(data: bytes) -> int:
     """Refuse what wsproto lets through: it reads only the last of repeated headers.
 
     Sec-WebSocket-Accept and -Protocol may appear once. Sec-WebSocket-Extensions may
     be repeated (RFC 6455 erratum 3433), but syncws offers one extension at most, so
     only the last of them may name one: that is the one wsproto checked.
+
+    :returns: the offset just past the head in ``data``.
     """
-    _, values, _ = split_head(data)
+    _, values, end = split_head(data)
     for name in _SINGLE_RESPONSE_HEADERS:
         if len(values.get(name, ())) > 1:
             raise HandshakeError(f"invalid handshake response: repeated {name.decode()} header")
     if any(value.strip(b" \t,") for value in values.get(b"sec-websocket-extensions", [])[:-1]):
         raise HandshakeError("invalid handshake response: more extensions than offered")
+    return end
 
 
 def _open(

@@ -32,6 +32,7 @@ from ._core import (
     trace_logger,
 )
 from ._deadline import Deadline
+from ._framing import encode_message
 from ._transport import TransportError
 from .exceptions import ConnectionClosed
 from .types import CloseReason, Endpoint
@@ -142,6 +143,8 @@ class WebSocketConnection(ConnectionCore):
     :param ping_timeout: fail the connection with code 1011 when nothing arrives
         from the peer within this many seconds after a keepalive ping
         (``None``: same as ``ping_interval``).
+    :param received: the bytes received after the handshake, which ``ws`` was
+        already given (frames the peer sent right behind it).
     """
 
     # -- properties ------------------------------------------------------------------
@@ -241,7 +244,21 @@ class WebSocketConnection(ConnectionCore):
         :raises ConnectionClosed: when the connection is closing or closed.
         :raises TimeoutError: when ``timeout`` passed first.
         """
-        self._send(message_event(message), Deadline(timeout))
+        deadline = Deadline(timeout)
+        if not self._fast_send:
+            self._send(message_event(message), deadline)
+            return
+        if not isinstance(message, (str, bytes, bytearray, memoryview)):
+            message_event(message)  # Raises the TypeError.
+        pieces = encode_message(message, self._ws.client)
+        with self._lock:
+            self._check_open()
+            claimed = self._transport.claim()
+            for piece in pieces:
+                end = self._transport.queue(piece)
+        if trace_logger.isEnabledFor(logging.DEBUG):
+            trace_logger.debug("%s > %s", self, describe(message))
+        self._flush(end, deadline, claimed)
 
     def ping(self, payload: bytes | None = None, timeout: float | None = None) -> float:
         """Send a ping and wait for the matching pong.
@@ -309,16 +326,24 @@ class WebSocketConnection(ConnectionCore):
 
     def _enqueue(self, event: Event) -> int:
         """Frame ``event`` into the write queue; return the queue offset just past it."""
+        if self._fast_send and isinstance(event, (TextMessage, BytesMessage)):
+            pieces = encode_message(event.data, self._ws.client)
+        else:
+            pieces = None
         with self._lock:
             self._check_open()
-            end = self._transport.queue(self._ws.send(event))
+            if pieces is None:
+                end = self._transport.queue(self._ws.send(event))
+            else:
+                for piece in pieces:
+                    end = self._transport.queue(piece)
         if trace_logger.isEnabledFor(logging.DEBUG):
             trace_logger.debug("%s > %s", self, describe(event))
         return end
 
-    def _flush(self, end: int, deadline: Deadline) -> None:
+    def _flush(self, end: int, deadline: Deadline, claimed: bool = False) -> None:
         try:
-            self._transport.flush(end, deadline)
+            self._transport.flush(end, deadline, claimed)
         except TimeoutError:
             self._abort("send timed out")
             # Let the reader wind down, so the caller finds the connection closed.

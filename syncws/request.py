@@ -266,6 +266,7 @@ class WebSocketRequest:
                 path=self.path,
                 subprotocol=subprotocol,
                 handshake_headers=self._headers,
+                received=self._early_data,
                 **connection_args(self._options),
             )
         except BaseException:
