@@ -141,6 +141,8 @@ def judge(resp: HandshakeResponse, accept: bytes) -> Verdict:
         lengths = [v for n, v in headers if n == b"content-length"]
         codings = [v for n, v in headers if n == b"transfer-encoding"]
         framing_ok = all(v.isdigit() for v in lengths) and len(set(lengths)) <= 1
+        # The HTTP parser takes one "chunked" coding, no more (a repeated header counts).
+        framing_ok = framing_ok and len(codings) <= 1
         framing_ok = framing_ok and all(v.lower() == b"chunked" for v in codings)
         # A complete answer, with nothing after it: the body is all there as its
         # framing says (without framing, it ends with the stream; a 204 has none).
