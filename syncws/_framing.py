@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import os
 import struct
+from collections import deque
 from collections.abc import Callable
 
-__all__ = ["FrameSplitter", "apply_mask", "encode_message", "speedups"]
+__all__ = ["FrameSplitter", "apply_mask", "encode_message", "masking_key", "speedups"]
 
 OP_CONTINUATION = 0x0
 OP_TEXT = 0x1
@@ -48,6 +49,22 @@ if not os.environ.get("SYNCWS_NO_SPEEDUPS"):
         _fast_mask = None
 
 _tables: list[bytes] = []
+
+#: Masking keys, drawn from the operating system's random source 256 at a time: one
+#: ``os.urandom`` call per frame costs a system call, during which another thread may
+#: take the GIL, several µs in all. ``deque.popleft`` and ``extend`` are atomic, so
+#: threads sending at once never get the same key.
+_keys: deque[bytes] = deque()
+
+
+def masking_key() -> bytes:
+    """Return a fresh, unpredictable 4-byte masking key (RFC 6455, section 5.3)."""
+    try:
+        return _keys.popleft()
+    except IndexError:
+        block = os.urandom(1024)
+        _keys.extend(block[i : i + 4] for i in range(4, 1024, 4))
+        return block[:4]
 
 
 def speedups() -> bool:
@@ -95,7 +112,7 @@ def encode_message(
     else:
         header = struct.pack("!BBQ", opcode, mask_bit | 127, size)
     if client:
-        key = os.urandom(4)
+        key = masking_key()
         header += key
         payload = apply_mask(payload, key)
     if size <= JOIN_LIMIT:

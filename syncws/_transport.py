@@ -202,75 +202,58 @@ class Transport:
         """Whether queued bytes wait to be written (read under the lock)."""
         return bool(self._out)
 
-    def claim(self) -> bool:
-        """Take the writer role if it is free and nothing is queued (lock held).
+    def write(self, data: bytes) -> tuple[int, bool]:
+        """Write ``data`` now if no other write is under way; queue what is left (lock held).
 
-        The caller then queues its bytes and calls :meth:`flush` with ``claimed``
-        set: the common case of one writer at a time costs one ``send`` and no wait.
+        The common case, one writer at a time and a socket with room, costs one
+        ``send`` and no other lock round. The socket never blocks, so the lock is held
+        only for the system call.
+
+        :returns: the queue offset just past ``data``, and whether it was all written
+            (if not, :meth:`flush` up to that offset).
         """
         if self._writing or self._out or self._error is not None:
-            return False
-        self._writing = True
-        return True
+            return self.queue(data), False
+        try:
+            sent = self._send(memoryview(data))
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            sent = 0
+        except OSError as exc:
+            self._error = exc
+            self._cond.notify_all()
+            return self._queued, False
+        self._queued += len(data)
+        self._written += sent
+        if sent < len(data):
+            self._out.append(memoryview(data)[sent:])
+            return self._queued, False
+        return self._queued, True
 
-    def flush(self, end: int, deadline: Deadline, claimed: bool = False) -> None:
+    def flush(self, end: int, deadline: Deadline) -> None:
         """Block until the queue has been written up to offset ``end``.
 
-        :param claimed: the caller took the writer role with :meth:`claim`.
         :raises TimeoutError: when ``deadline`` passes first; part of the bytes may
             have been written.
         :raises TransportError: when the socket broke or was aborted.
         """
-        if claimed:
-            if self._send_head(end):
+        with self._cond:
+            while self._written < end:
+                if self._error is not None:
+                    raise TransportError("connection lost") from self._error
+                if not self._writing:
+                    self._writing = True
+                    break
+                self._cond.wait(deadline.remaining())
+                if deadline.expired() and self._written < end:
+                    raise TimeoutError("timed out waiting for the peer to read")
+            else:
                 return
-        else:
-            with self._cond:
-                while self._written < end:
-                    if self._error is not None:
-                        raise TransportError("connection lost") from self._error
-                    if not self._writing:
-                        self._writing = True
-                        break
-                    self._cond.wait(deadline.remaining())
-                    if deadline.expired() and self._written < end:
-                        raise TimeoutError("timed out waiting for the peer to read")
-                else:
-                    return
         try:
             self._drain(end, deadline)
         finally:
             with self._cond:
                 self._writing = False
                 self._cond.notify_all()
-
-    def _send_head(self, end: int) -> bool:
-        """Send the first queued chunk once (writer role held).
-
-        :returns: True when that wrote everything up to ``end`` and the queue is
-            empty: the role is then given up and the write is done.
-        """
-        chunk = self._out[0]  # Only the holder of the writer role removes chunks.
-        try:
-            sent = self._send(chunk)
-        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-            return False
-        except OSError as exc:
-            self._fail(exc)
-            return False
-        with self._cond:
-            if self._error is not None:
-                return False
-            if sent >= len(chunk):
-                self._out.popleft()
-            else:
-                self._out[0] = chunk[sent:]
-            self._written += sent
-            if self._written < end or self._out:
-                return False
-            self._writing = False
-            self._cond.notify_all()
-        return True
 
     def _drain(self, end: int, deadline: Deadline) -> None:
         """Write queued bytes while holding the writer role.

@@ -253,12 +253,12 @@ class WebSocketConnection(ConnectionCore):
         pieces = encode_message(message, self._ws.client)
         with self._lock:
             self._check_open()
-            claimed = self._transport.claim()
             for piece in pieces:
-                end = self._transport.queue(piece)
+                end, written = self._transport.write(piece)
         if trace_logger.isEnabledFor(logging.DEBUG):
             trace_logger.debug("%s > %s", self, describe(message))
-        self._flush(end, deadline, claimed)
+        if not written:
+            self._flush(end, deadline)
 
     def ping(self, payload: bytes | None = None, timeout: float | None = None) -> float:
         """Send a ping and wait for the matching pong.
@@ -341,9 +341,9 @@ class WebSocketConnection(ConnectionCore):
             trace_logger.debug("%s > %s", self, describe(event))
         return end
 
-    def _flush(self, end: int, deadline: Deadline, claimed: bool = False) -> None:
+    def _flush(self, end: int, deadline: Deadline) -> None:
         try:
-            self._transport.flush(end, deadline, claimed)
+            self._transport.flush(end, deadline)
         except TimeoutError:
             self._abort("send timed out")
             # Let the reader wind down, so the caller finds the connection closed.
