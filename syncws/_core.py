@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from wsproto.connection import ConnectionState
+from wsproto.connection import Connection, ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
 
 from ._deadline import Deadline
@@ -151,9 +151,12 @@ class ConnectionCore:
             raise ValueError("ping_interval must be > 0 or None")
         if ping_timeout is not None and ping_timeout <= 0:
             raise ValueError("ping_timeout must be > 0 or None")
+        if ws.connection is None:
+            raise ValueError("the opening handshake of ws is not complete")
         self._id = next(_ids)
         self._lock = threading.Lock()
-        self._ws = ws
+        # The engine of the open connection; the handshake engine is not kept.
+        self._ws: Connection = ws.connection
         self._transport = Transport(sock, self._lock)
         self._local = endpoint(sock, local=True, is_ssl=self._transport.is_ssl)
         self._remote = endpoint(sock, local=False, is_ssl=self._transport.is_ssl)

@@ -152,7 +152,7 @@ class WebSocketRequest:
         on_accept: Callable[[WebSocketConnection], None] | None = None,
     ) -> None:
         self._sock = sock
-        self._ws = ws
+        self._ws: WSConnection | None = ws
         self._event = event
         self._early_data = early_data
         self._options = options
@@ -250,6 +250,7 @@ class WebSocketRequest:
         self._answer()
         try:
             extensions = deflate_extensions(self._options)
+            assert self._ws is not None  # _answer() allows one answer only.
             data = self._ws.send(
                 AcceptConnection(
                     subprotocol=subprotocol, extensions=extensions, extra_headers=headers
@@ -273,6 +274,10 @@ class WebSocketRequest:
             self._sock.close()
             raise
         self._connection = connection
+        # The handshake engine and the early bytes are the connection's now: the
+        # request, which the handler may keep, does not hold on to them.
+        self._ws = None
+        self._early_data = b""
         if self._on_accept is not None:
             self._on_accept(connection)
         return connection
@@ -403,6 +408,7 @@ def serve_socket(
         if received is None:
             return
         request = WebSocketRequest(sock, *received, options, on_accept=on_accept)
+        received = None  # The request owns the handshake engine (and drops it on accept).
         if overloaded:
             request.reject(503, [("Retry-After", "1")], "503 too many connections\n")
             return
