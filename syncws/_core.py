@@ -141,6 +141,7 @@ class ConnectionCore:
         ping_interval: float | None = None,
         ping_timeout: float | None = None,
         received: bytes = b"",
+        start_reader: bool = True,
     ) -> None:
         if message_queue_size < 0:
             raise ValueError("message_queue_size must be >= 0")
@@ -194,6 +195,21 @@ class ConnectionCore:
         self._next_ping = None if ping_interval is None else now + ping_interval
         self._awaiting_peer_since: float | None = None
         self._keepalive_payload: bytes | None = None
+        # Parsed what wsproto got with the handshake (the first holder of the role does).
+        self._primed = False
+        self._reader: threading.Thread | None = None
+        logger.debug("%s: open, %s -> %s", self, self._local, self._remote)
+        if start_reader or ping_interval is not None:
+            self._start_reader()  # Keepalive needs its timers from the start.
+        else:
+            self._role.lend()
+
+    def _start_reader(self) -> None:
+        """Start the reader thread unless it runs already (any thread may call this)."""
+        if self._reader is None:
+            self._role.start_once(self._new_reader)
+
+    def _new_reader(self) -> threading.Thread:
         self._reader = threading.Thread(
             target=self._run,
             name=f"syncws-reader-{self._id}",
@@ -201,8 +217,25 @@ class ConnectionCore:
             # keeps the interpreter from exiting. close() joins it.
             daemon=True,
         )
-        logger.debug("%s: open, %s -> %s", self, self._local, self._remote)
         self._reader.start()
+        return self._reader
+
+    def _reclaim(self) -> None:
+        """Something waits for the network: the reader thread reads now if nobody does."""
+        self._start_reader()
+        self._role.reclaim()
+
+    def check_reader(self) -> None:
+        """Start the reader thread unless a caller is reading.
+
+        Called by the server of a connection whose reader thread starts on demand
+        (``start_reader=False``), shortly after the connection opened: a handler
+        waiting in ``get_message`` reads itself, and its connection needs no reader
+        thread until it stops (an idle connection then costs one thread); any other
+        handler gets the reader thread at once.
+        """
+        if self._reader is None and not self._role.held_by_caller():
+            self._start_reader()
 
     def _set_state(self, state: State) -> None:
         """Change ``_state``; the one place where it changes (lock held)."""
@@ -223,7 +256,7 @@ class ConnectionCore:
         logger.debug("%s: aborting (%s)", self, why)
         self._queue.release()
         self._transport.abort()
-        self._role.reclaim()
+        self._reclaim()
 
     def _new_ping_payload(self) -> bytes:
         while True:
@@ -238,7 +271,6 @@ class ConnectionCore:
 
     def _run(self) -> None:
         try:
-            self._handle(None)
             while not (self._input_done or self._eof) and self._role.acquire(self._next_timer):
                 self._read_step(self._next_timer(), block=True)
                 if not (self._input_done or self._eof) and self._role.release_if_wanted():
@@ -263,6 +295,11 @@ class ConnectionCore:
 
         :returns: whether queued bytes are still waiting for the socket.
         """
+        if not self._primed:
+            self._primed = True
+            self._handle(None, block)
+            if self._input_done:
+                return self._transport.try_flush()
         pending = self._transport.try_flush()
         if pending:
             wait = retry_wait(wait)
@@ -292,11 +329,20 @@ class ConnectionCore:
                 wait = timer if wait is None else min(wait, timer)
             pending = self._read_step(wait, block=False)
         finally:
-            if self._role.give_back(self._input_done or self._eof):
+            finished = self._input_done or self._eof
+            if self._role.give_back(finished):
                 self._queue.wake()
-            if pending:
-                # The reader thread waits for the socket to take the rest.
-                self._role.reclaim()
+            if finished and not pending and self._reader is None and not self._ws.client:
+                # RFC 6455, section 7.1.1: the server closes TCP first. Do it now, not
+                # after the reader thread has started, so the client is not kept waiting.
+                with self._lock:
+                    closed = self._ws.state is ConnectionState.CLOSED
+                if closed:
+                    self._transport.shutdown_write()
+            if finished or pending:
+                # The reader thread ends the connection, or waits for the socket to
+                # take the rest.
+                self._reclaim()
         return True
 
     def _handle(self, data: bytes | None, block: bool = True) -> None:

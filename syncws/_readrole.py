@@ -42,7 +42,16 @@ _CALLER = 2
 class ReadRole:
     """The read role of one connection (see the module's documentation)."""
 
-    __slots__ = ("_cond", "_finished", "_lent_until", "_owner", "_parked", "_takes", "_wanted")
+    __slots__ = (
+        "_cond",
+        "_finished",
+        "_lent_until",
+        "_owner",
+        "_parked",
+        "_started",
+        "_takes",
+        "_wanted",
+    )
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
@@ -52,6 +61,7 @@ class ReadRole:
         self._wanted = False  # a caller found the role taken and waits for a message
         self._finished = False  # the input has ended: only the reader thread reads now
         self._takes = 0  # how many times a caller took the role
+        self._started = False  # the reader thread was started
 
     # -- callers of get_message --------------------------------------------------------
 
@@ -88,6 +98,27 @@ class ReadRole:
             self._lent_until = 0.0
             if self._owner == _FREE:
                 self._cond.notify()
+
+    # -- starting the reader thread on demand -------------------------------------------
+
+    def lend(self) -> None:
+        """Start lent, before the reader thread runs: a caller may read first."""
+        with self._cond:
+            self._owner = _FREE
+            self._lent_until = time.monotonic() + GRACE
+
+    def start_once(self, start: Callable[[], object]) -> None:
+        """Call ``start`` (which starts the reader thread) unless it was called already."""
+        with self._cond:
+            if self._started:
+                return
+            self._started = True
+            start()
+
+    def held_by_caller(self) -> bool:
+        """Whether a caller of ``get_message`` holds the role now."""
+        with self._cond:
+            return self._owner == _CALLER
 
     # -- the reader thread ---------------------------------------------------------------
 

@@ -290,7 +290,7 @@ class WebSocketConnection(ConnectionCore):
             ping = self._pings[payload] = PendingPing(time.monotonic())
             end = self._transport.queue(self._ws.send(Ping(payload=payload)))
         # The pong must be read even if no get_message() runs.
-        self._role.reclaim()
+        self._reclaim()
         try:
             self._flush(end, deadline)
             if not ping.done.wait(deadline.remaining()):
@@ -351,6 +351,7 @@ class WebSocketConnection(ConnectionCore):
             raise
         except TransportError as exc:
             # Wait briefly for the reader to learn why, so the reason is the real one.
+            self._start_reader()
             self._closed.wait(self._disconnect_timeout)
             raise ConnectionClosed(self._reason()) from exc
 
@@ -369,7 +370,15 @@ class WebSocketConnection(ConnectionCore):
             received before has been returned.
         """
         check_timeout("timeout", timeout)
-        deadline = Deadline(timeout)
+        try:
+            return self._get_message(Deadline(timeout))
+        finally:
+            if self._reader is None:
+                # The caller stops reading: from now on, the reader thread must be
+                # there to take the socket back after the grace period.
+                self._start_reader()
+
+    def _get_message(self, deadline: Deadline) -> str | bytes:
         while True:
             message = self._queue.take()
             if message is not None:
@@ -440,7 +449,7 @@ class WebSocketConnection(ConnectionCore):
         # The reader must not wait for the application any more, and must read the
         # peer's answer even if no get_message() runs.
         self._queue.release()
-        self._role.reclaim()
+        self._reclaim()
         return end
 
     def _start_close(self, code: int, reason: str | None) -> None:
@@ -455,18 +464,21 @@ class WebSocketConnection(ConnectionCore):
         if end is not None:
             with contextlib.suppress(TimeoutError, TransportError):
                 self._transport.flush(end, deadline)
-        if threading.current_thread() is self._reader:
+        self._start_reader()  # It ends the connection.
+        reader = self._reader
+        assert reader is not None
+        if threading.current_thread() is reader:
             return True
-        self._reader.join(deadline.remaining())
-        if self._reader.is_alive():
+        reader.join(deadline.remaining())
+        if reader.is_alive():
             with self._lock:
                 # Past the close frames, only the TCP close is late: not a timeout
                 # of the closing handshake.
                 if self._ws.state is not ConnectionState.CLOSED:
                     self._close_timed_out = True
             self._abort("closing handshake timed out")
-            self._reader.join(ABORT_JOIN_TIMEOUT)
-            if self._reader.is_alive():  # pragma: no cover - would be a bug
+            reader.join(ABORT_JOIN_TIMEOUT)
+            if reader.is_alive():  # pragma: no cover - would be a bug
                 logger.warning("%s: reader thread did not stop", self)
         return not self._close_timed_out
 

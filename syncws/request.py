@@ -150,8 +150,10 @@ class WebSocketRequest:
         options: ServeOptions,
         *,
         on_accept: Callable[[WebSocketConnection], None] | None = None,
+        lazy_reader: bool = False,
     ) -> None:
         self._sock = sock
+        self._lazy_reader = lazy_reader
         self._ws: WSConnection | None = ws
         self._event = event
         self._early_data = early_data
@@ -268,6 +270,7 @@ class WebSocketRequest:
                 subprotocol=subprotocol,
                 handshake_headers=self._headers,
                 received=self._early_data,
+                start_reader=not self._lazy_reader,
                 **connection_args(self._options),
             )
         except BaseException:
@@ -386,8 +389,13 @@ def serve_socket(
     overloaded: bool = False,
     on_socket: Callable[[socket.socket], None] | None = None,
     on_accept: Callable[[WebSocketConnection], None] | None = None,
+    lazy_reader: bool = False,
 ) -> None:
-    """Serve one client in the calling thread: TLS, handshake, handler, close."""
+    """Serve one client in the calling thread: TLS, handshake, handler, close.
+
+    ``lazy_reader``: the connection starts its reader thread on demand, and the caller
+    calls its ``check_reader()`` about once per grace period (the server does).
+    """
     deadline = Deadline(options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
     request = None
     try:
@@ -407,7 +415,9 @@ def serve_socket(
             return
         if received is None:
             return
-        request = WebSocketRequest(sock, *received, options, on_accept=on_accept)
+        request = WebSocketRequest(
+            sock, *received, options, on_accept=on_accept, lazy_reader=lazy_reader
+        )
         received = None  # The request owns the handshake engine (and drops it on accept).
         if overloaded:
             request.reject(503, [("Retry-After", "1")], "503 too many connections\n")

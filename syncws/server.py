@@ -17,6 +17,8 @@ import selectors
 import socket
 import ssl
 import threading
+import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 from ._core import endpoint, logger
@@ -35,6 +37,9 @@ _MAX_OVERFLOW = 64
 _LISTEN_BACKLOG = 1024
 #: After shutdown()'s timeout, how long aborted handlers get to return.
 _SHUTDOWN_GRACE = 0.5
+#: How long after a connection opened the server starts its reader thread unless the
+#: handler is reading by then (a handler usually calls get_message at once).
+READER_CHECK_DELAY = 0.05
 _handler_ids = itertools.count(1)
 
 
@@ -175,6 +180,8 @@ class WebSocketServer:
         self._threads: set[threading.Thread] = set()
         self._sockets: dict[threading.Thread, socket.socket] = {}
         self._connections: set[WebSocketConnection] = set()
+        # New connections, with the time to check whether they need a reader thread.
+        self._unchecked: deque[tuple[float, WebSocketConnection]] = deque()
         self._overflow = 0
 
     # -- information -----------------------------------------------------------------
@@ -234,7 +241,14 @@ class WebSocketServer:
             for listener in self._listeners:
                 selector.register(listener, selectors.EVENT_READ)
             while not self._stopping:
-                for key, _ in selector.select():
+                # Connections start their reader thread on demand: shortly after a
+                # connection opened, start it unless its handler is reading.
+                timeout = None
+                if self._unchecked:
+                    timeout = max(0.0, self._unchecked[0][0] - time.monotonic())
+                events = selector.select(timeout)
+                self._check_readers()
+                for key, _ in events:
                     if key.fileobj is self._wake_r:
                         with contextlib.suppress(OSError):
                             self._wake_r.recv(4096)
@@ -292,6 +306,7 @@ class WebSocketServer:
                 overloaded=overloaded,
                 on_socket=lambda tls: self._track_socket(me, tls),
                 on_accept=self._track_connection,
+                lazy_reader=True,
             )
         except SystemExit:
             pass  # A handler's sys.exit() ends its own thread, as in any thread.
@@ -309,11 +324,27 @@ class WebSocketServer:
         with self._lock:
             self._sockets[thread] = sock
 
+    def _check_readers(self) -> None:
+        """Check the connections opened at least READER_CHECK_DELAY ago (accept loop)."""
+        now = time.monotonic()
+        due = []
+        with self._lock:
+            while self._unchecked and self._unchecked[0][0] <= now:
+                due.append(self._unchecked.popleft()[1])
+        for connection in due:
+            connection.check_reader()
+
     def _track_connection(self, connection: WebSocketConnection) -> None:
         with self._lock:
             self._sockets.pop(threading.current_thread(), None)
             self._connections.add(connection)
+            was_empty = not self._unchecked
+            self._unchecked.append((time.monotonic() + READER_CHECK_DELAY, connection))
             stopping = self._stopping
+        if was_empty:
+            # The accept loop may be waiting without a timeout.
+            with contextlib.suppress(OSError):
+                self._wake_w.send(b"x")
         if stopping:
             connection._start_close(1001, "server shutting down")
 

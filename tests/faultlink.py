@@ -180,8 +180,16 @@ class Link:
         ]
 
     def wait_readers_gone(self, start: float, timing: Timing, what: str) -> None:
-        """The reader ends by itself (no close() needed) within MARGIN of ``start``."""
-        wait_for(lambda: not self.readers(), WAIT, "the reader thread to end")
+        """The connection ends by itself (no close() needed) within MARGIN of ``start``.
+
+        A server connection may start its reader thread only on demand, so "no reader
+        thread" alone proves nothing: the connection must also be over.
+        """
+        wait_for(
+            lambda: self.ws._closed.is_set() and not self.readers(),
+            WAIT,
+            "the connection to end and its reader thread with it",
+        )
         timing.check(what, time.monotonic() - start, at_most=MARGIN)
         assert self.ws.is_closed
 

@@ -224,3 +224,48 @@ def test_get_message_with_zero_timeout_reads_what_is_there(raw_peer) -> None:
         else:
             pytest.fail("the message never showed up")
         finish(ws, conn)
+
+
+# ------------------------------------------------- server connections: reader on demand
+
+
+def test_an_idle_server_connection_has_no_reader_thread(syncws_server) -> None:
+    waiting = threading.Event()
+    names: list[str] = []
+
+    def handler(request, srv):
+        ws = request.accept()
+        names.append(f"syncws-reader-{ws._id}")
+        waiting.set()
+        for message in ws:
+            ws.send_message(message)
+
+    srv = syncws_server(handler)
+    with syncws.connect(srv.url) as ws:
+        assert waiting.wait(WAIT)
+        # The handler waits in get_message and reads the socket itself: the server
+        # checks the connection once, shortly after it opened, and starts nothing.
+        with pytest.raises(TimeoutError):
+            ws.get_message(timeout=0.3)
+        assert names[0] not in [t.name for t in threading.enumerate()]
+        # It still answers, on the handler's own thread.
+        assert ws.ping(timeout=WAIT) < WAIT
+        ws.send_message("hi")
+        assert ws.get_message(timeout=WAIT) == "hi"
+
+
+def test_a_server_handler_that_does_not_read_gets_a_reader_thread(syncws_server) -> None:
+    release = threading.Event()
+
+    def handler(request, srv):
+        ws = request.accept()
+        release.wait(WAIT)  # Busy with something else: never reads.
+        ws.close()
+
+    srv = syncws_server(handler)
+    try:
+        with syncws.connect(srv.url) as ws:
+            # The server starts the reader thread, which answers the ping.
+            assert ws.ping(timeout=WAIT) < WAIT
+    finally:
+        release.set()
