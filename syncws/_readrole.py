@@ -8,8 +8,10 @@ message it waits for then never crosses threads.
 
 Exactly one thread holds the *read role* at a time; it alone reads the socket and feeds
 the protocol engine. The reader thread holds it to begin with and whenever no caller
-waits. A caller that wants it while the reader thread holds it waits for a message in
-the queue as before, and raises a flag; after its next read, the reader thread *lends*
+waits. (A server connection starts its reader thread on demand: its role starts lent,
+and the server starts the thread unless the handler is reading.) A caller that wants
+it while the reader thread holds it waits for a message in the queue as before, and
+raises a flag; after its next read, the reader thread *lends*
 the role (and puts a wake-up token in the queue, so that the caller tries again).
 
 When a caller gives the role back, it stays lent for :data:`GRACE` seconds: a caller
