@@ -321,6 +321,12 @@ class ConnectionCore:
         """
         if not self._role.try_take():
             return False
+        if self._queue.has_items():
+            # The reader thread queued a message after the caller looked, then lent
+            # the role: the caller takes the message, it does not wait for the socket.
+            if self._role.give_back(False):
+                self._queue.wake()
+            return True
         pending = True
         try:
             timer = self._next_timer()

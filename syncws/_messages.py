@@ -99,6 +99,10 @@ class MessageQueue:
             if message is not None:
                 return message
 
+    def has_items(self) -> bool:
+        """Whether a message, a wake-up token or the end waits in the queue."""
+        return not self._items.empty()
+
     def wake(self) -> None:
         """Wake one thread waiting in :meth:`get` (which returns ``None``)."""
         self._items.put(_WAKE)

@@ -8,15 +8,16 @@ nothing waits out the grace period when something needs the network.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
 import pytest
-from helpers import WAIT, Background
+from helpers import SHORT, WAIT, Background, wait_for
 from rawpeer import OP_PONG
 
 import syncws
-from syncws import ConnectionClosed, _core, _readrole
+from syncws import ConnectionClosed, _core, _readrole, _transport
 
 
 def finish(ws, conn) -> None:
@@ -89,6 +90,52 @@ def test_pings_are_answered_while_a_caller_waits(raw_peer) -> None:
         assert conn.recv_frame(timeout=WAIT).payload == b"1"
         conn.send_text("done")
         assert getter.result() == "done"
+        finish(ws, conn)
+
+
+def waits_in_receive(thread: threading.Thread | None) -> bool:
+    """Whether ``thread`` waits for bytes from the socket now."""
+    assert thread is not None
+    frame = sys._current_frames().get(thread.ident or 0)
+    while frame is not None:
+        if frame.f_code is _transport.Transport.receive.__code__:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def test_a_message_queued_while_the_caller_takes_the_socket_is_not_left_behind(
+    raw_peer,
+) -> None:
+    peer = raw_peer()
+    with syncws.connect(peer.url) as ws:
+        conn = peer.connection()
+        # The reader thread holds the socket, and a caller asked for it before (and
+        # then took a message from the queue instead): the reader thread lends the
+        # socket after its next read.
+        ws._role.reclaim()
+        wait_for(lambda: waits_in_receive(ws._reader), what="the reader thread to read")
+        ws._role._wanted = True
+        original = ws._queue.take
+
+        def take():
+            message = original()
+            if message is None and not reads:
+                reads.append(True)
+                # Between this look at the queue and the caller's try for the
+                # socket, the reader thread reads a message, queues it and lends.
+                conn.send_text("in between")
+                wait_for(lambda: ws._role._owner == _readrole._FREE, what="the lend")
+            return message
+
+        reads: list[bool] = []
+        ws._queue.take = take
+        # The message is in the queue: the caller must not wait for the socket (it
+        # would find the message only when its timeout ran out).
+        started = time.monotonic()
+        assert ws.get_message(timeout=WAIT) == "in between"
+        assert time.monotonic() - started < SHORT
+        del ws._queue.take
         finish(ws, conn)
 
 
