@@ -22,7 +22,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -141,7 +141,7 @@ class ConnectionCore:
         ping_interval: float | None = None,
         ping_timeout: float | None = None,
         received: bytes = b"",
-        start_reader: bool = True,
+        check_later: Callable[[ConnectionCore], object] | None = None,
     ) -> None:
         if message_queue_size < 0:
             raise ValueError("message_queue_size must be >= 0")
@@ -198,11 +198,15 @@ class ConnectionCore:
         # Parsed what wsproto got with the handshake (the first holder of the role does).
         self._primed = False
         self._reader: threading.Thread | None = None
+        # Set for a reader thread started on demand: asks the server to call
+        # check_reader() shortly.
+        self._check_later = None if ping_interval is not None else check_later
         logger.debug("%s: open, %s -> %s", self, self._local, self._remote)
-        if start_reader or ping_interval is not None:
+        if self._check_later is None:
             self._start_reader()  # Keepalive needs its timers from the start.
         else:
             self._role.lend()
+            self._check_later(self)
 
     def _start_reader(self) -> None:
         """Start the reader thread unless it runs already (any thread may call this)."""
@@ -229,13 +233,15 @@ class ConnectionCore:
         """Start the reader thread unless a caller is reading.
 
         Called by the server of a connection whose reader thread starts on demand
-        (``start_reader=False``), shortly after the connection opened: a handler
-        waiting in ``get_message`` reads itself, and its connection needs no reader
-        thread until it stops (an idle connection then costs one thread); any other
-        handler gets the reader thread at once.
+        (``check_later`` given), shortly after it asked: after the connection opened,
+        and after a handler's read ended the input. A handler waiting in
+        ``get_message`` reads itself, and its connection needs no reader thread until
+        it stops (an idle connection then costs one thread); a handler that closes the
+        connection soon after its end ends it on its own thread; any other handler
+        gets the reader thread.
         """
-        if self._reader is None and not self._role.held_by_caller():
-            self._start_reader()
+        if self._reader is None:
+            self._role.start_unless_reading(self._new_reader)
 
     def _set_state(self, state: State) -> None:
         """Change ``_state``; the one place where it changes (lock held)."""
@@ -345,7 +351,13 @@ class ConnectionCore:
                     closed = self._ws.state is ConnectionState.CLOSED
                 if closed:
                     self._transport.shutdown_write()
-            if finished or pending:
+            if finished and self._input_done and not pending and self._reader is None:
+                # The close reason is known and get_message raises it: the handler's
+                # close() ends the connection on its own thread, or the reader thread
+                # starts shortly (see check_reader).
+                assert self._check_later is not None  # The reader starts on demand.
+                self._check_later(self)
+            elif finished or pending:
                 # The reader thread ends the connection, or waits for the socket to
                 # take the rest.
                 self._reclaim()

@@ -14,13 +14,17 @@ it while the reader thread holds it waits for a message in the queue as before, 
 raises a flag; after its next read, the reader thread *lends*
 the role (and puts a wake-up token in the queue, so that the caller tries again).
 
-When a caller gives the role back, it stays lent for :data:`GRACE` seconds: a caller
-that reads message after message takes it back long before, and the reader thread never
-runs. Once the grace has passed with nobody reading, the reader thread takes the role
-back, so pings and close frames are still answered while the application does not
-read, at most :data:`GRACE` seconds late. Anything that waits for the network other
-than ``get_message`` (``ping``, ``close``, a write the socket cannot take) calls
-:meth:`ReadRole.reclaim` to end the grace at once.
+When a caller gives the role back, it stays lent for a *grace*: a caller that reads
+message after message takes it back long before, and the reader thread never runs.
+Once the grace has passed with nobody reading, the reader thread takes the role back,
+so pings and close frames are still answered while the application does not read,
+a grace late at most. The grace adapts to the caller: :data:`GAP_FACTOR` times the
+longest recent gap between its reads, between :data:`MIN_GRACE` and :data:`GRACE`
+seconds (a caller that reads in a loop gets the shortest); while a caller keeps reading,
+the reader thread only checks about once every :data:`GRACE` seconds whether it stopped.
+Anything that waits for the
+network other than ``get_message`` (``ping``, ``close``, a write the socket cannot
+take) calls :meth:`ReadRole.reclaim` to end the grace at once.
 """
 
 from __future__ import annotations
@@ -29,12 +33,18 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["GRACE", "ReadRole"]
+__all__ = ["GAP_FACTOR", "GRACE", "MIN_GRACE", "ReadRole"]
 
-#: How long the role stays lent after a caller last read, in seconds. Long enough that
-#: the callers of a busy server (hundreds of connections sharing two CPUs, each caller
-#: waiting its turn) keep the role from one message to the next.
+#: The longest the role stays lent after a caller last read, in seconds.
 GRACE = 1.0
+#: The shortest grace, in seconds.
+MIN_GRACE = 0.02
+#: The grace is this many times the longest recent gap between a caller's reads: long
+#: enough that the callers of a busy server (hundreds of connections sharing two CPUs,
+#: each caller waiting its turn for a CPU) keep the role from one message to the next.
+GAP_FACTOR = 8.0
+#: How fast the longest recent gap is forgotten: its weight after each read.
+_GAP_DECAY = 0.9
 
 _FREE = 0
 _READER = 1
@@ -47,6 +57,8 @@ class ReadRole:
     __slots__ = (
         "_cond",
         "_finished",
+        "_gap",
+        "_given_at",
         "_lent_until",
         "_owner",
         "_parked",
@@ -59,6 +71,8 @@ class ReadRole:
         self._cond = threading.Condition(threading.Lock())
         self._owner = _READER
         self._lent_until = 0.0
+        self._given_at = 0.0  # when a caller last gave the role back, or it was lent
+        self._gap = 0.0  # the longest recent gap from then to the next try_take()
         self._parked = False  # the reader thread waits, without a timeout, for a caller
         self._wanted = False  # a caller found the role taken and waits for a message
         self._finished = False  # the input has ended: only the reader thread reads now
@@ -69,7 +83,12 @@ class ReadRole:
 
     def try_take(self) -> bool:
         """Take the role for one read if nobody holds it; else ask for it and return False."""
+        now = time.monotonic()
         with self._cond:
+            if self._given_at:
+                gap = min(now - self._given_at, GRACE / GAP_FACTOR)
+                self._gap = max(gap, self._gap * _GAP_DECAY)
+                self._given_at = 0.0
             if self._owner == _FREE and not self._finished:
                 self._owner = _CALLER
                 self._takes += 1
@@ -86,13 +105,22 @@ class ReadRole:
         """
         with self._cond:
             self._owner = _FREE
-            self._lent_until = time.monotonic() + GRACE
+            self._lend(time.monotonic())
             if finished:
                 self._finished = True
             if self._parked or finished:
                 self._cond.notify()
             wanted, self._wanted = self._wanted, False
         return wanted
+
+    def _grace(self) -> float:
+        """Return the current grace, in seconds (lock held)."""
+        return min(GRACE, max(MIN_GRACE, GAP_FACTOR * self._gap))
+
+    def _lend(self, now: float) -> None:
+        """Lend the role for a grace (lock held)."""
+        self._given_at = now
+        self._lent_until = now + self._grace()
 
     def reclaim(self) -> None:
         """End the grace: the reader thread takes the role now unless a caller holds it."""
@@ -107,7 +135,7 @@ class ReadRole:
         """Start lent, before the reader thread runs: a caller may read first."""
         with self._cond:
             self._owner = _FREE
-            self._lent_until = time.monotonic() + GRACE
+            self._lend(time.monotonic())
 
     def start_once(self, start: Callable[[], object]) -> None:
         """Call ``start`` (which starts the reader thread) unless it was called already."""
@@ -117,10 +145,39 @@ class ReadRole:
             self._started = True
             start()
 
-    def held_by_caller(self) -> bool:
-        """Whether a caller of ``get_message`` holds the role now."""
+    def run_here(self) -> bool:
+        """Take the role for the reader thread's loop on the calling thread, if possible.
+
+        Possible when the reader thread was not started and no caller holds the role
+        (a caller's read may not be bounded by any deadline).
+
+        :returns: True when the calling thread now holds the role as the reader
+            thread would; the reader thread never starts.
+        """
         with self._cond:
-            return self._owner == _CALLER
+            if self._started or self._owner != _FREE:
+                return False
+            self._started = True
+            self._owner = _READER
+            return True
+
+    @property
+    def finished(self) -> bool:
+        """Whether the input has ended: no caller reads any more."""
+        return self._finished
+
+    def start_unless_reading(self, start: Callable[[], object]) -> None:
+        """Call ``start`` once, unless a caller holds the role now.
+
+        When no caller ever read, the reader thread reads at once, without a grace.
+        """
+        with self._cond:
+            if self._started or self._owner == _CALLER:
+                return
+            self._started = True
+            if self._takes == 0:
+                self._lent_until = 0.0
+            start()
 
     # -- the reader thread ---------------------------------------------------------------
 
@@ -131,10 +188,13 @@ class ReadRole:
         keepalive or closing deadline) reaches zero while the role is lent. After
         False, the reader thread holds the role for good.
 
-        While callers take turns reading, this thread wakes about once per grace
-        period, and nobody has to wake it. Once one caller has held the role for a
-        whole grace period (it waits for the network), this thread sleeps until that
-        caller gives the role back and wakes it.
+        While callers take turns reading, this thread wakes about once every
+        :data:`GRACE` seconds, and nobody has to wake it; so after the last read of
+        a caller that stops reading, it may take up to that long, plus the grace,
+        to take the role back. Once one caller has held the role for a whole
+        :data:`GRACE` (it waits for the network), this thread sleeps until that
+        caller gives the role back and wakes it: it takes the role back a grace
+        after that.
         """
         seen = -1
         with self._cond:
@@ -149,6 +209,9 @@ class ReadRole:
                         self._parked = False
                     else:
                         seen = self._takes
+                        # Not the grace, which may be short: hundreds of reader
+                        # threads waking that often would cost a busy server more
+                        # than the hand-offs they save.
                         self._cond.wait(GRACE)
                     continue
                 wait = self._lent_until - time.monotonic()
@@ -168,7 +231,7 @@ class ReadRole:
                 return False
             self._wanted = False
             self._owner = _FREE
-            self._lent_until = time.monotonic() + GRACE
+            self._lend(time.monotonic())
             return True
 
     def finish(self) -> None:

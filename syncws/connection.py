@@ -351,7 +351,7 @@ class WebSocketConnection(ConnectionCore):
             raise
         except TransportError as exc:
             # Wait briefly for the reader to learn why, so the reason is the real one.
-            self._start_reader()
+            self._reclaim()
             self._closed.wait(self._disconnect_timeout)
             raise ConnectionClosed(self._reason()) from exc
 
@@ -373,7 +373,7 @@ class WebSocketConnection(ConnectionCore):
         try:
             return self._get_message(Deadline(timeout))
         finally:
-            if self._reader is None:
+            if self._reader is None and not self._role.finished:
                 # The caller stops reading: from now on, the reader thread must be
                 # there to take the socket back after the grace period.
                 self._start_reader()
@@ -464,22 +464,27 @@ class WebSocketConnection(ConnectionCore):
         if end is not None:
             with contextlib.suppress(TimeoutError, TransportError):
                 self._transport.flush(end, deadline)
+        if self._reader is None and self._role.run_here():
+            # A server connection whose reader thread never started: its loop ends
+            # the connection on this thread, within the closing deadline.
+            self._run()
+            return not self._close_timed_out
         self._start_reader()  # It ends the connection.
         reader = self._reader
-        assert reader is not None
-        if threading.current_thread() is reader:
+        if reader is not None and threading.current_thread() is reader:
             return True
-        reader.join(deadline.remaining())
-        if reader.is_alive():
+        # Without a reader thread, another thread closing runs its loop (above).
+        if not self._closed.wait(deadline.remaining()):
             with self._lock:
                 # Past the close frames, only the TCP close is late: not a timeout
                 # of the closing handshake.
                 if self._ws.state is not ConnectionState.CLOSED:
                     self._close_timed_out = True
             self._abort("closing handshake timed out")
-            reader.join(ABORT_JOIN_TIMEOUT)
-            if reader.is_alive():  # pragma: no cover - would be a bug
+            if not self._closed.wait(ABORT_JOIN_TIMEOUT):  # pragma: no cover - a bug
                 logger.warning("%s: reader thread did not stop", self)
+        if reader is not None:
+            reader.join(ABORT_JOIN_TIMEOUT)
         return not self._close_timed_out
 
     def __enter__(self) -> WebSocketConnection:

@@ -19,7 +19,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, Request
 from wsproto.utilities import RemoteProtocolError
 
-from ._core import endpoint, logger
+from ._core import ConnectionCore, endpoint, logger
 from ._deadline import Deadline
 from ._deflate import deflate_extensions
 from ._http import HeadersLike, check_headers, check_request_head, response
@@ -150,10 +150,10 @@ class WebSocketRequest:
         options: ServeOptions,
         *,
         on_accept: Callable[[WebSocketConnection], None] | None = None,
-        lazy_reader: bool = False,
+        check_later: Callable[[ConnectionCore], object] | None = None,
     ) -> None:
         self._sock = sock
-        self._lazy_reader = lazy_reader
+        self._check_later = check_later
         self._ws: WSConnection | None = ws
         self._event = event
         self._early_data = early_data
@@ -270,7 +270,7 @@ class WebSocketRequest:
                 subprotocol=subprotocol,
                 handshake_headers=self._headers,
                 received=self._early_data,
-                start_reader=not self._lazy_reader,
+                check_later=self._check_later,
                 **connection_args(self._options),
             )
         except BaseException:
@@ -389,12 +389,13 @@ def serve_socket(
     overloaded: bool = False,
     on_socket: Callable[[socket.socket], None] | None = None,
     on_accept: Callable[[WebSocketConnection], None] | None = None,
-    lazy_reader: bool = False,
+    check_later: Callable[[ConnectionCore], object] | None = None,
 ) -> None:
     """Serve one client in the calling thread: TLS, handshake, handler, close.
 
-    ``lazy_reader``: the connection starts its reader thread on demand, and the caller
-    calls its ``check_reader()`` about once per grace period (the server does).
+    ``check_later``: the connection starts its reader thread on demand; it calls
+    ``check_later(connection)`` when the caller should call its ``check_reader()``
+    shortly (the server does).
     """
     deadline = Deadline(options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
     request = None
@@ -416,7 +417,7 @@ def serve_socket(
         if received is None:
             return
         request = WebSocketRequest(
-            sock, *received, options, on_accept=on_accept, lazy_reader=lazy_reader
+            sock, *received, options, on_accept=on_accept, check_later=check_later
         )
         received = None  # The request owns the handshake engine (and drops it on accept).
         if overloaded:

@@ -21,7 +21,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from ._core import endpoint, logger
+from ._core import ConnectionCore, endpoint, logger
 from ._deadline import Deadline
 from .connection import DEFAULT_DISCONNECT_TIMEOUT, WebSocketConnection
 from .request import Handler, ServeOptions, check_options, serve_socket
@@ -181,7 +181,7 @@ class WebSocketServer:
         self._sockets: dict[threading.Thread, socket.socket] = {}
         self._connections: set[WebSocketConnection] = set()
         # New connections, with the time to check whether they need a reader thread.
-        self._unchecked: deque[tuple[float, WebSocketConnection]] = deque()
+        self._unchecked: deque[tuple[float, ConnectionCore]] = deque()
         self._overflow = 0
 
     # -- information -----------------------------------------------------------------
@@ -306,7 +306,7 @@ class WebSocketServer:
                 overloaded=overloaded,
                 on_socket=lambda tls: self._track_socket(me, tls),
                 on_accept=self._track_connection,
-                lazy_reader=True,
+                check_later=self._check_later,
             )
         except SystemExit:
             pass  # A handler's sys.exit() ends its own thread, as in any thread.
@@ -334,17 +334,21 @@ class WebSocketServer:
         for connection in due:
             connection.check_reader()
 
-    def _track_connection(self, connection: WebSocketConnection) -> None:
+    def _check_later(self, connection: ConnectionCore) -> None:
+        """Have the accept loop call ``connection.check_reader()`` shortly."""
         with self._lock:
-            self._sockets.pop(threading.current_thread(), None)
-            self._connections.add(connection)
             was_empty = not self._unchecked
             self._unchecked.append((time.monotonic() + READER_CHECK_DELAY, connection))
-            stopping = self._stopping
         if was_empty:
             # The accept loop may be waiting without a timeout.
             with contextlib.suppress(OSError):
                 self._wake_w.send(b"x")
+
+    def _track_connection(self, connection: WebSocketConnection) -> None:
+        with self._lock:
+            self._sockets.pop(threading.current_thread(), None)
+            self._connections.add(connection)
+            stopping = self._stopping
         if stopping:
             connection._start_close(1001, "server shutting down")
 

@@ -143,6 +143,7 @@ def test_a_message_queued_while_the_caller_takes_the_socket_is_not_left_behind(
 def long_grace(monkeypatch) -> None:
     """Make the grace period longer than any test: whatever must not wait for it, doesn't."""
     monkeypatch.setattr(_readrole, "GRACE", 3600.0)
+    monkeypatch.setattr(_readrole, "MIN_GRACE", 3600.0)
 
 
 @pytest.mark.usefixtures("long_grace")
@@ -314,5 +315,76 @@ def test_a_server_handler_that_does_not_read_gets_a_reader_thread(syncws_server)
         with syncws.connect(srv.url) as ws:
             # The server starts the reader thread, which answers the ping.
             assert ws.ping(timeout=WAIT) < WAIT
+    finally:
+        release.set()
+
+
+def test_a_handler_that_reads_until_the_close_ends_it_on_its_own_thread(
+    syncws_server, monkeypatch
+) -> None:
+    # The server's check, which would start a reader thread, comes too late to matter.
+    monkeypatch.setattr(syncws.server, "READER_CHECK_DELAY", 3600.0)
+    accepted: list[syncws.WebSocketConnection] = []
+
+    def handler(request, srv):
+        ws = request.accept()
+        accepted.append(ws)
+        for message in ws:
+            ws.send_message(message)
+
+    srv = syncws_server(handler)
+    for _ in range(3):
+        with syncws.connect(srv.url, disconnect_timeout=WAIT) as ws:
+            pass
+        assert ws.close_reason == syncws.CloseReason(1000, None)
+    for ws in accepted:
+        assert ws._closed.wait(WAIT)
+        assert ws.close_reason == syncws.CloseReason(1000, None)
+        # The handler read the close frame, returned, and the server's close()
+        # finished the connection on the handler's thread.
+        assert ws._reader is None
+
+
+def test_a_connection_ends_while_its_handler_still_runs(syncws_server) -> None:
+    accepted: list[syncws.WebSocketConnection] = []
+    release = threading.Event()
+
+    def handler(request, srv):
+        ws = request.accept()
+        accepted.append(ws)
+        with pytest.raises(ConnectionClosed):
+            ws.get_message(timeout=WAIT)
+        release.wait(WAIT)  # Busy after the close: the server finishes it meanwhile.
+
+    srv = syncws_server(handler)
+    try:
+        ws = syncws.connect(srv.url, disconnect_timeout=WAIT)
+        ws.close()
+        assert ws.close_reason == syncws.CloseReason(1000, None)
+        assert accepted[0]._closed.wait(WAIT)
+        assert accepted[0].is_closed
+    finally:
+        release.set()
+
+
+def test_a_close_is_answered_soon_after_the_handler_stops_reading(syncws_server) -> None:
+    release = threading.Event()
+
+    def handler(request, srv):
+        ws = request.accept()
+        ws.send_message(ws.get_message(timeout=WAIT))
+        release.wait(WAIT)  # Busy with something else: reads no more.
+
+    srv = syncws_server(handler)
+    try:
+        with syncws.connect(srv.url, disconnect_timeout=WAIT) as ws:
+            ws.send_message("x")
+            assert ws.get_message(timeout=WAIT) == "x"
+            started = time.monotonic()
+            ws.close()
+            # The reader thread took the socket back after a short grace: the
+            # handler read once, so the grace is the shortest.
+            assert time.monotonic() - started < _readrole.GRACE / 2
+            assert ws.close_reason == syncws.CloseReason(1000, None)
     finally:
         release.set()
