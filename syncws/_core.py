@@ -31,6 +31,7 @@ from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, Tex
 
 from ._deadline import Deadline
 from ._framing import FrameSplitter
+from ._latch import Latch
 from ._messages import MessageQueue
 from ._readrole import ReadRole
 from ._transport import Transport, TransportError, retry_wait
@@ -127,6 +128,46 @@ class ConnectionCore:
     See :class:`~syncws.WebSocketConnection` for the parameters.
     """
 
+    # Slots: an instance dict with this many attributes would cost 1.5 KiB more.
+    __slots__ = (
+        "_awaiting_peer_since",
+        "_check_later",
+        "_close_deadline",
+        "_close_reason",
+        "_close_timed_out",
+        "_closed",
+        "_disconnect_timeout",
+        "_eof",
+        "_fast_send",
+        "_handshake_headers",
+        "_id",
+        "_input_done",
+        "_keepalive_payload",
+        "_latency",
+        "_local",
+        "_lock",
+        "_max_message_size",
+        "_next_ping",
+        "_parts",
+        "_path",
+        "_peer_close",
+        "_ping_interval",
+        "_ping_timeout",
+        "_pings",
+        "_primed",
+        "_queue",
+        "_reader",
+        "_remote",
+        "_role",
+        "_sent_close",
+        "_size",
+        "_splitter",
+        "_state",
+        "_subprotocol",
+        "_transport",
+        "_ws",
+    )
+
     def __init__(
         self,
         sock: socket.socket,
@@ -173,7 +214,7 @@ class ConnectionCore:
         self._fast_send = plain
         self._splitter = FrameSplitter(ws.client, max_message_size, enabled=plain)
         self._splitter.prime(received)
-        self._closed = threading.Event()
+        self._closed = Latch()
         # Guarded by _lock.
         self._state = State.OPEN
         self._close_reason: CloseReason | None = None

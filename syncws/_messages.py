@@ -41,10 +41,10 @@ class MessageQueue:
         # in it, behind the last message (only the holder of the read role puts and
         # ends). Wake-up tokens for threads waiting in get() travel the same way.
         # The bound costs nothing until the queue is full: only then does put()
-        # raise a flag and wait, and get() notify it.
+        # leave a held lock in _room and wait on it, and get() release it.
         self._items: queue.SimpleQueue[str | bytes | object] = queue.SimpleQueue()
-        self._not_full = threading.Condition(threading.Lock())
-        self._put_waiting = False
+        self._mutex = threading.Lock()  # guards _room, _released and _end
+        self._room: threading.Lock | None = None
         self._released = False
         self._end: CloseReason | None = None
 
@@ -56,13 +56,16 @@ class MessageQueue:
         waited = 0.0
         if block and self._items.qsize() >= self._maxsize and not self._released:
             start = time.monotonic()
-            with self._not_full:
-                self._put_waiting = True
-                # Checked again after raising the flag: a get() that took a message
-                # before it saw the flag has made room already.
-                while self._items.qsize() >= self._maxsize and not self._released:
-                    self._not_full.wait()
-                self._put_waiting = False
+            while True:
+                with self._mutex:
+                    room = self._room = threading.Lock()
+                    room.acquire()
+                    # Checked again with the lock in place: a get() that took a
+                    # message before it saw the lock has made room already.
+                    if self._items.qsize() < self._maxsize or self._released:
+                        self._room = None
+                        break
+                room.acquire()  # Released by the next get(), release() or end().
             waited = time.monotonic() - start
         self._items.put(message)
         return waited
@@ -112,26 +115,32 @@ class MessageQueue:
             self._items.put(_END)  # For the other threads waiting, and the next call.
             assert self._end is not None
             raise ConnectionClosed(self._end)
-        if self._put_waiting:
-            with self._not_full:
-                self._not_full.notify()
+        if self._room is not None:
+            self._make_room()
         return None if item is _WAKE else item  # type: ignore[return-value]
+
+    def _make_room(self) -> None:
+        """Wake a put() waiting for room."""
+        with self._mutex:
+            room, self._room = self._room, None
+        if room is not None:
+            room.release()
 
     def release(self) -> None:
         """Stop :meth:`put` from ever blocking again."""
-        with self._not_full:
+        with self._mutex:
             self._released = True
-            self._not_full.notify_all()
+        self._make_room()
 
     def end(self, reason: CloseReason) -> None:
         """Mark the end of the stream: no more messages will be put.
 
         Called by the holder of the read role, after its last :meth:`put`.
         """
-        with self._not_full:
+        with self._mutex:
             if self._end is not None:
                 return
             self._end = reason
             self._released = True
-            self._not_full.notify_all()
+        self._make_room()
         self._items.put(_END)

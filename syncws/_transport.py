@@ -33,7 +33,6 @@ import select
 import socket
 import ssl
 import threading
-from collections import deque
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -137,7 +136,9 @@ class Transport:
         self._write_poller = _Poller(self._fd)
         self._read_first = True
         # Write queue state, guarded by ``_cond``.
-        self._out: deque[memoryview] = deque()
+        # A list, not a deque: it is short, and an empty deque costs 700 bytes more
+        # per connection.
+        self._out: list[memoryview] = []
         self._queued = 0  # bytes ever queued
         self._written = 0  # bytes ever handed to the kernel
         self._writing = False  # someone holds the writer role
@@ -345,7 +346,7 @@ class Transport:
                 return  # The queue was failed (and emptied) while we were sending.
             head = self._out[0]
             if sent >= len(head):
-                self._out.popleft()
+                del self._out[0]
             else:
                 self._out[0] = head[sent:]
             self._written += sent

@@ -147,6 +147,9 @@ class WebSocketConnection(ConnectionCore):
         already given (frames the peer sent right behind it).
     """
 
+    # Attributes of the application's own may be set on a connection.
+    __slots__ = ("__dict__", "__weakref__")
+
     # -- properties ------------------------------------------------------------------
 
     @property
