@@ -60,6 +60,7 @@ class ReadRole:
         "_gap",
         "_given_at",
         "_lent_until",
+        "_lock",
         "_owner",
         "_parked",
         "_started",
@@ -68,7 +69,9 @@ class ReadRole:
     )
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        # Held directly (a C call) where nobody waits; _cond for waiting.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._owner = _READER
         self._lent_until = 0.0
         self._given_at = 0.0  # when a caller last gave the role back, or it was lent
@@ -84,7 +87,7 @@ class ReadRole:
     def try_take(self) -> bool:
         """Take the role for one read if nobody holds it; else ask for it and return False."""
         now = time.monotonic()
-        with self._cond:
+        with self._lock:
             if self._given_at:
                 gap = min(now - self._given_at, GRACE / GAP_FACTOR)
                 self._gap = max(gap, self._gap * _GAP_DECAY)
@@ -103,7 +106,7 @@ class ReadRole:
         :param finished: the read ended the input (close frame, failure or end of
             stream): the reader thread takes over for good, to finish the connection.
         """
-        with self._cond:
+        with self._lock:
             self._owner = _FREE
             self._lend(time.monotonic())
             if finished:
@@ -124,7 +127,7 @@ class ReadRole:
 
     def reclaim(self) -> None:
         """End the grace: the reader thread takes the role now unless a caller holds it."""
-        with self._cond:
+        with self._lock:
             self._lent_until = 0.0
             if self._owner == _FREE:
                 self._cond.notify()
@@ -133,13 +136,13 @@ class ReadRole:
 
     def lend(self) -> None:
         """Start lent, before the reader thread runs: a caller may read first."""
-        with self._cond:
+        with self._lock:
             self._owner = _FREE
             self._lend(time.monotonic())
 
     def start_once(self, start: Callable[[], object]) -> None:
         """Call ``start`` (which starts the reader thread) unless it was called already."""
-        with self._cond:
+        with self._lock:
             if self._started:
                 return
             self._started = True
@@ -154,7 +157,7 @@ class ReadRole:
         :returns: True when the calling thread now holds the role as the reader
             thread would; the reader thread never starts.
         """
-        with self._cond:
+        with self._lock:
             if self._started or self._owner != _FREE:
                 return False
             self._started = True
@@ -171,7 +174,7 @@ class ReadRole:
 
         When no caller ever read, the reader thread reads at once, without a grace.
         """
-        with self._cond:
+        with self._lock:
             if self._started or self._owner == _CALLER:
                 return
             self._started = True
@@ -197,7 +200,7 @@ class ReadRole:
         after that.
         """
         seen = -1
-        with self._cond:
+        with self._lock:
             while True:
                 if self._owner == _READER:
                     return not self._finished
@@ -226,7 +229,7 @@ class ReadRole:
 
         :returns: whether it was lent (the caller must then be woken).
         """
-        with self._cond:
+        with self._lock:
             if not self._wanted or self._finished:
                 return False
             self._wanted = False
@@ -240,7 +243,7 @@ class ReadRole:
         Called by the reader thread when the input has ended (or when it failed), to
         end the connection: no caller reads any more.
         """
-        with self._cond:
+        with self._lock:
             self._finished = True
             while self._owner == _CALLER:
                 self._parked = True

@@ -130,6 +130,8 @@ class Transport:
         # An SSL object must not be used by two threads at once. The socket never
         # blocks inside OpenSSL, so holding this lock around each call is cheap.
         self._ssl_lock = threading.Lock() if self.is_ssl else None
+        # The connection's lock: held directly (a C call) where nobody waits.
+        self._lock = lock
         self._cond = threading.Condition(lock)
         self._fd = sock.fileno()
         self._read_poller = _Poller(self._fd)
@@ -237,7 +239,7 @@ class Transport:
             have been written.
         :raises TransportError: when the socket broke or was aborted.
         """
-        with self._cond:
+        with self._lock:
             while self._written < end:
                 if self._error is not None:
                     raise TransportError("connection lost") from self._error
@@ -252,7 +254,7 @@ class Transport:
         try:
             self._drain(end, deadline)
         finally:
-            with self._cond:
+            with self._lock:
                 self._writing = False
                 self._cond.notify_all()
 
@@ -263,7 +265,7 @@ class Transport:
         the deadline only stops us from waiting any longer for bytes of others.
         """
         while True:
-            with self._cond:
+            with self._lock:
                 if self._error is not None:
                     if self._written >= end:
                         return
@@ -282,7 +284,7 @@ class Transport:
                 self._advance(sent)
                 continue
             if deadline.expired():
-                with self._cond:
+                with self._lock:
                     if self._written >= end:
                         return
                 raise TimeoutError("timed out waiting for the peer to read")
@@ -296,13 +298,13 @@ class Transport:
         """
         if not self._out:
             return False  # The common case, checked without the lock (a racy read is fine).
-        with self._cond:
+        with self._lock:
             if self._writing or not self._out or self._error is not None:
                 return False
             self._writing = True
         try:
             while True:
-                with self._cond:
+                with self._lock:
                     if not self._out or self._error is not None:
                         return False
                     chunk = self._out[0]
@@ -315,7 +317,7 @@ class Transport:
                     return False
                 self._advance(sent)
         finally:
-            with self._cond:
+            with self._lock:
                 self._writing = False
                 self._cond.notify_all()
 
@@ -325,7 +327,7 @@ class Transport:
         Used by :func:`~syncws.broadcast`, which waits for many sockets at once.
         """
         self.try_flush()
-        with self._cond:
+        with self._lock:
             if self._written >= end:
                 return Progress.WRITTEN
             if self._error is not None:
@@ -341,7 +343,7 @@ class Transport:
             return self.sock.send(chunk[:SSL_SEND_SIZE])
 
     def _advance(self, sent: int) -> None:
-        with self._cond:
+        with self._lock:
             if self._error is not None:
                 return  # The queue was failed (and emptied) while we were sending.
             head = self._out[0]
@@ -353,7 +355,7 @@ class Transport:
             self._cond.notify_all()
 
     def _fail(self, exc: BaseException) -> None:
-        with self._cond:
+        with self._lock:
             if self._error is None:
                 self._error = exc
             self._out.clear()
@@ -377,7 +379,7 @@ class Transport:
     def close(self, timeout: float) -> None:
         """Abort, wait up to ``timeout`` for the writer role to be free, close the fd."""
         self.abort()
-        with self._cond:
+        with self._lock:
             if self._closed:
                 return
             self._cond.wait_for(lambda: not self._writing, timeout)
