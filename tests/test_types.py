@@ -197,16 +197,16 @@ def test_local_and_remote_endpoints(raw_peer) -> None:
         assert ws.remote.url == f"ws://127.0.0.1:{peer.port}"
 
 
-def test_is_client_and_is_server(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_is_client_and_is_server(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     with syncws.connect(srv.url) as ws:
         assert ws.is_client is True
         assert ws.is_server is False
         assert isinstance(ws, syncws.WebSocketConnection)
 
 
-def test_close_reason_is_none_while_open(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_close_reason_is_none_while_open(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     with syncws.connect(srv.url) as ws:
         assert ws.close_reason is None
         assert ws.is_closed is False
