@@ -238,7 +238,10 @@ class _ServerHandshake:
 
 def echo(request: WebSocketRequest) -> None:
     """Accept, then send every message back until the client closes (a handler)."""
-    ws = request.accept()
+    try:
+        ws = request.accept()
+    except OSError:
+        return  # The client went away before the end of the handshake.
     for message in ws:
         ws.send_message(message)
 
@@ -290,7 +293,10 @@ class RecordingHandler:
     def __call__(self, request: WebSocketRequest) -> None:
         """Serve one client (called by the server, in the client's thread)."""
         offered = self._subprotocol in request.proposed_subprotocols
-        ws = request.accept(self._subprotocol if offered else None)
+        try:
+            ws = request.accept(self._subprotocol if offered else None)
+        except OSError:
+            return  # The client went away before the end of the handshake.
         self._record(self._connections, ws)
         failed = True
         try:

@@ -7,6 +7,8 @@ import importlib.metadata
 import logging
 import os
 import re
+import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from helpers import HAS_IPV6, SHORT, WAIT, wait_for
+from rawpeer import upgrade_request
 
 import syncws
 from syncws import CloseReason, ConnectionClosed
@@ -190,6 +193,21 @@ def test_recording_handler_several_clients(ws_server, ws_connect) -> None:
     first.close()
     second.close(1001)
     assert sorted(r.code for r in handler.wait_closed(2)) == [1000, 1001]
+
+
+@pytest.mark.parametrize("handler", [RecordingHandler(), echo], ids=["recording", "echo"])
+def test_a_client_gone_before_the_handshake_is_no_handler_error(ws_server, handler) -> None:
+    gone = threading.Event()
+    ws_server(handler, process_request=lambda request: gone.wait(WAIT))
+    server = ws_server.servers[-1]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as sock:
+        sock.sendall(upgrade_request(f"127.0.0.1:{server.port}"))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    gone.set()  # The handler runs once the client has reset the connection.
+    server.stop()
+    assert server.errors == []
+    if isinstance(handler, RecordingHandler):
+        assert handler.connections == []
 
 
 def test_recording_handler_waits_time_out() -> None:
