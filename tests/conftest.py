@@ -1,4 +1,9 @@
-"""Fixtures: leak checking, peers (websockets server, raw peer) and TLS material."""
+"""Fixtures: leak checking, peers (websockets server, raw peer) and TLS material.
+
+The fixtures of syncws's own pytest plugin (``ws_server``, ``ws_echo_server``,
+``ws_connect``) are loaded here too, for runs where syncws is not installed (its entry
+point then does not exist); when it is, pytest has loaded the plugin already.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ from helpers import WAIT, Handler, SyncwsHandler, SyncwsServer, WsServer
 from rawpeer import RawPeer
 
 import syncws
+
+pytest_plugins = ["syncws.pytest_plugin"]
 
 DEFAULT_TEST_TIMEOUT = 30
 LEAK_JOIN_BUDGET = 5.0
@@ -133,8 +140,8 @@ def _problems(
 
 
 @pytest.fixture
-def ws_server() -> Iterator[Callable[..., WsServer]]:
-    """Factory: ``ws_server(handler, **serve_kwargs)`` -> a running websockets server."""
+def websockets_server() -> Iterator[Callable[..., WsServer]]:
+    """Factory: ``websockets_server(handler, **serve_kwargs)`` -> a running websockets server."""
     servers: list[WsServer] = []
 
     def start(handler: Handler, **kwargs: Any) -> WsServer:

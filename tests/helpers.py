@@ -257,19 +257,6 @@ def server_echo(request: Any, srv: SyncwsServer) -> None:
         pass
 
 
-def server_record(request: Any, srv: SyncwsServer) -> None:
-    """Accept; record every message, then ("closed", close_reason)."""
-    from syncws import ConnectionClosed
-
-    ws = request.accept()
-    try:
-        for message in ws:
-            srv.record.put(("message", message))
-    except ConnectionClosed:
-        pass
-    srv.record.put(("closed", ws.close_reason))
-
-
 def syncws_threads() -> list[threading.Thread]:
     """Live threads started by syncws (reader and handler threads, accept loops)."""
     return [t for t in threading.enumerate() if t.name.startswith("syncws-") and t.is_alive()]

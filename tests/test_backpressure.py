@@ -58,7 +58,7 @@ def test_full_queue_stalls_the_peer_and_reading_resumes_it(raw_peer) -> None:
         closer.result()
 
 
-def test_small_queue_delivers_everything_in_order(ws_server) -> None:
+def test_small_queue_delivers_everything_in_order(websockets_server) -> None:
     count = 200
 
     def handler(ws, srv: WsServer) -> None:
@@ -68,7 +68,7 @@ def test_small_queue_delivers_everything_in_order(ws_server) -> None:
         srv.record.put("sent")
         srv.release.wait(WAIT)
 
-    srv = ws_server(handler)
+    srv = websockets_server(handler)
     with syncws.connect(srv.url, message_queue_size=1) as ws:
         ws.send_message("go")
         for i in range(count):
@@ -79,8 +79,8 @@ def test_small_queue_delivers_everything_in_order(ws_server) -> None:
 # --------------------------------------------------- outgoing: a peer not reading
 
 
-def test_send_timeout_when_websockets_peer_stops_reading(ws_server) -> None:
-    srv = ws_server(waiting_handler, max_queue=1, close_timeout=SHORT)
+def test_send_timeout_when_websockets_peer_stops_reading(websockets_server) -> None:
+    srv = websockets_server(waiting_handler, max_queue=1, close_timeout=SHORT)
     ws = syncws.connect(srv.url)
     try:
         assert srv.get() == "connected"
@@ -141,8 +141,8 @@ def test_get_message_polls_closed_right_after_send_timeout(raw_peer) -> None:
             peer.close()
 
 
-def test_send_timeout_not_triggered_when_peer_reads(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_send_timeout_not_triggered_when_peer_reads(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     with syncws.connect(srv.url) as ws:
         payload = bytes(range(256)) * 4096  # 1 MiB
         ws.send_message(payload, timeout=WAIT)

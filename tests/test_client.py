@@ -49,8 +49,8 @@ def roundtrip(ws: syncws.WebSocketConnection, message: str = "ping?") -> None:
 # ------------------------------------------------------------ client functions
 
 
-def test_connect_plain_call_returns_open_connection(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_connect_plain_call_returns_open_connection(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     ws = syncws.connect(srv.url)
     try:
         assert not ws.is_closed
@@ -60,8 +60,8 @@ def test_connect_plain_call_returns_open_connection(ws_server) -> None:
     assert ws.is_closed
 
 
-def test_connect_as_context_manager_closes_normally(ws_server) -> None:
-    srv = ws_server(record_close_handler)
+def test_connect_as_context_manager_closes_normally(websockets_server) -> None:
+    srv = websockets_server(record_close_handler)
     with syncws.connect(srv.url) as ws:
         ws.send_message("inside")
     assert ws.is_closed
@@ -69,8 +69,8 @@ def test_connect_as_context_manager_closes_normally(ws_server) -> None:
     assert get_close(srv)[0] == 1000
 
 
-def test_open_websocket(ws_server) -> None:
-    srv = ws_server(path_echo_handler)
+def test_open_websocket(websockets_server) -> None:
+    srv = websockets_server(path_echo_handler)
     with syncws.open_websocket("127.0.0.1", srv.port, "/res?q=1", use_ssl=False) as ws:
         assert ws.path == "/res?q=1"
         roundtrip(ws)
@@ -78,8 +78,8 @@ def test_open_websocket(ws_server) -> None:
     assert srv.get()[1] == "/res?q=1"
 
 
-def test_open_websocket_url(ws_server) -> None:
-    srv = ws_server(path_echo_handler)
+def test_open_websocket_url(websockets_server) -> None:
+    srv = websockets_server(path_echo_handler)
     with syncws.open_websocket_url(f"ws://127.0.0.1:{srv.port}/u?k=v") as ws:
         assert ws.path == "/u?k=v"
         roundtrip(ws)
@@ -87,8 +87,8 @@ def test_open_websocket_url(ws_server) -> None:
     assert srv.get()[1] == "/u?k=v"
 
 
-def test_connect_websocket(ws_server) -> None:
-    srv = ws_server(path_echo_handler)
+def test_connect_websocket(websockets_server) -> None:
+    srv = websockets_server(path_echo_handler)
     ws = syncws.connect_websocket("127.0.0.1", srv.port, "/cw", use_ssl=False)
     try:
         assert ws.path == "/cw"
@@ -99,8 +99,8 @@ def test_connect_websocket(ws_server) -> None:
     assert srv.get()[1] == "/cw"
 
 
-def test_connect_websocket_url(ws_server) -> None:
-    srv = ws_server(path_echo_handler)
+def test_connect_websocket_url(websockets_server) -> None:
+    srv = websockets_server(path_echo_handler)
     ws = syncws.connect_websocket_url(f"ws://127.0.0.1:{srv.port}/cwu")
     try:
         assert ws.path == "/cwu"
@@ -111,8 +111,8 @@ def test_connect_websocket_url(ws_server) -> None:
     assert srv.get()[1] == "/cwu"
 
 
-def test_wrap_client_socket(ws_server) -> None:
-    srv = ws_server(path_echo_handler)
+def test_wrap_client_socket(websockets_server) -> None:
+    srv = websockets_server(path_echo_handler)
     sock = socket.create_connection(("127.0.0.1", srv.port), timeout=WAIT)
     try:
         ws = syncws.wrap_client_socket(sock, "127.0.0.1", "/wrapped?x=1")
@@ -137,8 +137,8 @@ def test_wrap_client_socket_sends_given_host(raw_peer) -> None:
     assert peer.wait_request().header("Host") == "example.test"
 
 
-def test_client_options_accepted_by_every_function(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_client_options_accepted_by_every_function(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     options = {
         "message_queue_size": 4,
         "max_message_size": 1000,
@@ -442,25 +442,25 @@ def test_uppercase_scheme_accepted(raw_peer) -> None:
 # ---------------------------------------------------------------- subprotocols
 
 
-def test_subprotocol_negotiated(ws_server) -> None:
+def test_subprotocol_negotiated(websockets_server) -> None:
     def handler(ws, srv: WsServer) -> None:
         srv.record.put(ws.subprotocol)
         echo_handler(ws, srv)
 
-    srv = ws_server(handler, subprotocols=["chat", "superchat"])
+    srv = websockets_server(handler, subprotocols=["chat", "superchat"])
     with syncws.connect(srv.url, subprotocols=["superchat", "other"]) as ws:
         assert ws.subprotocol == "superchat"
     assert srv.get() == "superchat"
 
 
-def test_subprotocol_none_when_not_requested(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_subprotocol_none_when_not_requested(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     with syncws.connect(srv.url) as ws:
         assert ws.subprotocol is None
 
 
-def test_subprotocol_none_when_server_selects_none(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_subprotocol_none_when_server_selects_none(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     with syncws.connect(srv.url, subprotocols=["chat"]) as ws:
         assert ws.subprotocol is None
 
@@ -505,11 +505,11 @@ def test_extension_not_offered_is_handshake_error(raw_peer) -> None:
         syncws.connect(peer.url, connect_timeout=WAIT)
 
 
-def test_handshake_headers_hold_server_response_headers(ws_server) -> None:
+def test_handshake_headers_hold_server_response_headers(websockets_server) -> None:
     def process_response(connection, request, response):
         response.headers["X-Test-Header"] = "hello"
 
-    srv = ws_server(echo_handler, process_response=process_response)
+    srv = websockets_server(echo_handler, process_response=process_response)
     with syncws.connect(srv.url) as ws:
         headers = ws.handshake_headers
     assert isinstance(headers, tuple)
@@ -596,11 +596,11 @@ def test_rejection_body_delimited_by_connection_close(raw_peer) -> None:
     assert excinfo.value.body == b"broken"
 
 
-def test_rejection_by_websockets_server(ws_server) -> None:
+def test_rejection_by_websockets_server(websockets_server) -> None:
     def process_request(connection, request):
         return connection.respond(HTTPStatus.UNAUTHORIZED, "who are you?\n")
 
-    srv = ws_server(echo_handler, process_request=process_request)
+    srv = websockets_server(echo_handler, process_request=process_request)
     with pytest.raises(ConnectionRejected) as excinfo:
         syncws.connect(srv.url)
     assert excinfo.value.status_code == 401

@@ -43,8 +43,8 @@ def waiting_handler(ws, srv: WsServer) -> None:
 # --------------------------------------------------------------- basic closing
 
 
-def test_close_is_idempotent(ws_server) -> None:
-    srv = ws_server(record_close_handler)
+def test_close_is_idempotent(websockets_server) -> None:
+    srv = websockets_server(record_close_handler)
     ws = syncws.connect(srv.url)
     ws.close()
     ws.close()
@@ -55,8 +55,8 @@ def test_close_is_idempotent(ws_server) -> None:
     assert get_close(srv)[0] == 1000
 
 
-def test_close_code_and_reason_reach_the_peer(ws_server) -> None:
-    srv = ws_server(record_close_handler)
+def test_close_code_and_reason_reach_the_peer(websockets_server) -> None:
+    srv = websockets_server(record_close_handler)
     ws = syncws.connect(srv.url)
     ws.close(4001, "custom reason ☃")
     assert get_close(srv) == (4001, "custom reason ☃")
@@ -76,16 +76,16 @@ def test_close_default_code_is_1000(raw_peer) -> None:
 
 
 @pytest.mark.parametrize("code", [1000, 1001, 1003, 1008, 1011, 3000, 4999])
-def test_valid_close_codes_sent(ws_server, code: int) -> None:
-    srv = ws_server(record_close_handler)
+def test_valid_close_codes_sent(websockets_server, code: int) -> None:
+    srv = websockets_server(record_close_handler)
     ws = syncws.connect(srv.url)
     ws.close(code, "r")
     assert get_close(srv) == (code, "r")
 
 
 @pytest.mark.parametrize("code", [999, 1005, 1006, 1015, 5000, 0])
-def test_invalid_close_code_raises_value_error(ws_server, code: int) -> None:
-    srv = ws_server(echo_handler)
+def test_invalid_close_code_raises_value_error(websockets_server, code: int) -> None:
+    srv = websockets_server(echo_handler)
     with syncws.connect(srv.url) as ws:
         with pytest.raises(ValueError):
             ws.close(code)
@@ -94,8 +94,8 @@ def test_invalid_close_code_raises_value_error(ws_server, code: int) -> None:
         assert ws.get_message(timeout=WAIT) == "still open"
 
 
-def test_reason_longer_than_123_bytes_raises_value_error(ws_server) -> None:
-    srv = ws_server(record_close_handler)
+def test_reason_longer_than_123_bytes_raises_value_error(websockets_server) -> None:
+    srv = websockets_server(record_close_handler)
     ws = syncws.connect(srv.url)
     try:
         with pytest.raises(ValueError):
@@ -108,8 +108,8 @@ def test_reason_longer_than_123_bytes_raises_value_error(ws_server) -> None:
     assert get_close(srv) == (1000, longest)
 
 
-def test_is_closed_and_close_reason_after_close(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_is_closed_and_close_reason_after_close(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     ws = syncws.connect(srv.url)
     assert ws.is_closed is False
     assert ws.close_reason is None
@@ -119,8 +119,8 @@ def test_is_closed_and_close_reason_after_close(ws_server) -> None:
     assert ws.close_reason.code == 1000
 
 
-def test_operations_after_close_raise_connection_closed(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_operations_after_close_raise_connection_closed(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     ws = syncws.connect(srv.url)
     ws.close()
     for call in (
@@ -157,8 +157,8 @@ def test_operations_while_closing_raise_connection_closed(raw_peer) -> None:
     assert conn.frames[-1].opcode == OP_CLOSE  # nothing was sent after the close frame
 
 
-def test_close_returns_promptly_when_peer_answers(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_close_returns_promptly_when_peer_answers(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     ws = syncws.connect(srv.url, disconnect_timeout=WAIT)
     start = time.monotonic()
     ws.close()
@@ -168,11 +168,11 @@ def test_close_returns_promptly_when_peer_answers(ws_server) -> None:
 # ------------------------------------------------------------ the peer closes
 
 
-def test_close_reason_is_the_peers_code(ws_server) -> None:
+def test_close_reason_is_the_peers_code(websockets_server) -> None:
     def handler(ws, srv: WsServer) -> None:
         ws.close(1001, "server going away")
 
-    srv = ws_server(handler)
+    srv = websockets_server(handler)
     with syncws.connect(srv.url) as ws:
         with pytest.raises(ConnectionClosed) as excinfo:
             ws.get_message(timeout=WAIT)
@@ -182,12 +182,12 @@ def test_close_reason_is_the_peers_code(ws_server) -> None:
         assert ws.is_closed
 
 
-def test_close_after_peer_closed_is_a_no_op(ws_server) -> None:
+def test_close_after_peer_closed_is_a_no_op(websockets_server) -> None:
     def handler(ws, srv: WsServer) -> None:
         ws.close(4100, "mine")
         srv.record.put("closed")
 
-    srv = ws_server(handler)
+    srv = websockets_server(handler)
     ws = syncws.connect(srv.url)
     assert srv.get() == "closed"
     ws.close(1000, "ours")
@@ -252,7 +252,7 @@ def test_client_echoes_the_peers_close_code(raw_peer) -> None:
         assert ws.close_reason == CloseReason(4321, "peer reason")
 
 
-def test_messages_queued_before_peer_close_are_returned_first(ws_server) -> None:
+def test_messages_queued_before_peer_close_are_returned_first(websockets_server) -> None:
     def handler(ws, srv: WsServer) -> None:
         assert ws.recv(timeout=WAIT) == "go"
         ws.send("a")
@@ -261,7 +261,7 @@ def test_messages_queued_before_peer_close_are_returned_first(ws_server) -> None
         ws.close(1000, "done")
         srv.record.put("closed")
 
-    srv = ws_server(handler)
+    srv = websockets_server(handler)
     with syncws.connect(srv.url) as ws:
         ws.send_message("go")
         assert srv.get() == "closed"  # the closing handshake is over
@@ -400,8 +400,8 @@ def test_data_arriving_after_close_call_is_discarded(raw_peer) -> None:
 # --------------------------------------------------- close wakes blocked threads
 
 
-def test_close_wakes_thread_blocked_in_get_message(ws_server) -> None:
-    srv = ws_server(waiting_handler)
+def test_close_wakes_thread_blocked_in_get_message(websockets_server) -> None:
+    srv = websockets_server(waiting_handler)
     ws = syncws.connect(srv.url, disconnect_timeout=SHORT)
     assert srv.get() == "connected"
     receiver = Background(ws.get_message)
@@ -413,13 +413,13 @@ def test_close_wakes_thread_blocked_in_get_message(ws_server) -> None:
     assert exc.reason == ws.close_reason
 
 
-def test_close_inside_iteration_ends_the_loop(ws_server) -> None:
+def test_close_inside_iteration_ends_the_loop(websockets_server) -> None:
     def handler(ws, srv: WsServer) -> None:
         for i in range(5):
             ws.send(f"m{i}")
         srv.release.wait(WAIT)
 
-    srv = ws_server(handler)
+    srv = websockets_server(handler)
     seen = []
     with syncws.connect(srv.url) as ws:
         for message in ws:
@@ -430,8 +430,8 @@ def test_close_inside_iteration_ends_the_loop(ws_server) -> None:
     assert ws.close_reason.code == 1000
 
 
-def test_close_wakes_thread_blocked_in_iteration(ws_server) -> None:
-    srv = ws_server(waiting_handler)
+def test_close_wakes_thread_blocked_in_iteration(websockets_server) -> None:
+    srv = websockets_server(waiting_handler)
     ws = syncws.connect(srv.url, disconnect_timeout=SHORT)
     assert srv.get() == "connected"
     iterator = Background(list, ws)
@@ -546,8 +546,8 @@ def test_open_websocket_propagates_body_exception_over_disconnection_timeout(raw
         raise KeyError("from the body")
 
 
-def test_open_websocket_url_no_error_when_peer_answers(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_open_websocket_url_no_error_when_peer_answers(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     with syncws.open_websocket_url(srv.url, disconnect_timeout=WAIT) as ws:
         ws.send_message("x")
         assert ws.get_message(timeout=WAIT) == "x"
@@ -557,8 +557,8 @@ def test_open_websocket_url_no_error_when_peer_answers(ws_server) -> None:
 # ---------------------------------------------------- exceptions in the body
 
 
-def test_connect_exit_with_exception_sends_1011(ws_server) -> None:
-    srv = ws_server(record_close_handler)
+def test_connect_exit_with_exception_sends_1011(websockets_server) -> None:
+    srv = websockets_server(record_close_handler)
     with pytest.raises(RuntimeError, match="boom"), syncws.connect(srv.url) as ws:
         ws.send_message("before")
         raise RuntimeError("boom")
@@ -567,8 +567,8 @@ def test_connect_exit_with_exception_sends_1011(ws_server) -> None:
     assert get_close(srv)[0] == 1011
 
 
-def test_open_websocket_url_exit_with_exception_sends_1011(ws_server) -> None:
-    srv = ws_server(record_close_handler)
+def test_open_websocket_url_exit_with_exception_sends_1011(websockets_server) -> None:
+    srv = websockets_server(record_close_handler)
     with pytest.raises(ValueError, match="bad"), syncws.open_websocket_url(srv.url):
         raise ValueError("bad")
     assert get_close(srv)[0] == 1011
@@ -586,8 +586,8 @@ def test_open_websocket_exit_with_exception_sends_1011(raw_peer) -> None:
     assert frame.close_code == 1011
 
 
-def test_normal_exit_sends_1000(ws_server) -> None:
-    srv = ws_server(record_close_handler)
+def test_normal_exit_sends_1000(websockets_server) -> None:
+    srv = websockets_server(record_close_handler)
     with syncws.open_websocket_url(srv.url):
         pass
     assert get_close(srv)[0] == 1000

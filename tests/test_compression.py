@@ -75,13 +75,13 @@ def test_websockets_client_compresses_with_our_server(deflate_server) -> None:
             assert client.recv(timeout=WAIT) == JSONISH
 
 
-def test_our_client_compresses_with_websockets_server(ws_server) -> None:
+def test_our_client_compresses_with_websockets_server(websockets_server) -> None:
     def handler(ws, server) -> None:
         server.record.put([ext.name for ext in ws.protocol.extensions])
         for message in ws:
             ws.send(message)
 
-    srv = ws_server(handler, compression="deflate")
+    srv = websockets_server(handler, compression="deflate")
     with deflate_connect(srv.url) as ws:
         for _ in range(3):
             ws.send_message(JSONISH)

@@ -63,8 +63,8 @@ def test_concurrent_senders_never_interleave(raw_peer) -> None:
     assert peer.next_frame().opcode == OP_CLOSE
 
 
-def test_concurrent_senders_to_websockets_server(ws_server) -> None:
-    srv = ws_server(record_close_handler)
+def test_concurrent_senders_to_websockets_server(websockets_server) -> None:
+    srv = websockets_server(record_close_handler)
     barrier = threading.Barrier(THREADS)
 
     def send_all(thread: int) -> None:
@@ -86,8 +86,8 @@ def test_concurrent_senders_to_websockets_server(ws_server) -> None:
     assert all(received[t] == list(range(50)) for t in range(THREADS))
 
 
-def test_sending_and_receiving_from_different_threads(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_sending_and_receiving_from_different_threads(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     total = THREADS * 50
 
     def send_all(thread: int) -> None:
@@ -109,8 +109,8 @@ def test_sending_and_receiving_from_different_threads(ws_server) -> None:
     assert all(per_thread[t] == list(range(50)) for t in range(THREADS))
 
 
-def test_concurrent_pings(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_concurrent_pings(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     with syncws.connect(srv.url) as ws:
         pingers = [Background(ws.ping, None, WAIT) for _ in range(8)]
         for pinger in pingers:
@@ -134,8 +134,8 @@ def test_close_from_many_threads_at_once(raw_peer) -> None:
     assert peer.frames.empty(), "more than one close frame was sent"
 
 
-def test_sender_gets_connection_closed_when_another_thread_closes(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_sender_gets_connection_closed_when_another_thread_closes(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     ws = syncws.connect(srv.url)
     started = threading.Event()
 
@@ -155,8 +155,8 @@ def test_sender_gets_connection_closed_when_another_thread_closes(ws_server) -> 
     assert sender.result() > 0
 
 
-def test_many_connections_at_once(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_many_connections_at_once(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     count = 20
 
     def roundtrip(index: int) -> str:
@@ -171,8 +171,8 @@ def test_many_connections_at_once(ws_server) -> None:
 # ------------------------------------------------------------------ reader thread
 
 
-def test_reader_thread_is_named_and_daemon(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_reader_thread_is_named_and_daemon(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     before = set(reader_threads())
     ws = syncws.connect(srv.url)
     try:
@@ -188,8 +188,8 @@ def test_reader_thread_is_named_and_daemon(ws_server) -> None:
     assert [t for t in reader_threads() if t not in before] == []
 
 
-def test_each_connection_has_its_own_reader(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_each_connection_has_its_own_reader(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     before = set(reader_threads())
     with syncws.connect(srv.url), syncws.connect(srv.url):
         names = [t.name for t in reader_threads() if t not in before]
@@ -198,12 +198,12 @@ def test_each_connection_has_its_own_reader(ws_server) -> None:
     assert [t for t in reader_threads() if t not in before] == []
 
 
-def test_reader_thread_ends_when_peer_closes(ws_server) -> None:
+def test_reader_thread_ends_when_peer_closes(websockets_server) -> None:
     def handler(ws, srv: WsServer) -> None:
         assert ws.recv(timeout=WAIT) == "close please"
         ws.close(1000, "server done")
 
-    srv = ws_server(handler)
+    srv = websockets_server(handler)
     before = set(reader_threads())
     ws = syncws.connect(srv.url)
     try:
@@ -227,8 +227,8 @@ def test_reader_thread_ends_after_handshake_failure_cleanup(raw_peer) -> None:
     assert [t for t in reader_threads() if t not in before] == []
 
 
-def test_forgotten_connection_does_not_keep_the_interpreter_alive(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_forgotten_connection_does_not_keep_the_interpreter_alive(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     code = (
         "import sys, syncws\n"
         "ws = syncws.connect(sys.argv[1])\n"
@@ -254,13 +254,13 @@ def test_forgotten_connection_does_not_keep_the_interpreter_alive(ws_server) -> 
 # --------------------------------------------------------- a second, independent client
 
 
-def test_server_sees_syncws_and_websocket_client_side_by_side(ws_server) -> None:
+def test_server_sees_syncws_and_websocket_client_side_by_side(websockets_server) -> None:
     def handler(ws, srv: WsServer) -> None:
         for message in ws:
             srv.record.put((ws.request.path, message))
             ws.send(message)
 
-    srv = ws_server(handler)
+    srv = websockets_server(handler)
     other = websocket.create_connection(f"ws://127.0.0.1:{srv.port}/wsclient", timeout=WAIT)
     try:
         with syncws.connect(f"ws://127.0.0.1:{srv.port}/syncws") as ws:

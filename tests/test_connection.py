@@ -35,8 +35,8 @@ def send_on_go_handler(messages, close_code=1000, close_reason=""):
 # ---------------------------------------------------------------- message types
 
 
-def test_text_message_is_str_and_binary_is_bytes(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_text_message_is_str_and_binary_is_bytes(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     with syncws.connect(srv.url) as ws:
         ws.send_message("text")
         ws.send_message(b"binary")
@@ -69,8 +69,8 @@ def test_str_sent_as_text_frame_and_bytes_like_as_binary(raw_peer) -> None:
 @pytest.mark.parametrize(
     "value", [42, 1.5, None, ["a"], {"a": 1}, object()], ids=lambda v: type(v).__name__
 )
-def test_other_message_types_raise_type_error(ws_server, value) -> None:
-    srv = ws_server(echo_handler)
+def test_other_message_types_raise_type_error(websockets_server, value) -> None:
+    srv = websockets_server(echo_handler)
     with syncws.connect(srv.url) as ws:
         with pytest.raises(TypeError):
             ws.send_message(value)
@@ -78,8 +78,8 @@ def test_other_message_types_raise_type_error(ws_server, value) -> None:
         assert ws.get_message(timeout=WAIT) == "still usable"
 
 
-def test_unicode_text_roundtrip(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_unicode_text_roundtrip(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     text = "ascii, é, ☃, 漢字, 🎉 and a NUL \x00 too"
     with syncws.connect(srv.url) as ws:
         ws.send_message(text)
@@ -90,8 +90,8 @@ def test_unicode_text_roundtrip(ws_server) -> None:
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_binary_sizes_roundtrip_websockets(ws_server, size: int) -> None:
-    srv = ws_server(echo_handler)
+def test_binary_sizes_roundtrip_websockets(websockets_server, size: int) -> None:
+    srv = websockets_server(echo_handler)
     payload = bytes(i % 251 for i in range(size))
     with syncws.connect(srv.url) as ws:
         ws.send_message(payload)
@@ -99,8 +99,8 @@ def test_binary_sizes_roundtrip_websockets(ws_server, size: int) -> None:
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_text_sizes_roundtrip_websockets(ws_server, size: int) -> None:
-    srv = ws_server(echo_handler)
+def test_text_sizes_roundtrip_websockets(websockets_server, size: int) -> None:
+    srv = websockets_server(echo_handler)
     text = "".join(chr(ord("a") + i % 26) for i in range(size))
     with syncws.connect(srv.url) as ws:
         ws.send_message(text)
@@ -138,16 +138,16 @@ def test_client_frames_are_masked_with_varying_keys(raw_peer) -> None:
 # ------------------------------------------------------------------ fragmentation
 
 
-def test_fragmented_text_reassembled(ws_server) -> None:
-    srv = ws_server(send_on_go_handler([["frag-1 ", "frag-2 ", "frag-3"]]))
+def test_fragmented_text_reassembled(websockets_server) -> None:
+    srv = websockets_server(send_on_go_handler([["frag-1 ", "frag-2 ", "frag-3"]]))
     with syncws.connect(srv.url) as ws:
         ws.send_message("go")
         assert ws.get_message(timeout=WAIT) == "frag-1 frag-2 frag-3"
 
 
-def test_fragmented_binary_reassembled(ws_server) -> None:
+def test_fragmented_binary_reassembled(websockets_server) -> None:
     parts = [bytes([i]) * 70000 for i in range(5)]
-    srv = ws_server(send_on_go_handler([parts, b"after"]))
+    srv = websockets_server(send_on_go_handler([parts, b"after"]))
     with syncws.connect(srv.url) as ws:
         ws.send_message("go")
         assert ws.get_message(timeout=WAIT) == b"".join(parts)
@@ -187,17 +187,17 @@ def test_empty_fragments_reassembled(raw_peer) -> None:
 # ------------------------------------------------------------------------- order
 
 
-def test_order_preserved(ws_server) -> None:
+def test_order_preserved(websockets_server) -> None:
     messages = [f"#{i}" if i % 2 else f"#{i}".encode() for i in range(200)]
-    srv = ws_server(send_on_go_handler(messages))
+    srv = websockets_server(send_on_go_handler(messages))
     with syncws.connect(srv.url) as ws:
         ws.send_message("go")
         received = [ws.get_message(timeout=WAIT) for _ in messages]
     assert received == messages
 
 
-def test_echo_order_preserved(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_echo_order_preserved(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     with syncws.connect(srv.url, message_queue_size=4) as ws:
         for i in range(50):
             ws.send_message(str(i))
@@ -208,9 +208,9 @@ def test_echo_order_preserved(ws_server) -> None:
 
 
 @pytest.mark.parametrize("code", [1000, 1001])
-def test_iteration_ends_quietly_on_normal_close(ws_server, code: int) -> None:
+def test_iteration_ends_quietly_on_normal_close(websockets_server, code: int) -> None:
     messages = ["one", b"two", "three"]
-    srv = ws_server(send_on_go_handler(messages, code, "done"))
+    srv = websockets_server(send_on_go_handler(messages, code, "done"))
     with syncws.connect(srv.url) as ws:
         ws.send_message("go")
         received = list(ws)
@@ -220,8 +220,8 @@ def test_iteration_ends_quietly_on_normal_close(ws_server, code: int) -> None:
 
 
 @pytest.mark.parametrize("code", [1011, 1008, 4000])
-def test_iteration_raises_on_other_close_codes(ws_server, code: int) -> None:
-    srv = ws_server(send_on_go_handler(["a", "b"], code, "oops"))
+def test_iteration_raises_on_other_close_codes(websockets_server, code: int) -> None:
+    srv = websockets_server(send_on_go_handler(["a", "b"], code, "oops"))
     received = []
     with syncws.connect(srv.url) as ws:
         ws.send_message("go")
@@ -236,8 +236,8 @@ def test_iteration_raises_on_other_close_codes(ws_server, code: int) -> None:
 # ------------------------------------------------------------------- get_message
 
 
-def test_get_message_timeout_zero_raises_at_once(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_get_message_timeout_zero_raises_at_once(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     with syncws.connect(srv.url) as ws:
         start = time.monotonic()
         with pytest.raises(TimeoutError):
@@ -266,8 +266,8 @@ def test_get_message_timeout_zero_returns_queued_messages(raw_peer) -> None:
         closer.result()
 
 
-def test_get_message_timeout_raises_timeout_error(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_get_message_timeout_raises_timeout_error(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     with syncws.connect(srv.url) as ws:
         start = time.monotonic()
         with pytest.raises(TimeoutError):
@@ -279,17 +279,17 @@ def test_get_message_timeout_raises_timeout_error(ws_server) -> None:
         assert ws.get_message(timeout=WAIT) == "after timeout"
 
 
-def test_get_message_timeout_is_not_a_websocket_error(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_get_message_timeout_is_not_a_websocket_error(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     with syncws.connect(srv.url) as ws, pytest.raises(TimeoutError) as excinfo:
         ws.get_message(timeout=0.01)
     assert not isinstance(excinfo.value, syncws.ConnectionClosed)
 
 
-def test_several_threads_get_distinct_messages_exactly_once(ws_server) -> None:
+def test_several_threads_get_distinct_messages_exactly_once(websockets_server) -> None:
     count = 300
     messages = [f"m{i:04d}" for i in range(count)]
-    srv = ws_server(send_on_go_handler(messages))
+    srv = websockets_server(send_on_go_handler(messages))
     results: dict[int, list[str]] = {}
     endings: dict[int, BaseException] = {}
     ready = threading.Barrier(5)
@@ -323,8 +323,8 @@ def test_several_threads_get_distinct_messages_exactly_once(ws_server) -> None:
 # ------------------------------------------------------------------- properties
 
 
-def test_roundtrip_property(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_roundtrip_property(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     with syncws.connect(srv.url) as ws:
 
         @settings(max_examples=60, deadline=None, database=None)

@@ -8,6 +8,7 @@ itself, and checks that it exited with status 0 and printed no traceback.
 from __future__ import annotations
 
 import datetime
+import re
 import signal
 import ssl
 import sys
@@ -35,6 +36,7 @@ TESTED = {
     "echo_server.py": "test_echo_server_and_echo_client",
     "gui_client.py": "test_gui_client_reports_a_failed_connection",
     "secure_server.py": "test_secure_server_*",
+    "test_with_syncws.py": "test_the_pytest_example_passes",
 }
 # Distinctive, so that finding them in the output cannot be a coincidence.
 ALICE_PASSWORD = "Tr0ub4dor-alice-7q"
@@ -141,6 +143,21 @@ def test_echo_client_without_server() -> None:
         client.stop()
     assert "error: cannot connect" in client.errors
     assert "Traceback" not in client.errors
+
+
+# -------------------------------------------------------------------- pytest
+
+
+def test_the_pytest_example_passes() -> None:
+    # -p: the plugin's entry point exists only where syncws is installed.
+    child = run_example(
+        "test_with_syncws.py", "-p", "syncws.pytest_plugin", "-p", "no:cacheprovider"
+    )
+    try:
+        assert child.wait(3 * WAIT) == 0, child.output + child.errors
+    finally:
+        child.stop()
+    assert re.search(r"\b4 passed\b", child.output), child.output
 
 
 # ---------------------------------------------------------------------- chat

@@ -35,8 +35,8 @@ def test_keepalive_off_by_default(raw_peer) -> None:
     assert [f.opcode for f in frames] == [OP_CLOSE]
 
 
-def test_keepalive_with_healthy_server_updates_latency(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_keepalive_with_healthy_server_updates_latency(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     with syncws.connect(srv.url, ping_interval=INTERVAL, ping_timeout=TIMEOUT) as ws:
         assert ws.latency == 0.0
         wait_for(lambda: ws.latency > 0, what="a keepalive round trip")

@@ -129,7 +129,7 @@ def test_messages_before_the_oversized_one_are_still_returned(raw_peer) -> None:
         assert excinfo.value.reason.code == 1009
 
 
-def test_default_limit_is_one_mebibyte(ws_server) -> None:
+def test_default_limit_is_one_mebibyte(websockets_server) -> None:
     def handler(ws, srv: WsServer) -> None:
         assert ws.recv(timeout=WAIT) == "go"
         ws.send(b"k" * 2**20)
@@ -139,7 +139,7 @@ def test_default_limit_is_one_mebibyte(ws_server) -> None:
                 pass
         srv.record.put(ws.close_code)
 
-    srv = ws_server(handler)
+    srv = websockets_server(handler)
     with syncws.connect(srv.url) as ws:
         ws.send_message("go")
         assert ws.get_message(timeout=WAIT) == b"k" * 2**20

@@ -9,8 +9,8 @@ from helpers import WAIT, echo_handler
 import syncws
 
 
-def test_lifecycle_logged_at_debug(ws_server, caplog) -> None:
-    srv = ws_server(echo_handler)
+def test_lifecycle_logged_at_debug(websockets_server, caplog) -> None:
+    srv = websockets_server(echo_handler)
     caplog.set_level(logging.DEBUG, logger="syncws")
     with syncws.connect(srv.url) as ws:
         ws.send_message("x")
@@ -21,8 +21,8 @@ def test_lifecycle_logged_at_debug(ws_server, caplog) -> None:
     assert all(r.levelno < logging.WARNING for r in records)
 
 
-def test_frame_trace_when_enabled(ws_server, caplog) -> None:
-    srv = ws_server(echo_handler)
+def test_frame_trace_when_enabled(websockets_server, caplog) -> None:
+    srv = websockets_server(echo_handler)
     caplog.set_level(logging.DEBUG, logger="syncws.trace")
     with syncws.connect(srv.url) as ws:
         ws.send_message("traced")
@@ -30,8 +30,8 @@ def test_frame_trace_when_enabled(ws_server, caplog) -> None:
     assert any(r.name == "syncws.trace" for r in caplog.records)
 
 
-def test_quiet_at_default_levels(ws_server, caplog) -> None:
-    srv = ws_server(echo_handler)
+def test_quiet_at_default_levels(websockets_server, caplog) -> None:
+    srv = websockets_server(echo_handler)
     caplog.set_level(logging.WARNING)
     with syncws.connect(srv.url) as ws:
         ws.send_message("quiet")

@@ -19,8 +19,8 @@ def finish(ws, conn) -> None:
     closer.result()
 
 
-def test_ping_returns_round_trip_seconds(ws_server) -> None:
-    srv = ws_server(echo_handler)
+def test_ping_returns_round_trip_seconds(websockets_server) -> None:
+    srv = websockets_server(echo_handler)
     with syncws.connect(srv.url) as ws:
         assert ws.latency == 0.0
         rtt = ws.ping()
@@ -188,12 +188,12 @@ def test_peer_ping_is_answered_with_same_payload(raw_peer) -> None:
         finish(ws, conn)
 
 
-def test_websockets_server_ping_is_answered(ws_server) -> None:
+def test_websockets_server_ping_is_answered(websockets_server) -> None:
     def handler(ws, srv: WsServer) -> None:
         pong = ws.ping(b"server ping")
         srv.record.put(pong.wait(WAIT))
         echo_handler(ws, srv)
 
-    srv = ws_server(handler)
+    srv = websockets_server(handler)
     with syncws.connect(srv.url):
         assert srv.get() is True

@@ -58,9 +58,8 @@ def echo_round_trip(url: str, **kwargs) -> None:
 # ---------------------------------------------------------------------------- accept
 
 
-def test_echo_handler(syncws_server) -> None:
-    srv = syncws_server(server_echo)
-    echo_round_trip(srv.url)
+def test_echo_handler(ws_echo_server) -> None:
+    echo_round_trip(ws_echo_server)
 
 
 def test_request_path_keeps_the_query_string(syncws_server) -> None:

@@ -13,7 +13,7 @@ import socket
 import time
 
 import pytest
-from helpers import MARGIN, SHORT, UNIT, WAIT, SyncwsServer, server_echo, server_record
+from helpers import MARGIN, SHORT, UNIT, WAIT, SyncwsServer, server_echo
 from rawpeer import (
     OP_CLOSE,
     OP_TEXT,
@@ -25,6 +25,7 @@ from rawpeer import (
 )
 
 import syncws
+from syncws.testing import RecordingHandler
 
 #: connect_timeout of the servers in the slow-client tests.
 LIMIT = 1.0 * UNIT
@@ -237,9 +238,10 @@ def test_connect_timeout_does_not_limit_an_accepted_connection(syncws_server) ->
 # ------------------------------------------------------------------ protocol violations
 
 
-def test_unmasked_client_frame_fails_with_1002(syncws_server) -> None:
-    srv = syncws_server(server_record)
-    conn = raw_client(srv.port)
+def test_unmasked_client_frame_fails_with_1002(ws_server) -> None:
+    handler = RecordingHandler()
+    ws_server(handler)
+    conn = raw_client(ws_server.servers[-1].port)
     try:
         conn.send_frame(OP_TEXT, b"not masked", mask=None)
         close = conn.expect_close(WAIT)
@@ -248,8 +250,7 @@ def test_unmasked_client_frame_fails_with_1002(syncws_server) -> None:
         conn.wait_eof(WAIT)
     finally:
         conn.close()
-    kind, reason = srv.get()
-    assert (kind, reason.code) == ("closed", 1002)
+    assert [reason.code for reason in handler.wait_closed()] == [1002]
 
 
 def test_raw_client_echo_and_close_handshake(syncws_server) -> None:
@@ -270,23 +271,23 @@ def test_raw_client_echo_and_close_handshake(syncws_server) -> None:
         conn.close()
 
 
-def test_invalid_utf8_from_client_fails_with_1007(syncws_server) -> None:
-    srv = syncws_server(server_record)
-    conn = raw_client(srv.port)
+def test_invalid_utf8_from_client_fails_with_1007(ws_server) -> None:
+    handler = RecordingHandler()
+    ws_server(handler)
+    conn = raw_client(ws_server.servers[-1].port)
     try:
         conn.send_frame(OP_TEXT, b"\xff\xfe bad")
         assert conn.expect_close(WAIT).close_code == 1007
         conn.wait_eof(WAIT)
     finally:
         conn.close()
-    kind, reason = srv.get()
-    assert kind == "closed"
-    assert reason.code == 1007
+    assert [reason.code for reason in handler.wait_closed()] == [1007]
 
 
-def test_message_over_server_limit_fails_with_1009(syncws_server) -> None:
-    srv = syncws_server(server_record, max_message_size=1000)
-    conn = raw_client(srv.port)
+def test_message_over_server_limit_fails_with_1009(ws_server) -> None:
+    handler = RecordingHandler()
+    ws_server(handler, max_message_size=1000)
+    conn = raw_client(ws_server.servers[-1].port)
     try:
         conn.send_frame(OP_TEXT, b"a" * 1000)
         conn.send_frame(OP_TEXT, b"b" * 1001)
@@ -294,9 +295,8 @@ def test_message_over_server_limit_fails_with_1009(syncws_server) -> None:
         conn.wait_eof(WAIT)
     finally:
         conn.close()
-    assert srv.get() == ("message", "a" * 1000)
-    kind, reason = srv.get()
-    assert (kind, reason.code) == ("closed", 1009)
+    assert [reason.code for reason in handler.wait_closed()] == [1009]
+    assert handler.messages == ["a" * 1000]
 
 
 def test_client_reset_gives_1006_to_the_handler(syncws_server, debug_log) -> None:
@@ -316,14 +316,14 @@ def test_client_reset_gives_1006_to_the_handler(syncws_server, debug_log) -> Non
     assert_no_traceback(debug_log)
 
 
-def test_client_vanishing_without_close_frame_gives_1006(syncws_server, debug_log) -> None:
-    srv = syncws_server(server_record)
-    conn = raw_client(srv.port)
+def test_client_vanishing_without_close_frame_gives_1006(ws_server, debug_log) -> None:
+    handler = RecordingHandler()
+    ws_server(handler)
+    conn = raw_client(ws_server.servers[-1].port)
     conn.send_text("last")
     conn.close()  # FIN without a close frame
-    assert srv.get() == ("message", "last")
-    kind, reason = srv.get()
-    assert (kind, reason.code) == ("closed", 1006)
+    assert [reason.code for reason in handler.wait_closed()] == [1006]
+    assert handler.messages == ["last"]
     assert_no_traceback(debug_log)
 
 

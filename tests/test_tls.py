@@ -28,8 +28,10 @@ def path_handler(ws, srv: WsServer) -> None:
     echo_handler(ws, srv)
 
 
-def test_wss_with_trusted_context(ws_server, tls_server_context, tls_client_context) -> None:
-    srv = ws_server(path_handler, ssl=tls_server_context)
+def test_wss_with_trusted_context(
+    websockets_server, tls_server_context, tls_client_context
+) -> None:
+    srv = websockets_server(path_handler, ssl=tls_server_context)
     with syncws.connect(srv.wss_url + "tls?x=1", ssl_context=tls_client_context) as ws:
         ws.send_message("over tls")
         assert ws.get_message(timeout=WAIT) == "over tls"
@@ -40,15 +42,17 @@ def test_wss_with_trusted_context(ws_server, tls_server_context, tls_client_cont
     assert srv.get() == "/tls?x=1"
 
 
-def test_wss_by_host_name(ws_server, tls_server_context, tls_client_context) -> None:
-    srv = ws_server(echo_handler, ssl=tls_server_context)
+def test_wss_by_host_name(websockets_server, tls_server_context, tls_client_context) -> None:
+    srv = websockets_server(echo_handler, ssl=tls_server_context)
     with syncws.connect(f"wss://localhost:{srv.port}/", ssl_context=tls_client_context) as ws:
         ws.send_message(b"named")
         assert ws.get_message(timeout=WAIT) == b"named"
 
 
-def test_wss_large_messages_both_ways(ws_server, tls_server_context, tls_client_context) -> None:
-    srv = ws_server(echo_handler, ssl=tls_server_context)
+def test_wss_large_messages_both_ways(
+    websockets_server, tls_server_context, tls_client_context
+) -> None:
+    srv = websockets_server(echo_handler, ssl=tls_server_context)
     payload = bytes(range(256)) * 4096  # 1 MiB
     with syncws.connect(srv.wss_url, ssl_context=tls_client_context) as ws:
         for _ in range(3):
@@ -57,37 +61,43 @@ def test_wss_large_messages_both_ways(ws_server, tls_server_context, tls_client_
             assert ws.get_message(timeout=WAIT) == payload
 
 
-def test_wss_close_code_reaches_peer(ws_server, tls_server_context, tls_client_context) -> None:
-    srv = ws_server(record_close_handler, ssl=tls_server_context)
+def test_wss_close_code_reaches_peer(
+    websockets_server, tls_server_context, tls_client_context
+) -> None:
+    srv = websockets_server(record_close_handler, ssl=tls_server_context)
     ws = syncws.connect(srv.wss_url, ssl_context=tls_client_context)
     ws.close(4002, "tls bye")
     assert get_close(srv) == (4002, "tls bye")
     assert ws.close_reason.code == 4002
 
 
-def test_wss_ping(ws_server, tls_server_context, tls_client_context) -> None:
-    srv = ws_server(echo_handler, ssl=tls_server_context)
+def test_wss_ping(websockets_server, tls_server_context, tls_client_context) -> None:
+    srv = websockets_server(echo_handler, ssl=tls_server_context)
     with syncws.connect(srv.wss_url, ssl_context=tls_client_context) as ws:
         assert ws.ping(timeout=WAIT) > 0
 
 
-def test_default_context_rejects_untrusted_certificate(ws_server, tls_server_context) -> None:
-    srv = ws_server(echo_handler, ssl=tls_server_context)
+def test_default_context_rejects_untrusted_certificate(
+    websockets_server, tls_server_context
+) -> None:
+    srv = websockets_server(echo_handler, ssl=tls_server_context)
     with pytest.raises(ssl.SSLCertVerificationError) as excinfo:
         syncws.connect(srv.wss_url)
     assert isinstance(excinfo.value, OSError)
 
 
-def test_host_name_is_verified(ws_server, tls_ca, tls_client_context) -> None:
+def test_host_name_is_verified(websockets_server, tls_ca, tls_client_context) -> None:
     other = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls_ca.issue_cert("other.example").configure_cert(other)
-    srv = ws_server(echo_handler, ssl=other)
+    srv = websockets_server(echo_handler, ssl=other)
     with pytest.raises(ssl.SSLCertVerificationError):
         syncws.connect(srv.wss_url, ssl_context=tls_client_context)
 
 
-def test_open_websocket_with_ssl_context(ws_server, tls_server_context, tls_client_context) -> None:
-    srv = ws_server(path_handler, ssl=tls_server_context)
+def test_open_websocket_with_ssl_context(
+    websockets_server, tls_server_context, tls_client_context
+) -> None:
+    srv = websockets_server(path_handler, ssl=tls_server_context)
     with syncws.open_websocket("127.0.0.1", srv.port, "/ow", use_ssl=tls_client_context) as ws:
         ws.send_message("x")
         assert ws.get_message(timeout=WAIT) == "x"
@@ -95,8 +105,10 @@ def test_open_websocket_with_ssl_context(ws_server, tls_server_context, tls_clie
     assert srv.get() == "/ow"
 
 
-def test_open_websocket_use_ssl_true_uses_default_context(ws_server, tls_server_context) -> None:
-    srv = ws_server(echo_handler, ssl=tls_server_context)
+def test_open_websocket_use_ssl_true_uses_default_context(
+    websockets_server, tls_server_context
+) -> None:
+    srv = websockets_server(echo_handler, ssl=tls_server_context)
     with (
         pytest.raises(ssl.SSLCertVerificationError),
         syncws.open_websocket("127.0.0.1", srv.port, "/", use_ssl=True),
@@ -105,9 +117,9 @@ def test_open_websocket_use_ssl_true_uses_default_context(ws_server, tls_server_
 
 
 def test_connect_websocket_with_ssl_context(
-    ws_server, tls_server_context, tls_client_context
+    websockets_server, tls_server_context, tls_client_context
 ) -> None:
-    srv = ws_server(echo_handler, ssl=tls_server_context)
+    srv = websockets_server(echo_handler, ssl=tls_server_context)
     ws = syncws.connect_websocket("127.0.0.1", srv.port, "/", use_ssl=tls_client_context)
     try:
         assert ws.remote.is_ssl
@@ -117,8 +129,10 @@ def test_connect_websocket_with_ssl_context(
         ws.close()
 
 
-def test_url_functions_with_ssl_context(ws_server, tls_server_context, tls_client_context) -> None:
-    srv = ws_server(echo_handler, ssl=tls_server_context)
+def test_url_functions_with_ssl_context(
+    websockets_server, tls_server_context, tls_client_context
+) -> None:
+    srv = websockets_server(echo_handler, ssl=tls_server_context)
     with syncws.open_websocket_url(srv.wss_url, tls_client_context) as ws:
         ws.send_message("owu")
         assert ws.get_message(timeout=WAIT) == "owu"
@@ -131,9 +145,9 @@ def test_url_functions_with_ssl_context(ws_server, tls_server_context, tls_clien
 
 
 def test_wrap_client_socket_over_ssl_socket(
-    ws_server, tls_server_context, tls_client_context
+    websockets_server, tls_server_context, tls_client_context
 ) -> None:
-    srv = ws_server(path_handler, ssl=tls_server_context)
+    srv = websockets_server(path_handler, ssl=tls_server_context)
     raw = socket.create_connection(("127.0.0.1", srv.port), timeout=WAIT)
     try:
         tls = tls_client_context.wrap_socket(raw, server_hostname="127.0.0.1")
@@ -153,7 +167,7 @@ def test_wrap_client_socket_over_ssl_socket(
 
 
 def test_wss_burst_of_messages_is_not_stuck_in_tls_buffers(
-    ws_server, tls_server_context, tls_client_context
+    websockets_server, tls_server_context, tls_client_context
 ) -> None:
     """Records already decrypted inside the TLS layer must not wait for more bytes."""
     sizes = [1, 5000, 17000, 3, 70000, 2, 40000, 1, 1, 1]
@@ -164,7 +178,7 @@ def test_wss_burst_of_messages_is_not_stuck_in_tls_buffers(
             ws.send(bytes([i]) * size)
         srv.release.wait(WAIT)
 
-    srv = ws_server(handler, ssl=tls_server_context)
+    srv = websockets_server(handler, ssl=tls_server_context)
     with syncws.connect(srv.wss_url, ssl_context=tls_client_context) as ws:
         ws.send_message("go")
         for i, size in enumerate(sizes):
@@ -172,9 +186,9 @@ def test_wss_burst_of_messages_is_not_stuck_in_tls_buffers(
 
 
 def test_wss_concurrent_senders_and_receiver(
-    ws_server, tls_server_context, tls_client_context
+    websockets_server, tls_server_context, tls_client_context
 ) -> None:
-    srv = ws_server(echo_handler, ssl=tls_server_context)
+    srv = websockets_server(echo_handler, ssl=tls_server_context)
     per_thread, threads = 40, 3
 
     def send_all(thread: int) -> None:

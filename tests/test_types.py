@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from helpers import echo_handler
 
 import syncws
 from syncws import (
@@ -16,6 +15,7 @@ from syncws import (
     HandshakeError,
     WebSocketError,
 )
+from syncws.testing import connection_pair
 
 PUBLIC_NAMES = [
     "WebSocketError",
@@ -197,19 +197,17 @@ def test_local_and_remote_endpoints(raw_peer) -> None:
         assert ws.remote.url == f"ws://127.0.0.1:{peer.port}"
 
 
-def test_is_client_and_is_server(ws_server) -> None:
-    srv = ws_server(echo_handler)
-    with syncws.connect(srv.url) as ws:
-        assert ws.is_client is True
-        assert ws.is_server is False
-        assert isinstance(ws, syncws.WebSocketConnection)
+def test_is_client_and_is_server() -> None:
+    with connection_pair() as (client, server):
+        assert (client.is_client, client.is_server) == (True, False)
+        assert (server.is_client, server.is_server) == (False, True)
+        assert isinstance(client, syncws.WebSocketConnection)
+        assert isinstance(server, syncws.WebSocketConnection)
 
 
-def test_close_reason_is_none_while_open(ws_server) -> None:
-    srv = ws_server(echo_handler)
-    with syncws.connect(srv.url) as ws:
-        assert ws.close_reason is None
-        assert ws.is_closed is False
-    assert ws.is_closed is True
-    assert ws.close_reason is not None
-    assert ws.close_reason.code == 1000
+def test_close_reason_is_none_while_open() -> None:
+    with connection_pair() as (client, server):
+        assert client.close_reason is server.close_reason is None
+        assert client.is_closed is server.is_closed is False
+    assert client.is_closed is server.is_closed is True
+    assert client.close_reason == server.close_reason == CloseReason(1000, None)
