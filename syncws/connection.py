@@ -242,7 +242,8 @@ class WebSocketConnection(ConnectionCore):
         :param timeout: how long to wait, in seconds, when the peer does not read
             (``None``: no limit, but :meth:`close` from another thread still wakes
             the call). When it passes, part of the message may be on the wire, so the
-            connection is aborted (close code 1006) and unusable.
+            connection is aborted (close code 1006) and unusable. The same happens
+            when Ctrl-C (:exc:`KeyboardInterrupt`) interrupts the wait.
         :raises TypeError: when ``message`` is neither ``str`` nor bytes-like.
         :raises ConnectionClosed: when the connection is closing or closed.
         :raises TimeoutError: when ``timeout`` passed first.
@@ -357,6 +358,13 @@ class WebSocketConnection(ConnectionCore):
             self._reclaim()
             self._closed.wait(self._disconnect_timeout)
             raise ConnectionClosed(self._reason()) from exc
+        except BaseException:
+            # Interrupted (KeyboardInterrupt in the main thread): part of the frame may
+            # be on the wire and nobody waits to write the rest, so, as after a
+            # timeout, the connection cannot go on. Nothing more is waited for here.
+            if not self._transport.written(end):
+                self._abort("send interrupted")
+            raise
 
     # -- receiving ---------------------------------------------------------------------
 
