@@ -32,6 +32,7 @@ from .exceptions import (
     HandshakeError,
     WebSocketError,
 )
+from .notify import MessageNotifier
 from .request import Handler, RequestHook, ServeOptions, WebSocketRequest, wrap_server_socket
 from .server import WebSocketServer, serve_websocket
 from .types import CloseReason, Endpoint
@@ -50,6 +51,7 @@ __all__ = [
     "Handler",
     "HandshakeError",
     "HeadersLike",
+    "MessageNotifier",
     "RequestHook",
     "ServeOptions",
     "WebSocketConnection",
