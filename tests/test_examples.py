@@ -288,7 +288,7 @@ def test_secure_server_rejects_a_bad_user_option() -> None:
 
 
 def test_gui_client_reports_a_failed_connection() -> None:
-    """The window itself needs a display (issue 7); before it, the client connects.
+    """Before its window opens, the client connects (the window: test_gui_example.py).
 
     A refused connection is reported before any window opens, so this runs anywhere
     tkinter is installed, display or not.
