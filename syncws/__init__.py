@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from .auth import basic_auth
 from .broadcast import broadcast
+from .callbacks import Backoff, CallbackClient
 from .client import (
     ConnectOptions,
     HeadersLike,
@@ -40,6 +41,8 @@ from .types import CloseReason, Endpoint
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backoff",
+    "CallbackClient",
     "CloseReason",
     "ConnectOptions",
     "ConnectionClosed",

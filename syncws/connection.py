@@ -116,6 +116,14 @@ def message_event(message: str | bytes | bytearray | memoryview) -> Message[Any]
     raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
 
 
+def check_close_arguments(code: int, reason: str | None) -> None:
+    """Raise ValueError for a close code that may not be sent or a reason too long."""
+    if code not in _SENDABLE_CODES:
+        raise ValueError(f"close code {code} may not be sent")
+    if reason is not None and len(reason.encode("utf-8")) > 123:
+        raise ValueError("a close reason is at most 123 bytes in UTF-8")
+
+
 class WebSocketConnection(ConnectionCore):
     """An open WebSocket connection, client or server side.
 
@@ -441,10 +449,7 @@ class WebSocketConnection(ConnectionCore):
         :param reason: a short text, at most 123 bytes in UTF-8.
         :raises ValueError: for a code that may not be sent or a reason too long.
         """
-        if code not in _SENDABLE_CODES:
-            raise ValueError(f"close code {code} may not be sent")
-        if reason is not None and len(reason.encode("utf-8")) > 123:
-            raise ValueError("a close reason is at most 123 bytes in UTF-8")
+        check_close_arguments(code, reason)
         self._close(code, reason)
 
     def _begin_close(self, code: int, reason: str | None, deadline: Deadline) -> int | None:

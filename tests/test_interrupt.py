@@ -44,6 +44,11 @@ if mode == "serve_forever":
     server = syncws.WebSocketServer(lambda request: request.accept().close(), "127.0.0.1", 0)
     blocking()
     server.serve_forever()
+elif mode == "run_forever":
+    client = syncws.CallbackClient(
+        url, on_open=lambda ws: blocking(), reconnect=syncws.Backoff(), disconnect_timeout=1
+    )
+    client.run_forever()
 
 with syncws.connect(url, connect_timeout=10, disconnect_timeout=1) as ws:
     if mode == "get_message":  # waits for the reader thread to queue a message
@@ -210,6 +215,19 @@ def test_send_message_to_a_peer_that_does_not_read(raw_peer: Callable[..., RawPe
         child.stop()
     conn.close()
     check_interrupted(child, elapsed)
+
+
+def test_callback_client_run_forever(syncws_server: Any) -> None:
+    srv = syncws_server(hold)
+    child = start("run_forever", srv.url)
+    try:
+        server_side = srv.get()
+        elapsed = interrupt(child)
+    finally:
+        child.stop()
+    check_interrupted(child, elapsed)
+    wait_for(lambda: server_side.close_reason is not None)
+    assert server_side.close_reason.code == 1001  # going away
 
 
 def test_serve_forever() -> None:
