@@ -30,6 +30,7 @@ LISTENING = r"listening on (wss?)://127\.0\.0\.1:(\d+)"
 #: Every example, and the test below that runs it.
 TESTED = {
     "broadcast_server.py": "test_broadcast_server_*",
+    "callback_client.py": "test_callback_client_*",
     "chat_server.py": "test_chat_server_relays_to_every_client",
     "echo_client.py": "test_echo_server_and_echo_client",
     "echo_server.py": "test_echo_server_and_echo_client",
@@ -140,6 +141,38 @@ def test_echo_client_without_server() -> None:
     finally:
         client.stop()
     assert "error: cannot connect" in client.errors
+    assert "Traceback" not in client.errors
+
+
+# ------------------------------------------------------------------ callbacks
+
+
+def test_callback_client_reconnects_to_a_restarted_server(server: Any) -> None:
+    first = server("echo_server.py")
+    client = run_example("callback_client.py", first.url(), "hello", "world", "--count", "3")
+    try:
+        client.wait_line(r"^world$")  # both echoed by the first server
+        first.interrupt()  # going away (1001): the client waits, then tries again
+        client.wait_line(r"disconnected: 1001")
+        second = server("echo_server.py", "--port", str(first.port))
+        assert second.port == first.port
+        assert client.wait(WAIT) == 0, client.errors  # "hello" again, the third message
+    finally:
+        client.stop()
+    assert client.output.splitlines() == ["hello", "world", "hello"]
+    assert "Traceback" not in client.errors
+    second.interrupt()
+
+
+def test_callback_client_gives_up() -> None:
+    url = f"ws://127.0.0.1:{unused_port()}/"
+    client = run_example("callback_client.py", url, "--attempts", "2")
+    try:
+        assert client.wait(WAIT) == 1
+    finally:
+        client.stop()
+    assert client.errors.count("connection failed, trying again") == 1, client.errors
+    assert f"error: cannot connect to {url}" in client.errors
     assert "Traceback" not in client.errors
 
 
