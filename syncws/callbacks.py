@@ -142,7 +142,7 @@ class CallbackClient:
     are submitted in order, and run in order with a single worker; with several
     workers, ``on_message`` calls may overlap and finish out of order, but ``on_open``
     still returns before the first ``on_message`` starts and ``on_close`` starts after
-    the last one returned. At most :data:`MAX_PENDING_CALLBACKS` may wait in the
+    the last one returned. At most :data:`~syncws.callbacks.MAX_PENDING_CALLBACKS` may wait in the
     executor: beyond that the loop stops reading.
 
     A callback may call :meth:`send_message` or the connection's own methods, and
