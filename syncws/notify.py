@@ -115,18 +115,24 @@ class MessageNotifier:
                 pass
         self._armed = False
         messages: list[str | bytes] = []
-        while limit is None or len(messages) < limit:
-            try:
-                messages.append(self._connection.get_message(timeout=0))
-            except TimeoutError:
-                return messages
-            except ConnectionClosed:
-                if not messages:
-                    raise
-                self._notify()  # The next call raises.
-                return messages
-        self._notify()  # More may wait.
-        return messages
+        try:
+            while limit is None or len(messages) < limit:
+                try:
+                    messages.append(self._connection.get_message(timeout=0))
+                except TimeoutError:
+                    return messages
+                except ConnectionClosed:
+                    if not messages:
+                        raise
+                    self._notify()  # The next call raises.
+                    return messages
+            self._notify()  # More may wait.
+            return messages
+        finally:
+            # get_message may have read the socket on this thread, which then keeps it
+            # for a grace; but this thread now waits in the event loop, not in
+            # get_message: the reader thread must read (and announce) the next message.
+            self._connection._reclaim()
 
     def close(self) -> None:
         """Stop announcing messages and close the two sockets; idempotent.

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import select
+import threading
+import time
 
 import pytest
-from helpers import WAIT, Background
+from helpers import SHORT, WAIT, Background
 
 import syncws
 from syncws import ConnectionClosed, MessageNotifier, WebSocketConnection
@@ -136,3 +138,22 @@ def test_works_with_a_client_connection(syncws_server: object) -> None:
         ws.send_message("ping?")
         assert readable(notifier)
         assert notifier.take() == ["ping?"]
+
+
+def test_a_message_after_an_idle_spell_is_announced_at_once(pair: Pair) -> None:
+    """take() may read the socket itself; it must not keep it from the reader thread.
+
+    After a GUI was idle for a while, a read on its thread would leave the socket to it
+    for a long grace (see syncws._readrole): nobody would read the next message.
+    """
+    local, remote = pair
+    idle = threading.Event()
+    with MessageNotifier(local) as notifier:
+        for message in ["a", "b", "c"]:
+            idle.wait(SHORT)  # the GUI thread does something else for a while
+            sent = time.monotonic()
+            remote.send_message(message)
+            assert readable(notifier)
+            latency = time.monotonic() - sent
+            assert notifier.take() == [message]
+            assert latency < SHORT / 2, f"{message!r} announced after {latency:.3f}s"
