@@ -51,6 +51,7 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(Sequence|Mapping|Iterable|Iterator|Callable|Generator|Self|Any)"),
     (r"py:.*", r"(SSLContext|SSLSocket|TracebackType|AbstractContextManager)"),
     (r"py:.*", r"wsproto(\..*)?"),
+    (r"py:.*", r"(concurrent\.futures\..*|Executor|random(\..*)?|selectors)"),
     (r"py:.*", r"WSConnection"),  # wsproto's engine, imported for type checking only
     (r"py:.*", r"(TimeoutError|OSError|ValueError|TypeError|RuntimeError|Exception)"),
     (r"py:.*", r"(str|bytes|bytearray|memoryview|int|float|bool|object|tuple|list|dict)"),

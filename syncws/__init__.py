@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from .auth import basic_auth
 from .broadcast import broadcast
+from .callbacks import Backoff, CallbackClient
 from .client import (
     ConnectOptions,
     HeadersLike,
@@ -32,6 +33,7 @@ from .exceptions import (
     HandshakeError,
     WebSocketError,
 )
+from .notify import MessageNotifier
 from .request import Handler, RequestHook, ServeOptions, WebSocketRequest, wrap_server_socket
 from .server import WebSocketServer, serve_websocket
 from .types import CloseReason, Endpoint
@@ -39,6 +41,8 @@ from .types import CloseReason, Endpoint
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backoff",
+    "CallbackClient",
     "CloseReason",
     "ConnectOptions",
     "ConnectionClosed",
@@ -50,6 +54,7 @@ __all__ = [
     "Handler",
     "HandshakeError",
     "HeadersLike",
+    "MessageNotifier",
     "RequestHook",
     "ServeOptions",
     "WebSocketConnection",

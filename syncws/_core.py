@@ -366,7 +366,7 @@ class ConnectionCore:
 
         Called by ``get_message`` when no message is queued (see :mod:`._readrole`).
         """
-        if not self._role.try_take():
+        if not self._role.try_take(not deadline.expired()):
             return False
         if self._queue.has_items():
             # The reader thread queued a message after the caller looked, then lent

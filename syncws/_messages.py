@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 from .exceptions import ConnectionClosed
 from .types import CloseReason
@@ -47,6 +48,8 @@ class MessageQueue:
         self._room: threading.Lock | None = None
         self._released = False
         self._end: CloseReason | None = None
+        # Called after each put() and at the end (a MessageNotifier's), or None.
+        self._listener: Callable[[], None] | None = None
 
     def put(self, message: str | bytes, block: bool = True) -> float:
         """Append a message, first waiting while the queue is full if ``block`` is set.
@@ -68,6 +71,8 @@ class MessageQueue:
                 room.acquire()  # Released by the next get(), release() or end().
             waited = time.monotonic() - start
         self._items.put(message)
+        if self._listener is not None:
+            self._listener()
         return waited
 
     def get(self, timeout: float | None) -> str | bytes | None:
@@ -144,3 +149,21 @@ class MessageQueue:
             self._released = True
         self._make_room()
         self._items.put(_END)
+        if self._listener is not None:
+            self._listener()
+
+    def set_listener(self, listener: Callable[[], None] | None) -> None:
+        """Have ``listener`` called after each message is put and at the end.
+
+        It is called on the thread that puts, which may hold the read role: it must
+        not block. ``None`` removes it. If something waits in the queue already, the
+        new listener is called at once.
+
+        :raises RuntimeError: when another listener is set already.
+        """
+        with self._mutex:
+            if listener is not None and self._listener is not None:
+                raise RuntimeError("the connection has a message notifier already")
+            self._listener = listener
+        if listener is not None and self.has_items():
+            listener()

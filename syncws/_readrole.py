@@ -84,8 +84,13 @@ class ReadRole:
 
     # -- callers of get_message --------------------------------------------------------
 
-    def try_take(self) -> bool:
-        """Take the role for one read if nobody holds it; else ask for it and return False."""
+    def try_take(self, want: bool = True) -> bool:
+        """Take the role for one read if nobody holds it; else ask for it and return False.
+
+        :param want: whether to ask for the role when it is taken; False for a caller
+            that will not wait (``get_message(timeout=0)``): lending it the role after
+            the reader thread's next read would leave the socket to nobody.
+        """
         now = time.monotonic()
         with self._lock:
             if self._given_at:
@@ -96,7 +101,7 @@ class ReadRole:
                 self._owner = _CALLER
                 self._takes += 1
                 return True
-            if not self._finished:
+            if want and not self._finished:
                 self._wanted = True
             return False
 

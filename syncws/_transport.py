@@ -258,6 +258,11 @@ class Transport:
                 self._writing = False
                 self._cond.notify_all()
 
+    def written(self, end: int) -> bool:
+        """Whether the queue has been written up to offset ``end``."""
+        with self._lock:
+            return self._written >= end
+
     def _drain(self, end: int, deadline: Deadline) -> None:
         """Write queued bytes while holding the writer role.
 

@@ -116,6 +116,14 @@ def message_event(message: str | bytes | bytearray | memoryview) -> Message[Any]
     raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
 
 
+def check_close_arguments(code: int, reason: str | None) -> None:
+    """Raise ValueError for a close code that may not be sent or a reason too long."""
+    if code not in _SENDABLE_CODES:
+        raise ValueError(f"close code {code} may not be sent")
+    if reason is not None and len(reason.encode("utf-8")) > 123:
+        raise ValueError("a close reason is at most 123 bytes in UTF-8")
+
+
 class WebSocketConnection(ConnectionCore):
     """An open WebSocket connection, client or server side.
 
@@ -242,7 +250,8 @@ class WebSocketConnection(ConnectionCore):
         :param timeout: how long to wait, in seconds, when the peer does not read
             (``None``: no limit, but :meth:`close` from another thread still wakes
             the call). When it passes, part of the message may be on the wire, so the
-            connection is aborted (close code 1006) and unusable.
+            connection is aborted (close code 1006) and unusable. The same happens
+            when Ctrl-C (:exc:`KeyboardInterrupt`) interrupts the wait.
         :raises TypeError: when ``message`` is neither ``str`` nor bytes-like.
         :raises ConnectionClosed: when the connection is closing or closed.
         :raises TimeoutError: when ``timeout`` passed first.
@@ -357,6 +366,13 @@ class WebSocketConnection(ConnectionCore):
             self._reclaim()
             self._closed.wait(self._disconnect_timeout)
             raise ConnectionClosed(self._reason()) from exc
+        except BaseException:
+            # Interrupted (KeyboardInterrupt in the main thread): part of the frame may
+            # be on the wire and nobody waits to write the rest, so, as after a
+            # timeout, the connection cannot go on. Nothing more is waited for here.
+            if not self._transport.written(end):
+                self._abort("send interrupted")
+            raise
 
     # -- receiving ---------------------------------------------------------------------
 
@@ -433,10 +449,7 @@ class WebSocketConnection(ConnectionCore):
         :param reason: a short text, at most 123 bytes in UTF-8.
         :raises ValueError: for a code that may not be sent or a reason too long.
         """
-        if code not in _SENDABLE_CODES:
-            raise ValueError(f"close code {code} may not be sent")
-        if reason is not None and len(reason.encode("utf-8")) > 123:
-            raise ValueError("a close reason is at most 123 bytes in UTF-8")
+        check_close_arguments(code, reason)
         self._close(code, reason)
 
     def _begin_close(self, code: int, reason: str | None, deadline: Deadline) -> int | None:

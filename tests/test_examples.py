@@ -31,6 +31,7 @@ LISTENING = r"listening on (wss?)://127\.0\.0\.1:(\d+)"
 #: Every example, and the test below that runs it.
 TESTED = {
     "broadcast_server.py": "test_broadcast_server_*",
+    "callback_client.py": "test_callback_client_*",
     "chat_server.py": "test_chat_server_relays_to_every_client",
     "echo_client.py": "test_echo_server_and_echo_client",
     "echo_server.py": "test_echo_server_and_echo_client",
@@ -158,6 +159,38 @@ def test_the_pytest_example_passes() -> None:
     finally:
         child.stop()
     assert re.search(r"\b4 passed\b", child.output), child.output
+
+
+# ------------------------------------------------------------------ callbacks
+
+
+def test_callback_client_reconnects_to_a_restarted_server(server: Any) -> None:
+    first = server("echo_server.py")
+    client = run_example("callback_client.py", first.url(), "hello", "world", "--count", "3")
+    try:
+        client.wait_line(r"^world$")  # both echoed by the first server
+        first.interrupt()  # going away (1001): the client waits, then tries again
+        client.wait_line(r"disconnected: 1001")
+        second = server("echo_server.py", "--port", str(first.port))
+        assert second.port == first.port
+        assert client.wait(WAIT) == 0, client.errors  # "hello" again, the third message
+    finally:
+        client.stop()
+    assert client.output.splitlines() == ["hello", "world", "hello"]
+    assert "Traceback" not in client.errors
+    second.interrupt()
+
+
+def test_callback_client_gives_up() -> None:
+    url = f"ws://127.0.0.1:{unused_port()}/"
+    client = run_example("callback_client.py", url, "--attempts", "2")
+    try:
+        assert client.wait(WAIT) == 1
+    finally:
+        client.stop()
+    assert client.errors.count("connection failed, trying again") == 1, client.errors
+    assert f"error: cannot connect to {url}" in client.errors
+    assert "Traceback" not in client.errors
 
 
 # ---------------------------------------------------------------------- chat
@@ -305,7 +338,7 @@ def test_secure_server_rejects_a_bad_user_option() -> None:
 
 
 def test_gui_client_reports_a_failed_connection() -> None:
-    """The window itself needs a display (issue 7); before it, the client connects.
+    """Before its window opens, the client connects (the window: test_gui_example.py).
 
     A refused connection is reported before any window opens, so this runs anywhere
     tkinter is installed, display or not.
