@@ -41,15 +41,18 @@ def reading_threads(monkeypatch):
     return names
 
 
+@pytest.mark.usefixtures("long_grace")
 def test_a_waiting_caller_reads_the_socket_itself(raw_peer, reading_threads) -> None:
     peer = raw_peer()
     with syncws.connect(peer.url) as ws:
         conn = peer.connection()
-        # A poll that finds nothing asks the reader thread for the socket; it lends
-        # it after its next read. (A message the reader thread queued before anyone
-        # waited for it is simply taken from the queue, and asks for nothing.)
+        # A caller that waits and finds nothing asks the reader thread for the
+        # socket; it lends it after its next read. (A poll with timeout=0 does not
+        # ask, and a message the reader thread queued before anyone waited for it is
+        # simply taken from the queue.) The grace outlasts the test, so that a slow
+        # machine cannot make the reader thread take the socket back in between.
         with pytest.raises(TimeoutError):
-            ws.get_message(timeout=0)
+            ws.get_message(timeout=0.05)
         conn.send_text("first")
         assert ws.get_message(timeout=WAIT) == "first"
         reading_threads.clear()
