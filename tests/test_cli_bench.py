@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import shutil
+import signal
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from clihelpers import Cli, no_traceback
+from clihelpers import Cli, Terminal, no_traceback
 from helpers import WAIT, SyncwsServer, server_echo
 
 from syncws.cli.bench import percentile
@@ -74,6 +75,20 @@ def test_bench_times_out_when_nothing_comes_back(syncws_server: Server) -> None:
         child.stop()
     assert child.errors.startswith("error: ")
     no_traceback(child)
+
+
+def test_progress_bar_on_a_terminal_and_ctrl_c(syncws_server: Server) -> None:
+    srv = syncws_server(server_echo)
+    term = Terminal("bench", srv.url, "--count", "10000000")
+    try:
+        # The bar shows up once the run has taken half a second.
+        term.expect(r"round trips +\[#*\.+\] +\d+%")
+        term.proc.send_signal(signal.SIGINT)
+        assert term.wait() == 130, term.output
+    finally:
+        term.stop()
+    assert "Traceback" not in term.output
+    assert "latency p50" not in term.output
 
 
 def test_percentile() -> None:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import ssl
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from clihelpers import ANSI, TIMESTAMP, Cli, Terminal, no_traceback
+from clihelpers import ANSI, TIMESTAMP, Cli, Terminal, child_env, no_traceback
 from helpers import WAIT, SyncwsServer, server_echo, server_record, unused_port
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes and signals")
@@ -57,6 +59,27 @@ def test_end_of_input_closes_normally(syncws_server: Server) -> None:
     assert srv.get() == ("message", "last words")
     assert srv.get()[1].code == 1000
     no_traceback(child)
+
+
+@pytest.mark.parametrize("source", ["file", "devnull"])
+def test_input_redirected_from_a_file(source: str, syncws_server: Server, tmp_path: Path) -> None:
+    srv = syncws_server(server_record)
+    path = tmp_path / "input.txt"
+    path.write_text("from\nfile\n")
+    with open(path if source == "file" else os.devnull) as stdin:
+        result = subprocess.run(
+            [sys.executable, "-m", "syncws", "connect", srv.url, "--wait", "0"],
+            stdin=stdin,
+            check=False,
+            capture_output=True,
+            text=True,
+            env=child_env(),
+            timeout=WAIT,
+        )
+    assert result.returncode == 0, result.stderr
+    if source == "file":
+        assert [srv.get(), srv.get()] == [("message", "from"), ("message", "file")]
+    assert srv.get()[1].code == 1000
 
 
 def test_wait_keeps_receiving_after_the_input_ends(syncws_server: Server) -> None:
@@ -169,7 +192,7 @@ def tls_echo(syncws_server: Server, tls_server_context: ssl.SSLContext) -> Syncw
 def test_tls_with_cafile(tls_echo: SyncwsServer, tls_ca: Any, tmp_path: Path) -> None:
     cafile = tmp_path / "ca.pem"
     tls_ca.cert_pem.write_to_path(str(cafile))
-    child = Cli("connect", tls_echo.url, "--cafile", str(cafile))
+    child = Cli("connect", tls_echo.url, "--cafile", str(cafile), "--wait", "0")
     try:
         child.write("secret\n")
         child.wait_line("^secret$")
@@ -189,7 +212,7 @@ def test_tls_untrusted_then_insecure(tls_echo: SyncwsServer) -> None:
     assert "--insecure" in child.errors
     assert len(child.errors.splitlines()) == 1, child.errors
 
-    child = Cli("connect", tls_echo.url, "--insecure")
+    child = Cli("connect", tls_echo.url, "--insecure", "--wait", "0")
     try:
         child.write("anyway\n")
         child.wait_line("^anyway$")
@@ -204,7 +227,7 @@ def test_tls_untrusted_then_insecure(tls_echo: SyncwsServer) -> None:
 
 def test_terminal_shows_timestamps_colours_and_latency(syncws_server: Server) -> None:
     srv = syncws_server(server_echo)
-    term = Terminal("connect", srv.url, "--ping", "0.1")
+    term = Terminal("connect", srv.url, "--ping", "0.1", "--wait", "0")
     try:
         term.expect(r"connected to ws://")
         term.expect(r"> $")  # The prompt.
@@ -232,7 +255,7 @@ def test_terminal_connection_failure() -> None:
 
 def test_no_colour_with_no_color(syncws_server: Server) -> None:
     srv = syncws_server(server_echo)
-    term = Terminal("connect", srv.url, env={"NO_COLOR": "1"})
+    term = Terminal("connect", srv.url, "--wait", "0", env={"NO_COLOR": "1"})
     try:
         term.write(b"plain\r")
         match = term.expect(rf"({TIMESTAMP.pattern}) < plain")

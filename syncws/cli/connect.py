@@ -53,6 +53,9 @@ EXIT_INTERRUPTED = 130
 #: How long to wait for the receiver thread once the connection is closed.
 _JOIN_TIMEOUT = 10.0
 _NORMAL_CLOSE = (1000, 1001)
+_Selector: type[selectors.BaseSelector] = getattr(
+    selectors, "PollSelector", selectors.SelectSelector
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -175,12 +178,11 @@ class Session:
             self._send_lines(stdin)
             self._console.end_prompt()
             self._ended.wait(wait)
-            self._ws.close()
         except KeyboardInterrupt:
             self._console.end_prompt()
-            self._ws.close()
             return EXIT_INTERRUPTED
         finally:
+            self._ws.close()  # Also ends the receiver thread.
             self._receiver.join(_JOIN_TIMEOUT)
             os.close(self._wake_r)
             os.close(self._wake_w)
@@ -206,7 +208,8 @@ class Session:
         """Yield the lines of ``stdin`` until its end or the end of the connection."""
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pending = ""
-        with selectors.DefaultSelector() as selector:
+        # Not epoll, which refuses regular files and /dev/null (input redirected from them).
+        with _Selector() as selector:
             selector.register(stdin, selectors.EVENT_READ)
             selector.register(self._wake_r, selectors.EVENT_READ)
             while not self._ended.is_set():
