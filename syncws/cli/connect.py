@@ -1,0 +1,251 @@
+"""``syncws connect URL``: an interactive client, also usable in a pipe.
+
+Each line read from standard input is sent as a text message (without its line
+ending); a thread named ``syncws-cli-receiver`` prints every message received: text as
+it is, binary as ``[binary N bytes]`` and a hexadecimal dump.
+
+On a terminal, lines carry a timestamp and a colour and a ``> `` prompt waits for
+input; elsewhere standard output carries the received messages only and information
+and errors go to standard error, so that ``echo hi | syncws connect URL`` can feed
+another program.
+
+At the end of the input (Ctrl-D on a terminal), the client keeps printing messages
+for ``--wait`` seconds at most, less if the server closes first, then closes the
+connection. Exit status: 0 after a normal close (code 1000 or 1001, from either side),
+1 when the connection could not be opened or ended abnormally (with a one-line
+``error:`` on standard error), 130 after Ctrl-C, which closes the connection first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import contextlib
+import math
+import os
+import selectors
+import sys
+import threading
+from collections.abc import Iterator
+
+from .. import ConnectOptions, WebSocketConnection
+from .. import connect as open_connection
+from ..exceptions import ConnectionClosed
+from ._common import (
+    CONNECT_ERRORS,
+    add_client_tls_arguments,
+    client_ssl_context,
+    describe_error,
+    parse_header,
+)
+from ._console import Console
+
+__all__ = ["DESCRIPTION", "Session", "configure", "run"]
+
+DESCRIPTION = (
+    "Connect to a WebSocket server, send each line of standard input as a text message "
+    "and print the messages received. On a terminal, lines are timestamped and coloured; "
+    "in a pipe, standard output carries the received messages only."
+)
+
+#: Exit status after Ctrl-C, as a shell reports a process killed by SIGINT.
+EXIT_INTERRUPTED = 130
+#: How long to wait for the receiver thread once the connection is closed.
+_JOIN_TIMEOUT = 10.0
+_NORMAL_CLOSE = (1000, 1001)
+_Selector: type[selectors.BaseSelector] = getattr(
+    selectors, "PollSelector", selectors.SelectSelector
+)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``connect`` to ``parser``."""
+    parser.add_argument("url", help="ws:// or wss:// URL of the server")
+    parser.add_argument(
+        "--subprotocol",
+        action="append",
+        dest="subprotocols",
+        metavar="NAME",
+        help="offer this subprotocol (repeat for several, in order of preference)",
+    )
+    parser.add_argument(
+        "--header",
+        action="append",
+        dest="headers",
+        type=parse_header,
+        metavar="'NAME: VALUE'",
+        help="add this header to the handshake request (repeatable)",
+    )
+    add_client_tls_arguments(parser)
+    parser.add_argument(
+        "--ping",
+        type=float,
+        metavar="SECONDS",
+        help="send a keepalive ping this often (on a terminal, the latency is shown)",
+    )
+    parser.add_argument(
+        "--max-size",
+        type=int,
+        metavar="BYTES",
+        help="largest message accepted (default: the library's, 1 MiB)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="limit for the opening and the closing handshakes (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="at the end of the input, wait this long at most for the server's replies "
+        "before closing; 'inf' waits until the server closes (default: %(default)s)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``connect`` with the parsed ``args``; return the exit status."""
+    url: str = args.url
+    options: ConnectOptions = {
+        "subprotocols": args.subprotocols,
+        "extra_headers": args.headers,
+        "connect_timeout": args.timeout,
+        "disconnect_timeout": args.timeout,
+        "ping_interval": args.ping,
+    }
+    if args.max_size is not None:
+        options["max_message_size"] = args.max_size
+    wait: float = args.wait
+    for stream in (sys.stdout, sys.stderr):
+        # Messages in a script the terminal cannot show must not crash the printer.
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+    console = Console(sys.stdout, sys.stderr)
+    try:
+        context = client_ssl_context(args.cafile, args.insecure)
+        ws = open_connection(url, ssl_context=context, **options)
+    except CONNECT_ERRORS as exc:
+        print(f"error: cannot connect to {url}: {describe_error(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    subprotocol = f" (subprotocol {ws.subprotocol})" if ws.subprotocol else ""
+    console.info(f"connected to {url}{subprotocol}")
+    session = Session(ws, console, args.ping)
+    status = session.run(sys.stdin.fileno(), None if math.isinf(wait) else wait)
+    if session.output_lost:
+        # Nothing more can be written: keep the interpreter's final flush quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return status
+
+
+class Session:
+    """One open connection: input lines go out, messages come in.
+
+    :param ws: the open connection; the session closes it.
+    :param console: where to show what happens.
+    :param ping_interval: the keepalive interval, if any: on a terminal, the latency is
+        shown when it changes.
+    """
+
+    def __init__(
+        self, ws: WebSocketConnection, console: Console, ping_interval: float | None
+    ) -> None:
+        self._ws = ws
+        self._console = console
+        self._latency_every = ping_interval if console.interactive else None
+        self._ended = threading.Event()
+        # The receiver writes here when the connection ends: it wakes the input loop.
+        self._wake_r, self._wake_w = os.pipe()
+        self._receiver = threading.Thread(target=self._receive, name="syncws-cli-receiver")
+        #: Whether standard output was closed by its reader (a broken pipe).
+        self.output_lost = False
+
+    def run(self, stdin: int, wait: float | None) -> int:
+        """Send the lines read from the file descriptor ``stdin``; return the exit status.
+
+        :param stdin: a file descriptor to read lines from.
+        :param wait: seconds to go on receiving after the end of the input
+            (``None``: until the server closes).
+        """
+        self._receiver.start()
+        try:
+            self._console.prompt()
+            self._send_lines(stdin)
+            self._console.end_prompt()
+            self._ended.wait(wait)
+        except KeyboardInterrupt:
+            self._console.end_prompt()
+            return EXIT_INTERRUPTED
+        finally:
+            self._ws.close()  # Also ends the receiver thread.
+            self._receiver.join(_JOIN_TIMEOUT)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+        return self._status()
+
+    def _status(self) -> int:
+        reason = self._ws.close_reason
+        if reason is None or reason.code in _NORMAL_CLOSE:
+            self._console.info(f"connection closed: {reason}")
+            return 0
+        self._console.error(f"connection closed: {reason}")
+        return 1
+
+    def _send_lines(self, stdin: int) -> None:
+        for line in self._lines(stdin):
+            try:
+                self._ws.send_message(line)
+            except ConnectionClosed:
+                return
+            self._console.sent(line)
+
+    def _lines(self, stdin: int) -> Iterator[str]:
+        """Yield the lines of ``stdin`` until its end or the end of the connection."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        pending = ""
+        # Not epoll, which refuses regular files and /dev/null (input redirected from them).
+        with _Selector() as selector:
+            selector.register(stdin, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            while not self._ended.is_set():
+                ready = {key.fd for key, _ in selector.select()}
+                if stdin not in ready:
+                    continue  # Woken up: the connection ended.
+                data = os.read(stdin, 65536)
+                pending += decoder.decode(data, final=not data)
+                *lines, pending = pending.split("\n")
+                for line in lines:
+                    yield line.removesuffix("\r")
+                if not data:
+                    if pending:
+                        yield pending
+                    return
+
+    def _receive(self) -> None:
+        """Print messages until the connection ends (the receiver thread)."""
+        latency = 0.0
+        try:
+            while True:
+                try:
+                    # Wake up as often as the keepalive latency may change.
+                    message = self._ws.get_message(self._latency_every)
+                except TimeoutError:
+                    if self._ws.latency != latency:
+                        latency = self._ws.latency
+                        self._console.info(f"latency {latency * 1000:.1f} ms")
+                    continue
+                self._console.received(message)
+        except ConnectionClosed:
+            pass
+        except BrokenPipeError:
+            # The reader of our output went away (``| head -1``): stop, and close.
+            self.output_lost = True
+        finally:
+            self._ended.set()
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"x")

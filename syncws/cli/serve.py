@@ -1,0 +1,302 @@
+"""``syncws serve``: a ready-made server, and its handlers.
+
+``--echo`` (the default) sends every message back to its sender. ``--broadcast`` sends
+every message to every connected client, the sender included, with
+:func:`syncws.broadcast`: a client that stops reading is cut off after
+:data:`SEND_TIMEOUT` seconds instead of holding up the others. ``--exec CMD`` runs the
+shell command ``CMD`` once per message, with the message on its standard input, and
+sends its standard output back (see :class:`CommandHandler`).
+
+The server prints the URL of each listening socket on standard output, logs
+connections on standard error, and runs until Ctrl-C or SIGTERM; it then closes every
+connection with code 1001 and exits with status 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+from .. import Handler, WebSocketConnection, WebSocketRequest, WebSocketServer, broadcast
+from ..exceptions import ConnectionClosed
+from ._common import describe_error
+
+__all__ = [
+    "DESCRIPTION",
+    "SEND_TIMEOUT",
+    "ChatRoom",
+    "CommandHandler",
+    "configure",
+    "configure_echo_server",
+    "echo_handler",
+    "run",
+]
+
+DESCRIPTION = (
+    "Run a WebSocket server until Ctrl-C: an echo server (the default), a chat server "
+    "that sends every message to every client (--broadcast), or a server that runs a "
+    "command for each message and sends back what it prints (--exec)."
+)
+
+#: Seconds a client may take to read a broadcast message before it is cut off.
+SEND_TIMEOUT = 5.0
+#: Seconds for each closing handshake, so that a stuck client cannot delay the exit long.
+DISCONNECT_TIMEOUT = 5.0
+
+_log = logging.getLogger("syncws.cli")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``serve`` to ``parser``."""
+    _add_address_arguments(parser)
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument(
+        "--echo",
+        action="store_const",
+        dest="mode",
+        const="echo",
+        help="send every message back to its sender (the default)",
+    )
+    modes.add_argument(
+        "--broadcast",
+        action="store_const",
+        dest="mode",
+        const="broadcast",
+        help="send every message to every connected client, the sender included",
+    )
+    modes.add_argument(
+        "--exec",
+        dest="exec_command",
+        metavar="CMD",
+        help="run the shell command CMD for each message, the message on its standard "
+        "input, and send back what it writes on standard output",
+    )
+    parser.add_argument(
+        "--exec-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="kill a command of --exec that runs longer (default: %(default)s)",
+    )
+    parser.add_argument("--tls-cert", metavar="PEM", help="serve wss://: the certificate chain")
+    parser.add_argument(
+        "--tls-key", metavar="PEM", help="the private key, unless it is in --tls-cert's file"
+    )
+    parser.add_argument(
+        "--max-size",
+        type=int,
+        metavar="BYTES",
+        help="largest message accepted (default: the library's, 1 MiB)",
+    )
+    parser.set_defaults(mode="echo")
+
+
+def configure_echo_server(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``echo-server``, the older name of ``serve --echo``."""
+    _add_address_arguments(parser)
+    parser.set_defaults(
+        mode="echo",
+        exec_command=None,
+        exec_timeout=None,
+        tls_cert=None,
+        tls_key=None,
+        max_size=None,
+    )
+
+
+def _add_address_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=8765,
+        help="port to listen on; 0 picks a free one (default: %(default)s)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``serve`` with the parsed ``args`` until interrupted; return the exit status."""
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler: Handler = echo_handler
+    if args.exec_command is not None:
+        handler = CommandHandler(args.exec_command, args.exec_timeout)
+    elif args.mode == "broadcast":
+        handler = ChatRoom()
+    try:
+        context = _server_ssl_context(args.tls_cert, args.tls_key)
+        server = WebSocketServer(
+            handler,
+            args.host,
+            args.port,
+            context,
+            disconnect_timeout=DISCONNECT_TIMEOUT,
+            **({} if args.max_size is None else {"max_message_size": args.max_size}),
+        )
+    except (OSError, ValueError) as exc:
+        print(
+            f"error: cannot serve on {args.host}:{args.port}: {describe_error(exc)}",
+            file=sys.stderr,
+        )
+        return 1
+    with _sigterm_interrupts():
+        try:
+            for listener in server.listeners:
+                print(f"listening on {listener}/", flush=True)
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass  # serve_forever() shut the server down gracefully.
+        finally:
+            server.shutdown()
+    return 0
+
+
+def _server_ssl_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    if cert is None:
+        if key is not None:
+            raise ValueError("--tls-key needs --tls-cert")
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Make SIGTERM stop the server as Ctrl-C does (in the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# ---------------------------------------------------------------------------- handlers
+
+
+def echo_handler(request: WebSocketRequest) -> None:
+    """Accept the connection and send every message back until the client closes."""
+    ws = request.accept()
+    client = str(request.remote)
+    _log.info("%s connected to %s", client, request.path)
+    try:
+        for message in ws:
+            ws.send_message(message)
+    except ConnectionClosed as exc:
+        _log.info("%s disconnected: %s", client, exc.reason)
+    else:
+        _log.info("%s disconnected: %s", client, ws.close_reason)
+
+
+class ChatRoom:
+    """The handler of ``serve --broadcast``: every message goes to every client."""
+
+    def __init__(self) -> None:
+        self._clients: set[WebSocketConnection] = set()
+        self._lock = threading.Lock()
+
+    def clients(self) -> list[WebSocketConnection]:
+        """Return the connected clients."""
+        with self._lock:
+            return list(self._clients)
+
+    def __call__(self, request: WebSocketRequest) -> None:
+        """Serve one client: relay its messages to everyone until it leaves."""
+        ws = request.accept()
+        with self._lock:
+            self._clients.add(ws)
+        _log.info("%s joined (%d connected)", ws.remote, len(self.clients()))
+        try:
+            for message in ws:
+                broadcast(self.clients(), message, timeout=SEND_TIMEOUT)
+        except ConnectionClosed:
+            pass  # Closed abnormally, e.g. cut off by a broadcast it did not read.
+        finally:
+            with self._lock:
+                self._clients.discard(ws)
+            _log.info("%s left: %s (%d connected)", ws.remote, ws.close_reason, len(self.clients()))
+
+
+class CommandHandler:
+    """The handler of ``serve --exec``: a shell command for each message.
+
+    For each message, ``command`` runs in a shell, in a session of its own (Ctrl-C at
+    the server's terminal does not reach it), with the message on its standard input
+    and the environment variables ``SYNCWS_PATH`` (the requested resource) and
+    ``SYNCWS_REMOTE`` (the client's address) set. What it writes on standard output
+    is sent back as one message of the same type as the one received, unless it
+    wrote nothing: for a text message, the output is decoded as UTF-8 and one final
+    line ending is removed (``echo`` adds one); binary output is sent as it is.
+    Its standard error goes to the server's. A command that runs longer than
+    ``timeout`` seconds is killed, with every process of its session, and nothing is
+    sent back. Messages of one client are handled one after the other.
+
+    :param command: the shell command line.
+    :param timeout: seconds a command may run.
+    """
+
+    def __init__(self, command: str, timeout: float) -> None:
+        self.command = command
+        self.timeout = timeout
+
+    def __call__(self, request: WebSocketRequest) -> None:
+        """Serve one client: run the command for each of its messages."""
+        ws = request.accept()
+        env = dict(os.environ, SYNCWS_PATH=request.path, SYNCWS_REMOTE=str(request.remote))
+        _log.info("%s connected to %s", ws.remote, request.path)
+        try:
+            for message in ws:
+                data = message.encode("utf-8") if isinstance(message, str) else message
+                output = self.run_command(data, env)
+                if output and isinstance(message, str):
+                    # One final line ending goes: echo and print add one.
+                    text = output.decode("utf-8", "replace").removesuffix("\n")
+                    ws.send_message(text.removesuffix("\r"))
+                elif output:
+                    ws.send_message(output)
+        except ConnectionClosed:
+            pass
+        _log.info("%s disconnected: %s", ws.remote, ws.close_reason)
+
+    def run_command(self, data: bytes, env: dict[str, str]) -> bytes | None:
+        """Run the command with ``data`` on its input; its output, or ``None`` on timeout."""
+        with subprocess.Popen(
+            self.command,
+            shell=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+        ) as process:
+            try:
+                output, _ = process.communicate(data, self.timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+                _log.warning("command killed after %ss: %s", self.timeout, self.command)
+                return None
+        if process.returncode:
+            _log.warning("command exited with status %d: %s", process.returncode, self.command)
+        return output

@@ -1,0 +1,133 @@
+"""``python -m syncws bench`` against echo servers, and the command line as a whole."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from clihelpers import Cli, Terminal, no_traceback
+from helpers import WAIT, SyncwsServer, server_echo
+
+from syncws.cli.bench import percentile
+
+Server = Callable[..., SyncwsServer]
+
+
+def test_bench_prints_a_summary(syncws_server: Server) -> None:
+    srv = syncws_server(server_echo)
+    child = Cli(
+        "bench", srv.url, "--count", "20", "--throughput-count", "5", "--throughput-size", "5000"
+    )
+    try:
+        assert child.wait() == 0, child.errors
+    finally:
+        child.stop()
+    out = child.output
+    assert "round trips    20 x 32 bytes" in out
+    assert "latency p50" in out
+    assert "latency p99" in out
+    assert "throughput     5 x 5000 bytes" in out
+    assert "MB/s" in out
+    assert child.errors == ""  # No progress bar when standard error is a pipe.
+
+
+def test_bench_text_without_throughput(syncws_server: Server) -> None:
+    srv = syncws_server(server_echo)
+    child = Cli("bench", srv.url, "--count", "5", "--text", "--throughput-count", "0")
+    try:
+        assert child.wait() == 0, child.errors
+    finally:
+        child.stop()
+    assert "text messages" in child.output
+    assert "throughput" not in child.output
+
+
+def test_bench_detects_a_server_that_does_not_echo(syncws_server: Server) -> None:
+    def wrong(request: Any, srv: SyncwsServer) -> None:
+        ws = request.accept()
+        for _ in ws:
+            ws.send_message("something else")
+
+    srv = syncws_server(wrong)
+    child = Cli("bench", srv.url, "--count", "3")
+    try:
+        assert child.wait() == 1
+    finally:
+        child.stop()
+    assert "error: the server did not send the message back unchanged" in child.errors
+    no_traceback(child)
+
+
+def test_bench_times_out_when_nothing_comes_back(syncws_server: Server) -> None:
+    def silent(request: Any, srv: SyncwsServer) -> None:
+        ws = request.accept()
+        srv.release.wait(WAIT)
+        ws.close()
+
+    srv = syncws_server(silent)
+    child = Cli("bench", srv.url, "--count", "3", "--timeout", "0.2")
+    try:
+        assert child.wait() == 1
+    finally:
+        child.stop()
+    assert child.errors.startswith("error: ")
+    no_traceback(child)
+
+
+def test_progress_bar_on_a_terminal_and_ctrl_c(syncws_server: Server) -> None:
+    srv = syncws_server(server_echo)
+    term = Terminal("bench", srv.url, "--count", "10000000")
+    try:
+        # The bar shows up once the run has taken half a second.
+        term.expect(r"round trips +\[#*\.+\] +\d+%")
+        term.proc.send_signal(signal.SIGINT)
+        assert term.wait() == 130, term.output
+    finally:
+        term.stop()
+    assert "Traceback" not in term.output
+    assert "latency p50" not in term.output
+
+
+def test_percentile() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 0.5) == 50.0
+    assert percentile(values, 0.99) == 99.0
+    assert percentile([7.0], 0.99) == 7.0
+
+
+# ----------------------------------------------------------------- the command line itself
+
+
+def test_help_lists_every_command() -> None:
+    child = Cli("--help")
+    try:
+        assert child.wait() == 0
+    finally:
+        child.stop()
+    for command in ("connect", "serve", "bench", "demo", "echo-server"):
+        assert command in child.output
+    assert "python -m syncws" in child.output
+
+
+@pytest.mark.skipif(shutil.which("syncws") is None, reason="syncws is not installed")
+def test_console_script() -> None:
+    program = shutil.which("syncws")
+    assert program is not None
+    child = Cli("--help", program=program)
+    try:
+        assert child.wait() == 0
+    finally:
+        child.stop()
+    assert child.output.startswith("usage: syncws ")
+
+
+def test_demo_runs_without_a_command() -> None:
+    child = Cli()
+    try:
+        assert child.wait(3 * WAIT) == 0, child.errors
+    finally:
+        child.stop()
+    assert "server -> client: 'hello'" in child.output

@@ -1,0 +1,267 @@
+"""``python -m syncws connect``, in pipes and on a terminal, against syncws servers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import ssl
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clihelpers import ANSI, TIMESTAMP, Cli, Terminal, child_env, no_traceback
+from helpers import WAIT, SyncwsServer, server_echo, server_record, unused_port
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes and signals")
+
+Server = Callable[..., SyncwsServer]
+
+
+def reply_then_close(request: Any, srv: SyncwsServer) -> None:
+    """Answer two messages with ``reply:`` and a binary message, then close with 1000."""
+    ws = request.accept()
+    for _ in range(2):
+        message = ws.get_message(WAIT)
+        srv.record.put(message)
+        ws.send_message(f"reply:{message}")
+    ws.send_message(b"\x00\xff")
+    ws.close()
+
+
+def test_pipe_sends_lines_and_prints_replies(syncws_server: Server) -> None:
+    srv = syncws_server(reply_then_close)
+    child = Cli("connect", srv.url, "--wait", str(WAIT))
+    try:
+        child.write("one\ntwo\r\n")
+        assert child.wait() == 0, child.errors
+    finally:
+        child.stop()
+    assert [srv.get(), srv.get()] == ["one", "two"]
+    # Standard output carries the messages only, unstyled; the rest went to stderr.
+    assert child.output == "reply:one\nreply:two\n[binary 2 bytes] 00ff\n"
+    assert "connected to" in child.errors
+    assert not ANSI.search(child.output + child.errors)
+    no_traceback(child)
+
+
+def test_end_of_input_closes_normally(syncws_server: Server) -> None:
+    srv = syncws_server(server_record)
+    child = Cli("connect", srv.url, "--wait", "0")
+    try:
+        child.write("last words")  # No final newline: still a line.
+        child.close_stdin()
+        assert child.wait() == 0, child.errors
+    finally:
+        child.stop()
+    assert srv.get() == ("message", "last words")
+    assert srv.get()[1].code == 1000
+    no_traceback(child)
+
+
+@pytest.mark.parametrize("source", ["file", "devnull"])
+def test_input_redirected_from_a_file(source: str, syncws_server: Server, tmp_path: Path) -> None:
+    srv = syncws_server(server_record)
+    path = tmp_path / "input.txt"
+    path.write_text("from\nfile\n")
+    with open(path if source == "file" else os.devnull) as stdin:
+        result = subprocess.run(
+            [sys.executable, "-m", "syncws", "connect", srv.url, "--wait", "0"],
+            stdin=stdin,
+            check=False,
+            capture_output=True,
+            text=True,
+            env=child_env(),
+            timeout=WAIT,
+        )
+    assert result.returncode == 0, result.stderr
+    if source == "file":
+        assert [srv.get(), srv.get()] == [("message", "from"), ("message", "file")]
+    assert srv.get()[1].code == 1000
+
+
+def test_wait_keeps_receiving_after_the_input_ends(syncws_server: Server) -> None:
+    srv = syncws_server(server_echo)
+    child = Cli("connect", srv.url, "--wait", str(WAIT))
+    try:
+        child.write("echo me\n")
+        child.close_stdin()
+        child.wait_line("^echo me$")
+        child.proc.send_signal(signal.SIGINT)  # Otherwise it waits the whole --wait.
+        assert child.wait() == 130, child.errors
+    finally:
+        child.stop()
+    no_traceback(child)
+
+
+def test_subprotocols_and_headers(syncws_server: Server) -> None:
+    def handler(request: Any, srv: SyncwsServer) -> None:
+        srv.record.put((request.proposed_subprotocols, request.header("X-Token")))
+        ws = request.accept(subprotocol="chat.v2")
+        ws.close()
+
+    srv = syncws_server(handler)
+    child = Cli(
+        "connect",
+        srv.url,
+        "--subprotocol",
+        "chat.v1",
+        "--subprotocol",
+        "chat.v2",
+        "--header",
+        "X-Token: s3cret value",
+    )
+    try:
+        assert child.wait() == 0, child.errors
+    finally:
+        child.stop()
+    assert srv.get() == (("chat.v1", "chat.v2"), "s3cret value")
+    assert "(subprotocol chat.v2)" in child.errors
+
+
+def test_malformed_header_is_a_usage_error() -> None:
+    child = Cli("connect", "ws://127.0.0.1:1/", "--header", "no colon")
+    try:
+        assert child.wait() == 2
+    finally:
+        child.stop()
+    assert "Name: value" in child.errors
+
+
+def test_refused_connection_is_one_line() -> None:
+    child = Cli("connect", f"ws://127.0.0.1:{unused_port()}/")
+    try:
+        assert child.wait() == 1
+    finally:
+        child.stop()
+    assert child.errors.startswith("error: cannot connect to ws://127.0.0.1:")
+    assert len(child.errors.splitlines()) == 1, child.errors
+    assert child.output == ""
+
+
+def test_rejected_handshake_shows_the_status(syncws_server: Server) -> None:
+    srv = syncws_server(lambda request, srv: request.reject(403))
+    child = Cli("connect", srv.url)
+    try:
+        assert child.wait() == 1
+    finally:
+        child.stop()
+    assert "HTTP 403" in child.errors
+    assert len(child.errors.splitlines()) == 1, child.errors
+
+
+def test_abnormal_close_exits_1(syncws_server: Server) -> None:
+    def handler(request: Any, srv: SyncwsServer) -> None:
+        request.accept().close(1011, "broken")
+
+    srv = syncws_server(handler)
+    child = Cli("connect", srv.url)
+    try:
+        assert child.wait() == 1
+    finally:
+        child.stop()
+    assert "error: connection closed: 1011" in child.errors
+    no_traceback(child)
+
+
+def test_ctrl_c_closes_the_connection(syncws_server: Server) -> None:
+    srv = syncws_server(server_record)
+    child = Cli("connect", srv.url)
+    try:
+        child.wait_line("connected to")
+        child.write("before\n")
+        assert srv.get() == ("message", "before")
+        child.proc.send_signal(signal.SIGINT)
+        assert child.wait() == 130, child.errors
+    finally:
+        child.stop()
+    assert srv.get()[1].code == 1000
+    no_traceback(child)
+
+
+# ---------------------------------------------------------------------------------- TLS
+
+
+@pytest.fixture
+def tls_echo(syncws_server: Server, tls_server_context: ssl.SSLContext) -> SyncwsServer:
+    return syncws_server(server_echo, ssl_context=tls_server_context)
+
+
+def test_tls_with_cafile(tls_echo: SyncwsServer, tls_ca: Any, tmp_path: Path) -> None:
+    cafile = tmp_path / "ca.pem"
+    tls_ca.cert_pem.write_to_path(str(cafile))
+    child = Cli("connect", tls_echo.url, "--cafile", str(cafile), "--wait", "0")
+    try:
+        child.write("secret\n")
+        child.wait_line("^secret$")
+        child.close_stdin()
+        assert child.wait() == 0, child.errors
+    finally:
+        child.stop()
+
+
+def test_tls_untrusted_then_insecure(tls_echo: SyncwsServer) -> None:
+    child = Cli("connect", tls_echo.url)
+    try:
+        assert child.wait() == 1
+    finally:
+        child.stop()
+    assert "certificate verification failed" in child.errors
+    assert "--insecure" in child.errors
+    assert len(child.errors.splitlines()) == 1, child.errors
+
+    child = Cli("connect", tls_echo.url, "--insecure", "--wait", "0")
+    try:
+        child.write("anyway\n")
+        child.wait_line("^anyway$")
+        child.close_stdin()
+        assert child.wait() == 0, child.errors
+    finally:
+        child.stop()
+
+
+# ------------------------------------------------------------------------------ terminal
+
+
+def test_terminal_shows_timestamps_colours_and_latency(syncws_server: Server) -> None:
+    srv = syncws_server(server_echo)
+    term = Terminal("connect", srv.url, "--ping", "0.1", "--wait", "0")
+    try:
+        term.expect(r"connected to ws://")
+        term.expect(r"> $")  # The prompt.
+        term.write(b"hello tty\r")
+        # The line typed comes back timestamped, in blue; the echo, in green.
+        term.expect(rf"{TIMESTAMP.pattern}\x1b\[0m \x1b\[34m> hello tty")
+        term.expect(rf"{TIMESTAMP.pattern}\x1b\[0m \x1b\[32m< hello tty")
+        term.expect(r"latency \d+\.\d ms")
+        term.write(b"\x04")  # Ctrl-D: end of input.
+        assert term.wait() == 0, term.output
+    finally:
+        term.stop()
+    assert "connection closed: 1000" in term.output
+    assert "Traceback" not in term.output
+
+
+def test_terminal_connection_failure() -> None:
+    term = Terminal("connect", f"ws://127.0.0.1:{unused_port()}/")
+    try:
+        assert term.wait() == 1
+    finally:
+        term.stop()
+    assert "error: cannot connect" in term.output
+
+
+def test_no_colour_with_no_color(syncws_server: Server) -> None:
+    srv = syncws_server(server_echo)
+    term = Terminal("connect", srv.url, "--wait", "0", env={"NO_COLOR": "1"})
+    try:
+        term.write(b"plain\r")
+        match = term.expect(rf"({TIMESTAMP.pattern}) < plain")
+        term.write(b"\x04")
+        assert term.wait() == 0, term.output
+    finally:
+        term.stop()
+    assert match
+    assert "\x1b[3" not in term.output  # No colour; cursor moves remain.

@@ -1,0 +1,166 @@
+"""``python -m syncws serve``: echo, broadcast and command servers talked to by syncws."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import ssl
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clihelpers import LISTENING, Cli, ServeCli, no_traceback
+from helpers import WAIT
+
+import syncws
+from syncws import ConnectionClosed
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+def stop(server: Cli, signum: int = signal.SIGINT) -> None:
+    """Interrupt the server; it must exit 0 without a traceback."""
+    server.proc.send_signal(signum)
+    assert server.wait() == 0, server.errors
+    no_traceback(server)
+
+
+def test_echo_is_the_default_and_sigterm_stops_it() -> None:
+    server = ServeCli("serve", "--port", "0")
+    try:
+        assert server.url.startswith("ws://127.0.0.1:")
+        with syncws.connect(server.url, disconnect_timeout=WAIT) as ws:
+            ws.send_message("ping")
+            assert ws.get_message(WAIT) == "ping"
+            ws.send_message(b"\x01\x02")
+            assert ws.get_message(WAIT) == b"\x01\x02"
+            stop(server, signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as caught:
+                ws.get_message(WAIT)
+            assert caught.value.reason.code == 1001
+    finally:
+        server.stop()
+
+
+def test_echo_server_is_an_alias_of_serve_echo() -> None:
+    server = ServeCli("echo-server", "--port", "0")
+    try:
+        with syncws.connect(server.url) as ws:
+            ws.send_message("old name")
+            assert ws.get_message(WAIT) == "old name"
+        stop(server)
+    finally:
+        server.stop()
+
+
+def test_broadcast_reaches_every_client() -> None:
+    server = ServeCli("serve", "--port", "0", "--broadcast")
+    try:
+        with syncws.connect(server.url) as alice, syncws.connect(server.url) as bob:
+            # Alice's first message comes back to her once both are in the room.
+            server.wait_line(r"joined \(2 connected\)")
+            alice.send_message("hi all")
+            assert alice.get_message(WAIT) == "hi all"
+            assert bob.get_message(WAIT) == "hi all"
+            bob.send_message(b"\xff")
+            assert alice.get_message(WAIT) == b"\xff"
+            assert bob.get_message(WAIT) == b"\xff"
+        stop(server)
+    finally:
+        server.stop()
+
+
+def test_exec_pipes_each_message_through_the_command() -> None:
+    command = 'printf "%s " "$SYNCWS_PATH"; tr a-z A-Z'
+    server = ServeCli("serve", "--port", "0", "--exec", command)
+    try:
+        with syncws.connect(server.url + "room") as ws:
+            ws.send_message("hello")
+            assert ws.get_message(WAIT) == "/room HELLO"
+            ws.send_message(b"abc")
+            assert ws.get_message(WAIT) == b"/room ABC"
+        stop(server)
+    finally:
+        server.stop()
+
+
+def test_exec_kills_a_command_that_hangs() -> None:
+    command = 'read line; [ "$line" = hang ] && sleep 60; echo "done $line"'
+    server = ServeCli("serve", "--port", "0", "--exec", command, "--exec-timeout", "0.2")
+    try:
+        with syncws.connect(server.url) as ws:
+            ws.send_message("hang")
+            server.wait_line("command killed after 0.2s")
+            ws.send_message("fast")  # The connection goes on.
+            assert ws.get_message(WAIT) == "done fast"
+        stop(server)
+    finally:
+        server.stop()
+
+
+def test_exec_is_exclusive_with_echo() -> None:
+    child = Cli("serve", "--echo", "--exec", "cat")
+    try:
+        assert child.wait() == 2
+    finally:
+        child.stop()
+    assert "not allowed with" in child.errors
+
+
+@pytest.mark.parametrize("separate_key", [True, False])
+def test_tls(
+    separate_key: bool, tls_ca: Any, tls_client_context: ssl.SSLContext, tmp_path: Path
+) -> None:
+    cert = tls_ca.issue_cert("127.0.0.1")
+    if separate_key:
+        cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+        cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+        files = ["--tls-cert", str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "key.pem")]
+    else:
+        cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "both.pem"))
+        files = ["--tls-cert", str(tmp_path / "both.pem")]
+    server = ServeCli("serve", "--port", "0", *files)
+    try:
+        assert server.url.startswith("wss://127.0.0.1:")
+        with syncws.connect(server.url, ssl_context=tls_client_context) as ws:
+            ws.send_message("over tls")
+            assert ws.get_message(WAIT) == "over tls"
+        stop(server)
+    finally:
+        server.stop()
+
+
+def test_missing_certificate_file(tmp_path: Path) -> None:
+    child = Cli("serve", "--port", "0", "--tls-cert", str(tmp_path / "missing.pem"))
+    try:
+        assert child.wait() == 1
+    finally:
+        child.stop()
+    assert child.errors.startswith("error: cannot serve on 127.0.0.1:0: ")
+    no_traceback(child)
+
+
+def test_port_in_use() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        child = Cli("serve", "--port", str(port))
+        try:
+            assert child.wait() == 1
+        finally:
+            child.stop()
+    assert f"error: cannot serve on 127.0.0.1:{port}" in child.errors
+    assert len(child.errors.splitlines()) == 1, child.errors
+
+
+def test_listening_line_is_the_only_output_on_stdout() -> None:
+    server = ServeCli("serve", "--port", "0")
+    try:
+        stop(server)
+    finally:
+        server.stop()
+    lines = server.output.splitlines()
+    assert len(lines) == 1
+    assert __import__("re").match(LISTENING, lines[0])
