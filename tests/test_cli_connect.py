@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 from clihelpers import ANSI, TIMESTAMP, Cli, Terminal, child_env, no_traceback
-from helpers import WAIT, SyncwsServer, server_echo, server_record, unused_port
+from helpers import WAIT, SyncwsServer, server_echo, unused_port
+
+from syncws.testing import RecordingHandler, ServerFactory
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes and signals")
 
@@ -47,28 +49,31 @@ def test_pipe_sends_lines_and_prints_replies(syncws_server: Server) -> None:
     no_traceback(child)
 
 
-def test_end_of_input_closes_normally(syncws_server: Server) -> None:
-    srv = syncws_server(server_record)
-    child = Cli("connect", srv.url, "--wait", "0")
+def test_end_of_input_closes_normally(ws_server: ServerFactory) -> None:
+    recorder = RecordingHandler()
+    child = Cli("connect", ws_server(recorder), "--wait", "0")
     try:
         child.write("last words")  # No final newline: still a line.
         child.close_stdin()
         assert child.wait() == 0, child.errors
     finally:
         child.stop()
-    assert srv.get() == ("message", "last words")
-    assert srv.get()[1].code == 1000
+    assert recorder.wait_closed(timeout=WAIT)[0].code == 1000
+    assert recorder.messages == ["last words"]
     no_traceback(child)
 
 
 @pytest.mark.parametrize("source", ["file", "devnull"])
-def test_input_redirected_from_a_file(source: str, syncws_server: Server, tmp_path: Path) -> None:
-    srv = syncws_server(server_record)
+def test_input_redirected_from_a_file(
+    source: str, ws_server: ServerFactory, tmp_path: Path
+) -> None:
+    recorder = RecordingHandler()
+    url = ws_server(recorder)
     path = tmp_path / "input.txt"
     path.write_text("from\nfile\n")
     with open(path if source == "file" else os.devnull) as stdin:
         result = subprocess.run(
-            [sys.executable, "-m", "syncws", "connect", srv.url, "--wait", "0"],
+            [sys.executable, "-m", "syncws", "connect", url, "--wait", "0"],
             stdin=stdin,
             check=False,
             capture_output=True,
@@ -77,9 +82,8 @@ def test_input_redirected_from_a_file(source: str, syncws_server: Server, tmp_pa
             timeout=WAIT,
         )
     assert result.returncode == 0, result.stderr
-    if source == "file":
-        assert [srv.get(), srv.get()] == [("message", "from"), ("message", "file")]
-    assert srv.get()[1].code == 1000
+    assert recorder.wait_closed(timeout=WAIT)[0].code == 1000
+    assert recorder.messages == (["from", "file"] if source == "file" else [])
 
 
 def test_wait_keeps_receiving_after_the_input_ends(syncws_server: Server) -> None:
@@ -166,18 +170,18 @@ def test_abnormal_close_exits_1(syncws_server: Server) -> None:
     no_traceback(child)
 
 
-def test_ctrl_c_closes_the_connection(syncws_server: Server) -> None:
-    srv = syncws_server(server_record)
-    child = Cli("connect", srv.url)
+def test_ctrl_c_closes_the_connection(ws_server: ServerFactory) -> None:
+    recorder = RecordingHandler()
+    child = Cli("connect", ws_server(recorder))
     try:
         child.wait_line("connected to")
         child.write("before\n")
-        assert srv.get() == ("message", "before")
+        assert recorder.wait_for_messages(1, timeout=WAIT) == ["before"]
         child.proc.send_signal(signal.SIGINT)
         assert child.wait() == 130, child.errors
     finally:
         child.stop()
-    assert srv.get()[1].code == 1000
+    assert recorder.wait_closed(timeout=WAIT)[0].code == 1000
     no_traceback(child)
 
 
