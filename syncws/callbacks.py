@@ -311,12 +311,15 @@ class CallbackClient:
         try:
             self._call(self._on_open, ws)
             self._wait_for_callbacks()
+            reason = CloseReason(1006, None)
             while True:
                 try:
                     message = ws.get_message()
                 except ConnectionClosed as exc:
                     reason = exc.reason
                     break
+                if self._stop.is_set():
+                    break  # close() was called: what is still queued is not delivered.
                 self._call(self._on_message, ws, message)
         except BaseException:  # KeyboardInterrupt: leave at once.
             with self._lock:
@@ -408,6 +411,8 @@ class CallbackClient:
 
         Wakes the loop wherever it waits (for a message, or between attempts) and
         closes the open connection with ``code`` and ``reason`` (``on_close`` follows).
+        No ``on_message`` call starts after this one: messages received but not yet
+        delivered are dropped.
         A connection attempt under way is closed as soon as it opens: that can take
         up to ``connect_timeout``. Then waits for the loop to end, unless called from
         a callback or from the loop's own thread.

@@ -118,6 +118,30 @@ def test_open_message_close_in_order_on_the_calling_thread(syncws_server: Any) -
         client.run_forever()
 
 
+def test_no_message_is_delivered_after_close(syncws_server: Any) -> None:
+    def three_at_once(request: Any, srv: SyncwsServer) -> None:
+        ws = request.accept()
+        for message in ("one", "two", "three"):
+            ws.send_message(message)
+        for _ in ws:
+            pass
+
+    srv = syncws_server(three_at_once)
+    recorder = Recorder()
+    client: CallbackClient
+
+    def on_message(ws: WebSocketConnection, message: str | bytes) -> None:
+        if message == "one":
+            # The others are on their way or queued already: none is delivered.
+            wait_for(ws._queue.has_items, what="the next message")
+            client.close()
+        recorder.on_message(ws, message)
+
+    client = CallbackClient(srv.url, on_message=on_message, on_close=recorder.on_close)
+    client.run_forever()
+    assert recorder.log == [("message", "one"), ("close", 1000, None)]
+
+
 def test_without_reconnect_the_loop_ends_with_the_connection(syncws_server: Any) -> None:
     def greet_and_close(request: Any, srv: SyncwsServer) -> None:
         ws = request.accept()
