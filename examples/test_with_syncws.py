@@ -13,7 +13,12 @@ import sys
 import pytest
 
 import syncws
-from syncws.testing import RecordingHandler, connection_pair
+from syncws.testing import (
+    ConnectionFactory,
+    RecordingHandler,
+    ServerFactory,
+    connection_pair,
+)
 
 # ----------------------------------------------------------------- the code under test
 
@@ -55,7 +60,7 @@ def test_answer_with_a_connection_pair() -> None:
         assert client.get_message(timeout=10) == "5"
 
 
-def test_the_calculator_server(ws_server, ws_connect) -> None:
+def test_the_calculator_server(ws_server: ServerFactory, ws_connect: ConnectionFactory) -> None:
     # A real server on a free port, stopped (and checked) at the end of the test.
     ws = ws_connect(ws_server(calculator))
     for question, expected in [("add 1 2 3", "6"), ("divide 1 0", "?")]:
@@ -63,7 +68,7 @@ def test_the_calculator_server(ws_server, ws_connect) -> None:
         assert ws.get_message(timeout=10) == expected
 
 
-def test_the_client_against_a_recording_server(ws_server) -> None:
+def test_the_client_against_a_recording_server(ws_server: ServerFactory) -> None:
     # A stand-in server that replies and records what the client sent.
     handler = RecordingHandler(reply=lambda message: "42")
     assert ask(ws_server(handler), "what is the answer?") == "42"
@@ -71,7 +76,7 @@ def test_the_client_against_a_recording_server(ws_server) -> None:
     assert handler.wait_closed()[0].code == 1000  # The client closed properly.
 
 
-def test_the_client_against_an_echo_server(ws_echo_server) -> None:
+def test_the_client_against_an_echo_server(ws_echo_server: str) -> None:
     assert ask(ws_echo_server, "hello") == "hello"
 
 
