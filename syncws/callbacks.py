@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .client import connect
-from .connection import WebSocketConnection, check_close_arguments
+from .connection import WebSocketConnection, check_close_arguments, exit_close_code
 from .exceptions import ConnectionClosed, ConnectionRejected, HandshakeError
 from .types import CloseReason
 
@@ -448,5 +448,5 @@ class CallbackClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Close with code 1000, or 1011 when an exception is on its way out."""
-        self.close(1000 if exc_type is None else 1011)
+        """Close with code 1000; 1001 for Ctrl-C, 1011 for any other exception on its way out."""
+        self.close(exit_close_code(exc_type))

@@ -30,6 +30,7 @@ from .connection import (
     WebSocketConnection,
     check_option_names,
     connection_args,
+    exit_close_code,
 )
 from .exceptions import ConnectionRejected, ConnectionTimeout, DisconnectionTimeout, HandshakeError
 
@@ -412,14 +413,15 @@ def wrap_client_socket(
 def _session(connect: Callable[[], WebSocketConnection]) -> Iterator[WebSocketConnection]:
     """Connect, yield, close: the body of the context managers.
 
-    Closes with 1000, or 1011 when an exception is propagating; raises
-    DisconnectionTimeout when the closing handshake did not finish in time.
+    Closes with 1000, or when an exception is propagating with 1001 for Ctrl-C and
+    1011 for any other; raises DisconnectionTimeout when the closing handshake did not
+    finish in time.
     """
     ws = connect()
     try:
         yield ws
-    except BaseException:
-        ws._close(1011, None)
+    except BaseException as exc:
+        ws._close(exit_close_code(type(exc)), None)
         raise
     if not ws._close(1000, None):
         raise DisconnectionTimeout("the closing handshake did not finish in time")
@@ -435,8 +437,9 @@ def open_websocket(
 ) -> contextlib.AbstractContextManager[WebSocketConnection]:
     """Open a connection as a context manager, as :func:`connect_websocket`.
 
-    The connection opens on entry. On exit it is closed with code 1000, or 1011
-    when an exception is propagating.
+    The connection opens on entry. On exit it is closed with code 1000, or when an
+    exception is propagating with 1001 for Ctrl-C (:exc:`KeyboardInterrupt`) and 1011
+    for any other.
 
     :raises DisconnectionTimeout: on exit, when the closing handshake did not
         finish within ``disconnect_timeout`` (the connection was aborted). On entry,
@@ -450,8 +453,9 @@ def open_websocket_url(
 ) -> contextlib.AbstractContextManager[WebSocketConnection]:
     """Open a connection to a URL as a context manager, as :func:`connect_websocket_url`.
 
-    The connection opens on entry. On exit it is closed with code 1000, or 1011
-    when an exception is propagating.
+    The connection opens on entry. On exit it is closed with code 1000, or when an
+    exception is propagating with 1001 for Ctrl-C (:exc:`KeyboardInterrupt`) and 1011
+    for any other.
 
     :raises DisconnectionTimeout: on exit, when the closing handshake did not
         finish within ``disconnect_timeout`` (the connection was aborted). On entry,

@@ -116,6 +116,17 @@ def message_event(message: str | bytes | bytearray | memoryview) -> Message[Any]
     raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
 
 
+def exit_close_code(exc_type: type[BaseException] | None) -> int:
+    """Return the close code for leaving a ``with`` block, by the exception leaving it.
+
+    1000 without one, 1001 (going away) for Ctrl-C (:exc:`KeyboardInterrupt`): the user
+    leaves, nothing failed; 1011 (internal error) for any other exception.
+    """
+    if exc_type is None:
+        return 1000
+    return 1001 if issubclass(exc_type, KeyboardInterrupt) else 1011
+
+
 def check_close_arguments(code: int, reason: str | None) -> None:
     """Raise ValueError for a close code that may not be sent or a reason too long."""
     if code not in _SENDABLE_CODES:
@@ -512,5 +523,5 @@ class WebSocketConnection(ConnectionCore):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Close with code 1000, or 1011 when an exception is on its way out."""
-        self._close(1000 if exc_type is None else 1011, None)
+        """Close with code 1000; 1001 for Ctrl-C, 1011 for any other exception on its way out."""
+        self._close(exit_close_code(exc_type), None)

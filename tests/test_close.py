@@ -586,6 +586,16 @@ def test_open_websocket_exit_with_exception_sends_1011(raw_peer) -> None:
     assert frame.close_code == 1011
 
 
+def test_ctrl_c_in_the_block_sends_1001(websockets_server) -> None:
+    srv = websockets_server(record_close_handler)
+    with pytest.raises(KeyboardInterrupt), syncws.connect(srv.url):
+        raise KeyboardInterrupt  # The user leaves: going away, not an error.
+    assert get_close(srv)[0] == 1001
+    with pytest.raises(KeyboardInterrupt), syncws.open_websocket_url(srv.url):
+        raise KeyboardInterrupt
+    assert get_close(srv)[0] == 1001
+
+
 def test_normal_exit_sends_1000(websockets_server) -> None:
     srv = websockets_server(record_close_handler)
     with syncws.open_websocket_url(srv.url):
