@@ -282,7 +282,7 @@ class ConnectionCore:
         gets the reader thread.
         """
         if self._reader is None:
-            self._role.start_unless_reading(self._new_reader)
+            self._role.start_once(self._new_reader, unless_reading=True)
 
     def _set_state(self, state: State) -> None:
         """Change ``_state``; the one place where it changes (lock held)."""

@@ -145,12 +145,19 @@ class ReadRole:
             self._owner = _FREE
             self._lend(time.monotonic())
 
-    def start_once(self, start: Callable[[], object]) -> None:
-        """Call ``start`` (which starts the reader thread) unless it was called already."""
+    def start_once(self, start: Callable[[], object], *, unless_reading: bool = False) -> None:
+        """Call ``start`` (which starts the reader thread) unless it was called already.
+
+        :param unless_reading: nor when a caller holds the role now (the server's check);
+            when no caller ever read, the reader thread then reads at once, without a
+            grace.
+        """
         with self._lock:
-            if self._started:
+            if self._started or (unless_reading and self._owner == _CALLER):
                 return
             self._started = True
+            if unless_reading and self._takes == 0:
+                self._lent_until = 0.0
             start()
 
     def run_here(self) -> bool:
@@ -173,19 +180,6 @@ class ReadRole:
     def finished(self) -> bool:
         """Whether the input has ended: no caller reads any more."""
         return self._finished
-
-    def start_unless_reading(self, start: Callable[[], object]) -> None:
-        """Call ``start`` once, unless a caller holds the role now.
-
-        When no caller ever read, the reader thread reads at once, without a grace.
-        """
-        with self._lock:
-            if self._started or self._owner == _CALLER:
-                return
-            self._started = True
-            if self._takes == 0:
-                self._lent_until = 0.0
-            start()
 
     # -- the reader thread ---------------------------------------------------------------
 
