@@ -11,12 +11,15 @@ Writes
     Outgoing bytes are appended, under the connection's lock, to one FIFO in the
     order the protocol engine produced them; the engine's output order is the wire
     order, which matters once compression keeps state across messages. One thread
-    at a time holds the *writer role* and drains the FIFO into the socket. A caller
+    at a time holds the *writer role* and writes the FIFO into the socket. A caller
     that needs its bytes on the wire (:meth:`Transport.flush`) either takes the role
-    or waits, with a deadline, until the writer has passed its bytes. The reader
-    thread never waits for the socket to become writable: it writes what it can
-    without blocking (:meth:`Transport.try_flush`) and asks :meth:`receive` to wake
-    it when the socket is writable again.
+    or waits, with a deadline, until the writer has passed its bytes. The holder of
+    the role writes up to the end of its own bytes and no further, then hands the
+    role on: a sender never waits for the messages of threads that queued after it.
+    The reader thread never waits for the socket to become writable: it writes what
+    it can without blocking (:meth:`Transport.try_flush`, which also takes over the
+    bytes nobody else waits for) and asks :meth:`receive` to wake it when the socket
+    is writable again.
 
 Aborting
     :meth:`Transport.abort` shuts the socket down in both directions, which wakes a
@@ -64,11 +67,11 @@ def retry_wait(remaining: float | None) -> float:
 
 
 class Progress(enum.Enum):
-    """Where a queued write stands, as :meth:`Transport.progress` reports it."""
+    """Where queued bytes stand, as :meth:`Transport.progress` and ``try_flush`` report it."""
 
     WRITTEN = "written"  # handed to the kernel
     BLOCKED = "blocked"  # waiting for the socket to become writable
-    BUSY = "busy"  # another thread holds the writer role and will write it
+    BUSY = "busy"  # another thread holds the writer role; try again shortly
     FAILED = "failed"  # the socket broke or was aborted
 
 
@@ -171,6 +174,15 @@ class Transport:
         self._read_first = len(data) == RECV_SIZE or self._ssl_pending()
         return data
 
+    def wait_writable(self, timeout: float | None, blocked: bool) -> None:
+        """Wait up to ``timeout`` seconds without reading, for queued bytes to go out.
+
+        For the reader thread while it holds back from reading. ``blocked``: the
+        socket is full, so wake up as soon as it is writable; otherwise another thread
+        is writing, and this only waits (an error or hang-up still ends the wait).
+        """
+        self._read_poller.wait(False, blocked, timeout)
+
     def _recv(self) -> bytes:
         if self._ssl_lock is None:
             return self.sock.recv(RECV_SIZE)
@@ -188,10 +200,12 @@ class Transport:
     def queue(self, data: bytes | bytearray) -> int:
         """Append ``data`` to the write queue; return the queue offset just past it.
 
-        Must be called with the connection's lock held.
+        Must be called with the connection's lock held. Once the socket has failed,
+        the bytes are counted but not kept: they can never be written.
         """
         if data:
-            self._out.append(memoryview(data))
+            if self._error is None:
+                self._out.append(memoryview(data))
             self._queued += len(data)
         return self._queued
 
@@ -204,6 +218,15 @@ class Transport:
     def pending(self) -> bool:
         """Whether queued bytes wait to be written (read under the lock)."""
         return bool(self._out)
+
+    @property
+    def written_offset(self) -> int:
+        """The queue offset up to which bytes have been handed to the kernel.
+
+        A plain read without the lock: it only grows, so a stale value errs on the
+        side of bytes still waiting.
+        """
+        return self._written
 
     def write(self, data: bytes) -> tuple[int, bool]:
         """Write ``data`` now if no other write is under way; queue what is left (lock held).
@@ -222,7 +245,10 @@ class Transport:
         except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
             sent = 0
         except OSError as exc:
+            # The bytes were refused: count them as queued, never to be written, so
+            # that flush() up to the returned offset raises TransportError.
             self._error = exc
+            self._queued += len(data)
             self._cond.notify_all()
             return self._queued, False
         self._queued += len(data)
@@ -264,10 +290,10 @@ class Transport:
             return self._written >= end
 
     def _drain(self, end: int, deadline: Deadline) -> None:
-        """Write queued bytes while holding the writer role.
+        """Write queued bytes up to offset ``end`` while holding the writer role.
 
-        Writes until the queue is empty. Once our own bytes (up to ``end``) are out,
-        the deadline only stops us from waiting any longer for bytes of others.
+        Bytes queued behind ``end`` are left to their own writers (or to the reader's
+        :meth:`try_flush`): a sender returns as soon as its own bytes are out.
         """
         while True:
             with self._lock:
@@ -275,7 +301,7 @@ class Transport:
                     if self._written >= end:
                         return
                     raise TransportError("connection lost") from self._error
-                if not self._out:
+                if self._written >= end or not self._out:
                     return
                 chunk = self._out[0]
             try:
@@ -289,37 +315,45 @@ class Transport:
                 self._advance(sent)
                 continue
             if deadline.expired():
-                with self._lock:
-                    if self._written >= end:
-                        return
                 raise TimeoutError("timed out waiting for the peer to read")
             self._write_poller.wait(False, True, retry_wait(deadline.remaining()))
 
-    def try_flush(self) -> bool:
-        """Write what can be written now, without blocking; return whether bytes remain.
+    def try_flush(self) -> Progress:
+        """Write what can be written now, without blocking; say what remains.
 
-        Used by the reader thread. Does nothing while another thread holds the writer
-        role (that thread drains the whole queue).
+        Used by the reader thread, which writes the bytes no sender waits for (its
+        own control frames, and what others queued without flushing).
+
+        :returns: :attr:`Progress.WRITTEN` when nothing is left, ``BLOCKED`` when the
+            socket is full (wait until it is writable), ``BUSY`` when another thread
+            holds the writer role (try again shortly), ``FAILED`` when the socket broke.
         """
         if not self._out:
-            return False  # The common case, checked without the lock (a racy read is fine).
+            # The common case, checked without the lock (a racy read is fine).
+            return Progress.FAILED if self._error is not None else Progress.WRITTEN
         with self._lock:
-            if self._writing or not self._out or self._error is not None:
-                return False
+            if self._error is not None:
+                return Progress.FAILED
+            if not self._out:
+                return Progress.WRITTEN
+            if self._writing:
+                return Progress.BUSY
             self._writing = True
         try:
             while True:
                 with self._lock:
-                    if not self._out or self._error is not None:
-                        return False
+                    if self._error is not None:
+                        return Progress.FAILED
+                    if not self._out:
+                        return Progress.WRITTEN
                     chunk = self._out[0]
                 try:
                     sent = self._send(chunk)
                 except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-                    return True
+                    return Progress.BLOCKED
                 except OSError as exc:
                     self._fail(exc)
-                    return False
+                    return Progress.FAILED
                 self._advance(sent)
         finally:
             with self._lock:
@@ -380,6 +414,24 @@ class Transport:
         self._fail(TransportError("connection aborted"))
         with contextlib.suppress(OSError):
             socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+
+    def forsake(self, lock: threading.Lock) -> None:
+        """In a child process after ``fork()``: release our copy of the socket, quietly.
+
+        The parent's threads may have held the locks when the process forked: they are
+        replaced, with ``lock`` as the connection's new lock. Nothing is sent and the
+        socket is not shut down (that would end the parent's connection too); only the
+        child's file descriptor is closed.
+        """
+        self._lock = lock
+        self._cond = threading.Condition(lock)
+        self._ssl_lock = threading.Lock() if self.is_ssl else None
+        self._out = []
+        self._writing = False
+        self._error = TransportError("connection inherited across fork()")
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self.sock.close()
 
     def close(self, timeout: float) -> None:
         """Abort, wait up to ``timeout`` for the writer role to be free, close the fd."""
