@@ -22,9 +22,10 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from wsproto.connection import Connection, ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
@@ -34,14 +35,13 @@ from ._framing import FrameSplitter
 from ._latch import Latch
 from ._messages import MessageQueue
 from ._readrole import ReadRole
-from ._transport import Transport, TransportError, retry_wait
+from ._transport import Progress, Transport, TransportError, retry_wait
 from .types import CloseReason, Endpoint
 
 if TYPE_CHECKING:
     import socket
 
     from wsproto import WSConnection
-    from wsproto.events import Message
 
 __all__ = ["ConnectionCore", "PendingPing", "State"]
 
@@ -58,7 +58,27 @@ DEFAULT_DISCONNECT_TIMEOUT = 60.0
 
 #: How long to wait for the reader thread once the socket was shut down under it.
 ABORT_JOIN_TIMEOUT = 5.0
+#: The most pongs that may wait to be written: past it, the reader stops reading until
+#: the peer reads them, so that a peer which sends pings and never reads is held back
+#: by TCP flow control instead of filling our memory with its answers.
+MAX_UNSENT_PONGS = 128
+#: The most frames a fragmented message may have (close code 1009 beyond it): the
+#: parts of a message are joined as they come, so this bounds the time spent on a
+#: message that never ends, not its memory.
+MAX_FRAGMENTS = 65536
 _ids = itertools.count(1)
+
+
+def on_main_thread() -> bool:
+    """Whether the caller runs on the main thread, the one that runs signal handlers.
+
+    Only there can an exception (:exc:`KeyboardInterrupt`) arrive between any two
+    steps of the library's code.
+    """
+    return threading.get_ident() == _main_ident
+
+
+_main_ident = threading.main_thread().ident
 
 
 class State(enum.Enum):
@@ -130,6 +150,7 @@ class ConnectionCore:
 
     # Slots: an instance dict with this many attributes would cost 1.5 KiB more.
     __slots__ = (
+        "__weakref__",
         "_awaiting_peer_since",
         "_check_later",
         "_close_deadline",
@@ -139,6 +160,7 @@ class ConnectionCore:
         "_disconnect_timeout",
         "_eof",
         "_fast_send",
+        "_fragments",
         "_handshake_headers",
         "_id",
         "_input_done",
@@ -154,6 +176,7 @@ class ConnectionCore:
         "_ping_interval",
         "_ping_timeout",
         "_pings",
+        "_pongs",
         "_primed",
         "_queue",
         "_reader",
@@ -162,6 +185,7 @@ class ConnectionCore:
         "_sent_close",
         "_size",
         "_splitter",
+        "_start_warned",
         "_state",
         "_subprotocol",
         "_transport",
@@ -207,7 +231,9 @@ class ConnectionCore:
         self._handshake_headers = handshake_headers
         self._max_message_size = max_message_size
         self._disconnect_timeout = disconnect_timeout
-        self._queue = MessageQueue(message_queue_size)
+        self._queue = MessageQueue(
+            message_queue_size, max(1, message_queue_size) * max_message_size
+        )
         self._role = ReadRole()
         plain = not _extensions_in_use(ws)
         #: Whole data frames are framed here, not by wsproto (see :mod:`._framing`).
@@ -226,8 +252,13 @@ class ConnectionCore:
         self._pings: dict[bytes, PendingPing] = {}
         self._latency = 0.0
         # Read role only.
-        self._parts: list[Any] = []
+        # The message being assembled from its frames, as UTF-8 for text: one buffer,
+        # whatever the number of frames.
+        self._parts = bytearray()
         self._size = 0
+        self._fragments = 0
+        # The write-queue offsets just past the pongs that may not be written yet.
+        self._pongs: list[int] = []
         self._input_done = False
         self._eof = False
         self._ping_interval = ping_interval
@@ -242,28 +273,47 @@ class ConnectionCore:
         # Set for a reader thread started on demand: asks the server to call
         # check_reader() shortly.
         self._check_later = None if ping_interval is not None else check_later
+        self._start_warned = False
         logger.debug("%s: open, %s -> %s", self, self._local, self._remote)
         if self._check_later is None:
-            self._start_reader()  # Keepalive needs its timers from the start.
+            # Keepalive needs its timers from the start. A thread that cannot start
+            # here fails the opening of the connection (RuntimeError).
+            self._role.start_once(self._new_reader)
         else:
             self._role.lend()
             self._check_later(self)
+        _live.add(self)
 
-    def _start_reader(self) -> None:
-        """Start the reader thread unless it runs already (any thread may call this)."""
-        if self._reader is None:
+    def _start_reader(self) -> bool:
+        """Start the reader thread unless it runs already (any thread may call this).
+
+        :returns: whether the reader thread runs. When the system cannot start a
+            thread now, a warning is logged (once per connection) and the next call
+            tries again; meanwhile callers of ``get_message`` read themselves.
+        """
+        if self._reader is not None:
+            return True
+        try:
             self._role.start_once(self._new_reader)
+        except RuntimeError as exc:
+            if not self._start_warned:
+                self._start_warned = True
+                logger.warning("%s: cannot start the reader thread yet: %s", self, exc)
+            if self._check_later is not None:
+                self._check_later(self)  # The server tries again shortly.
+            return False
+        return self._reader is not None
 
-    def _new_reader(self) -> threading.Thread:
-        self._reader = threading.Thread(
+    def _new_reader(self) -> None:
+        reader = threading.Thread(
             target=self._run,
             name=f"syncws-reader-{self._id}",
             # A daemon, so that a connection the application forgot to close never
             # keeps the interpreter from exiting. close() joins it.
             daemon=True,
         )
-        self._reader.start()
-        return self._reader
+        reader.start()
+        self._reader = reader  # Only once it runs: close() joins it.
 
     def _reclaim(self) -> None:
         """Something waits for the network: the reader thread reads now if nobody does."""
@@ -282,7 +332,13 @@ class ConnectionCore:
         gets the reader thread.
         """
         if self._reader is None:
-            self._role.start_once(self._new_reader, unless_reading=True)
+            try:
+                self._role.start_once(self._new_reader, unless_reading=True)
+            except RuntimeError as exc:
+                # The system cannot start a thread now: try again shortly.
+                logger.debug("%s: cannot start the reader thread yet: %s", self, exc)
+                if self._check_later is not None:
+                    self._check_later(self)
 
     def _set_state(self, state: State) -> None:
         """Change ``_state``; the one place where it changes (lock held)."""
@@ -339,6 +395,8 @@ class ConnectionCore:
         Runs the timers when the wait ends without bytes, and writes the control
         frames the bytes called for. ``block`` says whether a full message queue may
         hold the read up (only the reader thread may wait for the application).
+        While more than :data:`MAX_UNSENT_PONGS` pongs wait for the socket, it does
+        not read at all: it waits for the socket to take them.
 
         :returns: whether queued bytes are still waiting for the socket.
         """
@@ -346,11 +404,17 @@ class ConnectionCore:
             self._primed = True
             self._handle(None, block)
             if self._input_done:
-                return self._transport.try_flush()
-        pending = self._transport.try_flush()
-        if pending:
+                return self._transport.try_flush() in _WAITING
+        progress = self._transport.try_flush()
+        if progress in _WAITING:
             wait = retry_wait(wait)
-        data = self._transport.receive(wait, want_write=pending)
+        if self._pongs and self._unsent_pongs() > MAX_UNSENT_PONGS and progress in _WAITING:
+            # The peer does not read our answers to its pings: read nothing more from
+            # it until it does.
+            self._transport.wait_writable(wait, progress is Progress.BLOCKED)
+            self._on_timer()
+            return self._transport.try_flush() in _WAITING
+        data = self._transport.receive(wait, want_write=progress is Progress.BLOCKED)
         if data is None:
             self._on_timer()
         elif data:
@@ -359,7 +423,17 @@ class ConnectionCore:
         else:
             self._eof = True
             return False
-        return self._transport.try_flush()
+        return self._transport.try_flush() in _WAITING
+
+    def _unsent_pongs(self) -> int:
+        """Forget the pongs written since the last look; return how many are left."""
+        written = self._transport.written_offset
+        pongs = self._pongs
+        sent = 0
+        while sent < len(pongs) and pongs[sent] <= written:
+            sent += 1
+        del pongs[:sent]
+        return len(pongs)
 
     def read_directly(self, deadline: Deadline) -> bool:
         """Read once on the calling thread if the read role is free; return whether it was.
@@ -408,7 +482,7 @@ class ConnectionCore:
         """Split received bytes into messages and wsproto's events, and act on them."""
         with self._lock:
             if data is None:  # Only what wsproto got with the handshake.
-                events: list[Any] = []
+                events: list[str | bytes | CloseConnection] = []
                 too_big = self._parse_events(events)
             else:
                 events, too_big = self._parse(self._splitter.feed(data))
@@ -418,20 +492,18 @@ class ConnectionCore:
                 return
             if tracing:
                 trace_logger.debug("%s < %s", self, describe(event))
-            if isinstance(event, (str, bytes)):
-                self._deliver(event, block)
-            elif isinstance(event, (TextMessage, BytesMessage)):
-                self._on_data(event, block)
-            elif isinstance(event, Pong):
-                self._on_pong(event.payload)
-            elif isinstance(event, CloseConnection):
+            if isinstance(event, CloseConnection):
                 self._on_close_frame(event)
-        if too_big and not self._input_done:
+            else:
+                self._deliver(event, block)
+        if too_big is not None and not self._input_done:
             self._parts.clear()
-            self._fail(1009, f"message larger than {self._max_message_size} bytes")
+            self._fail(1009, too_big)
 
-    def _parse(self, items: Iterable[str | bytes | memoryview]) -> tuple[list[Any], bool]:
-        """Collect messages and wsproto's events (lock held); also say if one was too big.
+    def _parse(
+        self, items: Iterable[str | bytes | memoryview]
+    ) -> tuple[list[str | bytes | CloseConnection], str | None]:
+        """Collect messages and close frames (lock held); also say if a message was too big.
 
         ``items`` are what the frame splitter made of the received bytes: messages it
         decoded itself, and bytes for wsproto, in order. wsproto parses lazily, one
@@ -440,7 +512,7 @@ class ConnectionCore:
         make pongs impossible), and parsing stops at the frame that makes a message
         too big, so nothing after it is acted on.
         """
-        events: list[Any] = []
+        events: list[str | bytes | CloseConnection] = []
         for item in items:
             state = self._ws.state
             if isinstance(item, (str, bytes)):
@@ -450,45 +522,76 @@ class ConnectionCore:
             if state is ConnectionState.CLOSED or state is ConnectionState.REMOTE_CLOSING:
                 break  # Nothing counts after the peer's close frame.
             self._ws.receive_data(item)  # type: ignore[arg-type]
-            if self._parse_events(events):
-                return events, True
-        return events, False
+            too_big = self._parse_events(events)
+            if too_big is not None:
+                return events, too_big
+        return events, None
 
-    def _parse_events(self, events: list[Any]) -> bool:
-        """Append wsproto's pending events (lock held); return True at a message too big."""
+    def _parse_events(self, events: list[str | bytes | CloseConnection]) -> str | None:
+        """Act on wsproto's pending events (lock held): keep messages and close frames.
+
+        Everything else is done here, one frame at a time, so that no object is kept
+        per frame: the frames of a fragmented message are joined into one buffer,
+        pings are answered and pongs matched.
+
+        :returns: why the message being received is too big, or ``None``; nothing
+            after that message is parsed.
+        """
+        tracing = trace_logger.isEnabledFor(logging.DEBUG)
         for event in self._ws.events():
+            if tracing:
+                trace_logger.debug("%s < %s", self, describe(event))
             if isinstance(event, (TextMessage, BytesMessage)):
                 data = event.data
                 self._size += _utf8_size(data) if isinstance(data, str) else len(data)
                 if self._size > self._max_message_size:
-                    return True
-                if event.message_finished:
-                    self._size = 0
-            elif isinstance(event, Ping) and self._ws.state is ConnectionState.OPEN:
-                self._transport.queue(self._ws.send(event.response()))
-            elif isinstance(event, CloseConnection) and (
-                self._ws.state is ConnectionState.REMOTE_CLOSING
-            ):
-                # Messages before it may wait for room in the queue; senders fail from
-                # now on, with the peer's reason.
-                self._peer_close = CloseReason(event.code, event.reason or None)
-            events.append(event)
-        return False
+                    return f"message larger than {self._max_message_size} bytes"
+                if not event.message_finished:
+                    self._parts += data.encode("utf-8") if isinstance(data, str) else data
+                    if event.frame_finished:
+                        self._fragments += 1
+                        if self._fragments >= MAX_FRAGMENTS:
+                            return f"message in more than {MAX_FRAGMENTS} frames"
+                    continue
+                self._size = 0
+                self._fragments = 0
+                if self._parts:
+                    events.append(self._joined(data))
+                else:
+                    events.append(data if isinstance(data, (str, bytes)) else bytes(data))
+            elif isinstance(event, Ping):
+                if self._ws.state is ConnectionState.OPEN:
+                    self._pongs.append(self._transport.queue(self._ws.send(event.response())))
+            elif isinstance(event, Pong):
+                self._match_pong(event.payload)
+            elif isinstance(event, CloseConnection):
+                if self._ws.state is ConnectionState.REMOTE_CLOSING:
+                    # Messages before it may wait for room in the queue; senders fail
+                    # from now on, with the peer's reason.
+                    self._peer_close = CloseReason(event.code, event.reason or None)
+                events.append(event)
+                return None  # Nothing counts after a close frame (or a protocol error).
+        return None
 
-    def _on_data(self, event: Message[Any], block: bool) -> None:
-        data = event.data
-        if not event.message_finished:
-            self._parts.append(data)
-            return
-        if self._parts:
-            self._parts.append(data)
-            data = "".join(self._parts) if isinstance(data, str) else b"".join(self._parts)
-            self._parts.clear()
-        self._deliver(data, block)
+    def _joined(self, last: str | bytes | bytearray) -> str | bytes:
+        """Return the fragmented message that ``last`` ends (read role)."""
+        parts = self._parts
+        if isinstance(last, str):
+            parts += last.encode("utf-8")
+            message: str | bytes = parts.decode("utf-8")
+        else:
+            parts += last
+            message = bytes(parts)
+        parts.clear()
+        return message
 
     def _deliver(self, data: str | bytes, block: bool) -> None:
-        """Queue a complete message."""
-        if self._state is not State.OPEN:
+        """Queue a complete message, unless the application closed the connection.
+
+        Messages that arrive after :meth:`close` are discarded, as documented; those
+        that arrived before the connection failed or was aborted are kept.
+        """
+        if self._sent_close is not None:
             logger.debug("%s: message discarded, the connection is closing", self)
             return
         if self._queue.put(data, block) and self._awaiting_peer_since is not None:
@@ -496,18 +599,18 @@ class ConnectionCore:
             # not reading proves nothing, so keepalive starts counting again now.
             self._awaiting_peer_since = time.monotonic()
 
-    def _on_pong(self, payload: bytes) -> None:
-        with self._lock:
-            if payload not in self._pings:
+    def _match_pong(self, payload: bytes) -> None:
+        """Complete the ping ``payload`` answers, and every ping sent before it (lock held)."""
+        if payload not in self._pings:
+            return
+        now = time.monotonic()
+        for key in list(self._pings):
+            ping = self._pings.pop(key)
+            ping.rtt = now - ping.sent_at
+            ping.done.set()
+            if key == payload:
+                self._latency = ping.rtt
                 return
-            now = time.monotonic()
-            for key in list(self._pings):
-                ping = self._pings.pop(key)
-                ping.rtt = now - ping.sent_at
-                ping.done.set()
-                if key == payload:
-                    self._latency = ping.rtt
-                    return
 
     def _on_close_frame(self, event: CloseConnection) -> None:
         with self._lock:
@@ -635,6 +738,50 @@ class ConnectionCore:
         self._transport.close(self._disconnect_timeout)
         self._closed.set()
         logger.debug("%s: closed: %s", self, reason)
+
+    def _forsake(self) -> None:
+        """Become a closed copy of the parent's connection (child process only)."""
+        reason = CloseReason(1006, "connection inherited across fork()")
+        self._lock = threading.Lock()
+        self._transport.forsake(self._lock)
+        self._role.forsake()
+        self._queue = MessageQueue(1, 1)
+        self._queue.end(reason)
+        self._closed = Latch()
+        self._closed.set()
+        self._pings = {}
+        self._reader = None
+        self._check_later = None
+        self._close_reason = reason
+        self._state = State.CLOSED
+
+
+#: What ``try_flush`` reports when bytes still wait for the socket.
+_WAITING = frozenset([Progress.BLOCKED, Progress.BUSY])
+
+
+#: Every open connection of this process, for :func:`_forsake_inherited`.
+_live: weakref.WeakSet[ConnectionCore] = weakref.WeakSet()
+
+
+def _forsake_inherited() -> None:
+    """In a child process after ``fork()``: let go of the parent's connections.
+
+    A connection belongs to the process that opened it. The child has none of its
+    threads, and its locks may have been held when the process forked; it must not
+    send a close frame or shut the socket down either, which would end the parent's
+    connection. Each inherited connection is marked closed (1006) with fresh
+    locks, and its copy of the socket is released.
+    """
+    global _main_ident  # noqa: PLW0603 - the thread that forked is the child's main thread
+    _main_ident = threading.main_thread().ident
+    for connection in list(_live):
+        connection._forsake()
+    _live.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forsake_inherited)
 
 
 def describe(event: Event | str | bytes | bytearray | memoryview) -> str:

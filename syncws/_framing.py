@@ -133,7 +133,16 @@ class FrameSplitter:
     :param enabled: False passes every byte to wsproto.
     """
 
-    __slots__ = ("_client", "_fragmented", "_max_size", "_need", "_off", "_pending", "_skip")
+    __slots__ = (
+        "_client",
+        "_fragmented",
+        "_max_size",
+        "_need",
+        "_off",
+        "_pending",
+        "_run",
+        "_skip",
+    )
 
     def __init__(self, client: bool, max_size: int, enabled: bool = True) -> None:
         self._client = client
@@ -147,6 +156,10 @@ class FrameSplitter:
         # the header itself is incomplete).
         self._pending = bytearray()
         self._need = 0
+        # Within feed(): the last piece for wsproto, as (view, start, end), so that the
+        # next one joins it when contiguous: many small frames for wsproto (the
+        # fragments of a message, pings) make one piece, not one object each.
+        self._run: tuple[memoryview, int, int] | None = None
 
     def prime(self, data: bytes) -> None:
         """Account for bytes that wsproto already has (received with the handshake)."""
@@ -160,14 +173,22 @@ class FrameSplitter:
                 # A partial header that wsproto holds: where its frame ends is
                 # unknown here, so wsproto keeps this connection's frames.
                 self._off = True
-                return
+                break
             pos = self._to_wsproto(view, pos, frame, [])
+        self._run = None
 
     def feed(self, data: bytes) -> list[str | bytes | memoryview]:
         """Split received bytes; see the class documentation."""
         if self._off:
             return [memoryview(data)]
         out: list[str | bytes | memoryview] = []
+        try:
+            self._split(data, out)
+        finally:
+            self._run = None
+        return out
+
+    def _split(self, data: bytes, out: list[str | bytes | memoryview]) -> None:
         if self._pending and not self._need:
             # Only a partial header was pending (a few bytes): start over with it.
             data = bytes(self._pending) + data
@@ -177,19 +198,19 @@ class FrameSplitter:
         if self._pending:
             pos = self._complete_pending(view, pos, out)
             if pos < 0:
-                return out
+                return
         while pos < len(view):
             if self._off:
-                out.append(view[pos:])
-                return out
+                self._to_engine(out, view, pos, len(view))
+                return
             frame = self._parse_header(view, pos)
             if frame is None:
                 if self._off:
-                    out.append(view[pos:])
+                    self._to_engine(out, view, pos, len(view))
                 else:
                     self._pending += view[pos:]
                     self._need = 0
-                return out
+                return
             opcode, _, size, header_size, key, simple = frame
             end = pos + header_size + size
             if not simple:
@@ -203,12 +224,12 @@ class FrameSplitter:
                     continue
                 self._pending += view[pos:]
                 self._need = end - pos
-                return out
+                return
             if not self._decode(view[pos:end], header_size, opcode, key, out):
                 pos = self._to_wsproto(view, pos, frame, out)
                 continue
             pos = end
-        return out
+        return
 
     # -- inside feed ---------------------------------------------------------------------
 
@@ -220,9 +241,27 @@ class FrameSplitter:
             return pos
         take = min(self._skip, len(view) - pos)
         if out is not None and take:
-            out.append(view[pos : pos + take])
+            self._to_engine(out, view, pos, pos + take)
         self._skip -= take
         return pos + take
+
+    def _to_engine(
+        self, out: list[str | bytes | memoryview], view: memoryview, start: int, end: int
+    ) -> None:
+        """Append ``view[start:end]`` for wsproto, joined to the previous piece if contiguous."""
+        run = self._run
+        if (
+            run is not None
+            and run[0] is view
+            and run[2] == start
+            and out
+            and isinstance(out[-1], memoryview)
+        ):
+            start = run[1]
+            out[-1] = view[start:end]
+        else:
+            out.append(view[start:end])
+        self._run = (view, start, end)
 
     def _complete_pending(
         self, view: memoryview, pos: int, out: list[str | bytes | memoryview]
@@ -315,14 +354,14 @@ class FrameSplitter:
         """Give wsproto the frame at ``pos`` (what is there of it); return the new position."""
         opcode, fin, size, header_size, _, _ = frame
         if self._off:
-            out.append(view[pos:])
+            self._to_engine(out, view, pos, len(view))
             return len(view)
         if opcode in (OP_TEXT, OP_BINARY):
             self._fragmented = not fin
         elif opcode == OP_CONTINUATION and fin:
             self._fragmented = False
         end = min(pos + header_size + size, len(view))
-        out.append(view[pos:end])
+        self._to_engine(out, view, pos, end)
         self._skip = pos + header_size + size - end
         return end
 

@@ -148,6 +148,9 @@ class ReadRole:
     def start_once(self, start: Callable[[], object], *, unless_reading: bool = False) -> None:
         """Call ``start`` (which starts the reader thread) unless it was called already.
 
+        ``start`` runs without the lock held. If it raises (the system cannot start a
+        thread now), the role is as before and a later call tries again.
+
         :param unless_reading: nor when a caller holds the role now (the server's check);
             when no caller ever read, the reader thread then reads at once, without a
             grace.
@@ -156,9 +159,26 @@ class ReadRole:
             if self._started or (unless_reading and self._owner == _CALLER):
                 return
             self._started = True
+            lent_until = self._lent_until
             if unless_reading and self._takes == 0:
                 self._lent_until = 0.0
+        try:
             start()
+        except BaseException:
+            with self._lock:
+                self._started = False
+                self._lent_until = lent_until
+            raise
+
+    def forsake(self) -> None:
+        """In a child process after ``fork()``: fresh locks, and nobody reads any more."""
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._owner = _READER
+        self._started = True
+        self._finished = True
+        self._parked = False
+        self._wanted = False
 
     def run_here(self) -> bool:
         """Take the role for the reader thread's loop on the calling thread, if possible.
@@ -171,6 +191,26 @@ class ReadRole:
         """
         with self._lock:
             if self._started or self._owner != _FREE:
+                return False
+            self._started = True
+            self._owner = _READER
+            return True
+
+    def run_here_after_caller(self, timeout: float | None) -> bool:
+        """Like :meth:`run_here`, but first wait up to ``timeout`` for a caller's read to end.
+
+        For ``close()`` when the reader thread cannot start.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self._owner == _CALLER:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._parked = True
+                self._cond.wait(remaining)
+                self._parked = False
+            if self._started:
                 return False
             self._started = True
             self._owner = _READER

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any, TypedDict, cast
@@ -29,6 +30,7 @@ from ._core import (
     check_timeout,
     describe,
     logger,
+    on_main_thread,
     trace_logger,
 )
 from ._deadline import Deadline
@@ -39,7 +41,7 @@ from .types import CloseReason, Endpoint
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
-    from types import TracebackType
+    from types import FrameType, TracebackType
 
     from wsproto.events import Message
 
@@ -135,6 +137,39 @@ def check_close_arguments(code: int, reason: str | None) -> None:
         raise ValueError("a close reason is at most 123 bytes in UTF-8")
 
 
+#: The modules whose code holds a connection's locks.
+_CONNECTION_MODULES = frozenset(
+    f"syncws.{name}"
+    for name in (
+        "_core",
+        "_deflate",
+        "_framing",
+        "_latch",
+        "_messages",
+        "_readrole",
+        "_transport",
+        "broadcast",
+        "connection",
+        "notify",
+    )
+)
+
+
+def _interrupted_inside(frame: FrameType | None) -> bool:
+    """Whether ``frame`` or a frame below it on the stack runs a connection's code.
+
+    ``frame`` is the caller of :meth:`WebSocketConnection.close`. When close() is
+    called from a signal handler, the frames below the handler's are those of the
+    code it interrupted, on the same thread. (The library itself never calls the
+    public close() from its own code.)
+    """
+    while frame is not None:
+        if frame.f_globals.get("__name__") in _CONNECTION_MODULES:
+            return True
+        frame = frame.f_back
+    return False
+
+
 class WebSocketConnection(ConnectionCore):
     """An open WebSocket connection, client or server side.
 
@@ -167,7 +202,7 @@ class WebSocketConnection(ConnectionCore):
     """
 
     # Attributes of the application's own may be set on a connection.
-    __slots__ = ("__dict__", "__weakref__")
+    __slots__ = ("__dict__",)
 
     # -- properties ------------------------------------------------------------------
 
@@ -274,10 +309,18 @@ class WebSocketConnection(ConnectionCore):
         if not isinstance(message, (str, bytes, bytearray, memoryview)):
             message_event(message)  # Raises the TypeError.
         pieces = encode_message(message, self._ws.client)
-        with self._lock:
-            self._check_open()
-            for piece in pieces:
-                end, written = self._transport.write(piece)
+        try:
+            with self._lock:
+                self._check_open()
+                for piece in pieces:
+                    end, written = self._transport.write(piece)
+        except ConnectionClosed:
+            raise
+        except BaseException:
+            # Interrupted (KeyboardInterrupt in the main thread) while writing: part of
+            # the frame may be on the wire, so the connection cannot go on.
+            self._abort("send interrupted")
+            raise
         if trace_logger.isEnabledFor(logging.DEBUG):
             trace_logger.debug("%s > %s", self, describe(message))
         if not written:
@@ -353,13 +396,21 @@ class WebSocketConnection(ConnectionCore):
             pieces = encode_message(event.data, self._ws.client)
         else:
             pieces = None
-        with self._lock:
-            self._check_open()
-            if pieces is None:
-                end = self._transport.queue(self._ws.send(event))
-            else:
-                for piece in pieces:
-                    end = self._transport.queue(piece)
+        try:
+            with self._lock:
+                self._check_open()
+                if pieces is None:
+                    end = self._transport.queue(self._ws.send(event))
+                else:
+                    for piece in pieces:
+                        end = self._transport.queue(piece)
+        except ConnectionClosed:
+            raise
+        except BaseException:
+            # Interrupted while wsproto framed (and compressed) the message: its state
+            # and the write queue may disagree, so the connection cannot go on.
+            self._abort("send interrupted")
+            raise
         if trace_logger.isEnabledFor(logging.DEBUG):
             trace_logger.debug("%s > %s", self, describe(event))
         return end
@@ -373,9 +424,16 @@ class WebSocketConnection(ConnectionCore):
             self._closed.wait(ABORT_JOIN_TIMEOUT)
             raise
         except TransportError as exc:
-            # Wait briefly for the reader to learn why, so the reason is the real one.
+            # The socket broke. The reader may be paused on a full message queue with
+            # the peer's last messages, or its close frame, parsed: let it go on
+            # without waiting for the application, so that it learns the real reason
+            # and ends the connection; wait for that within this call's deadline.
+            self._queue.release()
             self._reclaim()
-            self._closed.wait(self._disconnect_timeout)
+            remaining = deadline.remaining()
+            wait = ABORT_JOIN_TIMEOUT if remaining is None else min(remaining, ABORT_JOIN_TIMEOUT)
+            if not self._closed.wait(wait):
+                self._abort("connection lost")
             raise ConnectionClosed(self._reason()) from exc
         except BaseException:
             # Interrupted (KeyboardInterrupt in the main thread): part of the frame may
@@ -400,6 +458,8 @@ class WebSocketConnection(ConnectionCore):
             received before has been returned.
         """
         check_timeout("timeout", timeout)
+        if on_main_thread():
+            return self._get_message_guarded(Deadline(timeout))
         try:
             return self._get_message(Deadline(timeout))
         finally:
@@ -407,6 +467,28 @@ class WebSocketConnection(ConnectionCore):
                 # The caller stops reading: from now on, the reader thread must be
                 # there to take the socket back after the grace period.
                 self._start_reader()
+
+    def _get_message_guarded(self, deadline: Deadline) -> str | bytes:
+        """``get_message`` on the main thread, where Ctrl-C may interrupt any step.
+
+        The main thread never reads the socket itself: an interrupt in the middle of
+        a read could drop bytes already taken from the socket, or leave the
+        protocol engine half-way. It waits for the reader thread's messages, and
+        takes each one so that an interrupt leaves it queued (see
+        :meth:`MessageQueue.get`); no step follows the take but the return.
+        """
+        message = self._queue.take(guard=True)
+        if message is not None:
+            return message
+        if not self._start_reader():
+            # No reader thread can start (the system is out of threads): read here
+            # rather than wait for nothing.
+            return self._get_message(deadline)
+        self._role.reclaim()
+        while True:
+            message = self._queue.get(deadline.remaining(), guard=True)
+            if message is not None:
+                return message
 
     def _get_message(self, deadline: Deadline) -> str | bytes:
         while True:
@@ -461,7 +543,26 @@ class WebSocketConnection(ConnectionCore):
         :raises ValueError: for a code that may not be sent or a reason too long.
         """
         check_close_arguments(code, reason)
+        if _interrupted_inside(sys._getframe(1)):
+            # Called from a signal handler that interrupted this thread inside the
+            # connection's own code, which may hold a lock that close() needs: close
+            # on a thread of its own, and return at once.
+            self._close_soon(code, reason)
+            return
         self._close(code, reason)
+
+    def _close_soon(self, code: int, reason: str | None) -> None:
+        closer = threading.Thread(
+            target=self._close,
+            args=(code, reason),
+            name=f"syncws-close-{self._id}",
+            # A daemon like the reader: it ends within disconnect_timeout.
+            daemon=True,
+        )
+        try:
+            closer.start()
+        except RuntimeError as exc:
+            logger.warning("%s: cannot close from a signal handler now: %s", self, exc)
 
     def _begin_close(self, code: int, reason: str | None, deadline: Deadline) -> int | None:
         """Queue a close frame if the connection is open; return its write-queue end."""
@@ -491,12 +592,13 @@ class WebSocketConnection(ConnectionCore):
         if end is not None:
             with contextlib.suppress(TimeoutError, TransportError):
                 self._transport.flush(end, deadline)
-        if self._reader is None and self._role.run_here():
-            # A server connection whose reader thread never started: its loop ends
-            # the connection on this thread, within the closing deadline.
+        if self._reader is None and (
+            self._role.run_here() or self._run_here_if_no_reader(deadline)
+        ):
+            # A server connection whose reader thread never started (or cannot start):
+            # its loop ends the connection on this thread, within the closing deadline.
             self._run()
             return not self._close_timed_out
-        self._start_reader()  # It ends the connection.
         reader = self._reader
         if reader is not None and threading.current_thread() is reader:
             return True
@@ -510,9 +612,23 @@ class WebSocketConnection(ConnectionCore):
             self._abort("closing handshake timed out")
             if not self._closed.wait(ABORT_JOIN_TIMEOUT):  # pragma: no cover - a bug
                 logger.warning("%s: reader thread did not stop", self)
-        if reader is not None:
+        reader = self._reader  # Also one that started while this call waited.
+        if reader is not None and reader is not threading.current_thread():
             reader.join(ABORT_JOIN_TIMEOUT)
         return not self._close_timed_out
+
+    def _run_here_if_no_reader(self, deadline: Deadline) -> bool:
+        """Start the reader thread to end the connection; if none can start, run its loop here.
+
+        :returns: whether the calling thread must run the reader's loop.
+        """
+        if self._start_reader():
+            return False
+        if self._role.run_here_after_caller(deadline.remaining()):
+            return True
+        # A caller's read outlasted the closing deadline: wake it.
+        self._abort("closing handshake timed out")
+        return self._role.run_here_after_caller(ABORT_JOIN_TIMEOUT)
 
     def __enter__(self) -> WebSocketConnection:
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import re
@@ -64,6 +65,20 @@ class Background:
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
+
+
+def off_main_thread(test: Callable[..., None]) -> Callable[..., None]:
+    """Run a test's body on a thread other than the main one.
+
+    On the main thread, where Ctrl-C can interrupt any step, ``get_message`` never
+    reads the socket itself: tests of reading on the caller's thread run elsewhere.
+    """
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        Background(test, *args, **kwargs).result(timeout=60)
+
+    return run
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = WAIT, what: str = "") -> None:

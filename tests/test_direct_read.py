@@ -13,7 +13,7 @@ import threading
 import time
 
 import pytest
-from helpers import SHORT, WAIT, Background, wait_for
+from helpers import SHORT, WAIT, Background, off_main_thread, wait_for
 from rawpeer import OP_PONG
 
 import syncws
@@ -42,6 +42,7 @@ def reading_threads(monkeypatch):
 
 
 @pytest.mark.usefixtures("long_grace")
+@off_main_thread
 def test_a_waiting_caller_reads_the_socket_itself(raw_peer, reading_threads) -> None:
     peer = raw_peer()
     with syncws.connect(peer.url) as ws:
@@ -66,6 +67,7 @@ def test_a_waiting_caller_reads_the_socket_itself(raw_peer, reading_threads) -> 
     assert reading_threads[:20] == [caller] * 20
 
 
+@off_main_thread
 def test_pings_are_answered_while_the_application_does_not_read(raw_peer) -> None:
     peer = raw_peer()
     with syncws.connect(peer.url) as ws:
@@ -82,6 +84,7 @@ def test_pings_are_answered_while_the_application_does_not_read(raw_peer) -> Non
         finish(ws, conn)
 
 
+@off_main_thread
 def test_pings_are_answered_while_a_caller_waits(raw_peer) -> None:
     peer = raw_peer()
     with syncws.connect(peer.url) as ws:
@@ -107,6 +110,7 @@ def waits_in_receive(thread: threading.Thread | None) -> bool:
     return False
 
 
+@off_main_thread
 def test_a_message_queued_while_the_caller_takes_the_socket_is_not_left_behind(
     raw_peer,
 ) -> None:
@@ -150,6 +154,7 @@ def long_grace(monkeypatch) -> None:
 
 
 @pytest.mark.usefixtures("long_grace")
+@off_main_thread
 def test_ping_takes_the_socket_back_at_once(raw_peer) -> None:
     peer = raw_peer(auto=True, echo=True)
     with syncws.connect(peer.url) as ws:
@@ -159,6 +164,7 @@ def test_ping_takes_the_socket_back_at_once(raw_peer) -> None:
 
 
 @pytest.mark.usefixtures("long_grace")
+@off_main_thread
 def test_close_takes_the_socket_back_at_once(raw_peer) -> None:
     peer = raw_peer(auto=True, echo=True)
     ws = syncws.connect(peer.url, disconnect_timeout=WAIT)
@@ -171,6 +177,7 @@ def test_close_takes_the_socket_back_at_once(raw_peer) -> None:
 
 
 @pytest.mark.usefixtures("long_grace")
+@off_main_thread
 def test_keepalive_runs_while_the_socket_is_lent(raw_peer) -> None:
     peer = raw_peer()
     with syncws.connect(peer.url, ping_interval=0.05, ping_timeout=WAIT) as ws:
@@ -185,6 +192,7 @@ def test_keepalive_runs_while_the_socket_is_lent(raw_peer) -> None:
 
 
 @pytest.mark.usefixtures("long_grace")
+@off_main_thread
 def test_a_second_waiting_thread_is_not_left_waiting(raw_peer) -> None:
     peer = raw_peer()
     with syncws.connect(peer.url) as ws:
@@ -199,6 +207,7 @@ def test_a_second_waiting_thread_is_not_left_waiting(raw_peer) -> None:
         finish(ws, conn)
 
 
+@off_main_thread
 def test_many_threads_share_the_messages(syncws_server) -> None:
     count = 3000
 
@@ -226,6 +235,7 @@ def test_many_threads_share_the_messages(syncws_server) -> None:
         assert mine == sorted(mine)
 
 
+@off_main_thread
 def test_a_burst_beyond_the_queue_size_arrives_whole_and_in_order(syncws_server) -> None:
     count = 5000
 
@@ -241,6 +251,7 @@ def test_a_burst_beyond_the_queue_size_arrives_whole_and_in_order(syncws_server)
     assert received == list(range(count))
 
 
+@off_main_thread
 def test_close_from_another_thread_wakes_a_caller_reading(raw_peer) -> None:
     peer = raw_peer()
     ws = syncws.connect(peer.url, disconnect_timeout=WAIT)
@@ -255,6 +266,7 @@ def test_close_from_another_thread_wakes_a_caller_reading(raw_peer) -> None:
         getter.result()
 
 
+@off_main_thread
 def test_get_message_with_zero_timeout_reads_what_is_there(raw_peer) -> None:
     peer = raw_peer()
     with syncws.connect(peer.url) as ws:
@@ -280,6 +292,7 @@ def test_get_message_with_zero_timeout_reads_what_is_there(raw_peer) -> None:
 # ------------------------------------------------- server connections: reader on demand
 
 
+@off_main_thread
 def test_an_idle_server_connection_has_no_reader_thread(syncws_server) -> None:
     waiting = threading.Event()
     names: list[str] = []
@@ -305,6 +318,7 @@ def test_an_idle_server_connection_has_no_reader_thread(syncws_server) -> None:
         assert ws.get_message(timeout=WAIT) == "hi"
 
 
+@off_main_thread
 def test_a_server_handler_that_does_not_read_gets_a_reader_thread(syncws_server) -> None:
     release = threading.Event()
 
@@ -322,6 +336,7 @@ def test_a_server_handler_that_does_not_read_gets_a_reader_thread(syncws_server)
         release.set()
 
 
+@off_main_thread
 def test_a_handler_that_reads_until_the_close_ends_it_on_its_own_thread(
     syncws_server, monkeypatch
 ) -> None:
@@ -348,6 +363,7 @@ def test_a_handler_that_reads_until_the_close_ends_it_on_its_own_thread(
         assert ws._reader is None
 
 
+@off_main_thread
 def test_a_connection_ends_while_its_handler_still_runs(syncws_server) -> None:
     accepted: list[syncws.WebSocketConnection] = []
     release = threading.Event()
@@ -370,6 +386,7 @@ def test_a_connection_ends_while_its_handler_still_runs(syncws_server) -> None:
         release.set()
 
 
+@off_main_thread
 def test_a_close_is_answered_soon_after_the_handler_stops_reading(syncws_server) -> None:
     release = threading.Event()
 

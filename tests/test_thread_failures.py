@@ -1,0 +1,76 @@
+"""When the system cannot start a thread: connections fail cleanly or recover.
+
+``threading.stack_size`` set beyond what the address space can hold makes every
+``Thread.start()`` of the process fail with RuntimeError, as a container's pid or
+memory limit does: a real failure of the system, for as long as the test wants it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from helpers import WAIT, SyncwsServer
+
+import syncws
+
+
+@contextlib.contextmanager
+def no_new_threads() -> Iterator[None]:
+    """While inside, no thread of this process can start."""
+    threading.stack_size(2**47)
+    try:
+        probe = threading.Thread(target=lambda: None)
+        with pytest.raises(RuntimeError):
+            probe.start()
+        yield
+    finally:
+        threading.stack_size(0)
+
+
+def test_connect_fails_cleanly_when_no_thread_can_start(syncws_server: Any) -> None:
+    def hold(request: Any, srv: SyncwsServer) -> None:
+        ws = request.accept()
+        with contextlib.suppress(syncws.ConnectionClosed):
+            for _ in ws:
+                pass
+
+    srv = syncws_server(hold)
+    with no_new_threads(), pytest.raises(RuntimeError):
+        syncws.connect(srv.url)
+    # Nothing was left behind (the leak check), and connecting works again.
+    with syncws.connect(srv.url) as ws:
+        ws.ping(timeout=WAIT)
+
+
+@pytest.mark.allow_syncws_errors(logging.WARNING)
+def test_a_reader_thread_that_cannot_start_is_started_later(syncws_server: Any) -> None:
+    """The handler stops reading while no thread can start: its reader starts later."""
+    paused = threading.Event()
+    resume = threading.Event()
+    got: list[str | bytes] = []
+
+    def handler(request: Any, srv: SyncwsServer) -> None:
+        ws = request.accept()
+        got.append(ws.get_message(timeout=WAIT))  # reads the socket itself
+        paused.set()
+        resume.wait(WAIT)
+        with contextlib.suppress(syncws.ConnectionClosed):
+            for _ in ws:
+                pass
+
+    srv = syncws_server(handler)
+    with syncws.connect(srv.url) as ws:
+        with no_new_threads():
+            ws.send_message("pause")
+            assert paused.wait(WAIT)
+        # The message was delivered, not lost to the failure.
+        assert got == ["pause"]
+        # Nobody reads on the server side but its reader thread, started once the
+        # system allows it: pings are answered.
+        ws.ping(timeout=WAIT)
+        resume.set()
