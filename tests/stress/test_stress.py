@@ -27,7 +27,7 @@ from rawpeer import upgrade_request
 import syncws
 from syncws.server import ACCEPT_PAUSE_MAX, WARNING_INTERVAL
 
-from .process import LOADED, SERVER_DISCONNECT, ServerProcess, cpu_seconds
+from .process import LOADED, ServerProcess, cpu_seconds
 from .server_main import broadcast_message, filler
 
 pytestmark = pytest.mark.slow
@@ -527,13 +527,15 @@ FD_MAX_CPU = 0.02
 FD_MAX_WARNINGS_PER_MINUTE = 60 / WARNING_INTERVAL + 1
 
 
-def hold_clients(server: ServerProcess, count: int) -> list[socket.socket]:
-    """``count`` raw clients that send an upgrade request to /echo and stay connected."""
+def hold_clients(server: ServerProcess, count: int, *, request: bool) -> list[socket.socket]:
+    """``count`` raw clients that stay connected, having sent an upgrade request to /echo
+    (``request``) or nothing."""
     socks: list[socket.socket] = []
     try:
         for _ in range(count):
             socks.append(socket.create_connection(("127.0.0.1", server.port), LOADED))
-            socks[-1].sendall(upgrade_request(f"127.0.0.1:{server.port}", "/echo"))
+            if request:
+                socks[-1].sendall(upgrade_request(f"127.0.0.1:{server.port}", "/echo"))
     except BaseException:
         for sock in socks:
             sock.close()
@@ -556,7 +558,7 @@ def test_out_of_file_descriptors_for_a_minute(
     server_process: Callable[..., ServerProcess],
 ) -> None:
     server = server_process("echo", "--max-fds", str(FD_LIMIT), "--log-level", "INFO")
-    socks = hold_clients(server, FD_CLIENTS)
+    socks = hold_clients(server, FD_CLIENTS, request=True)
     try:
         wait_for(
             lambda: log_count(server, "WARNING", "cannot accept clients"),
@@ -577,7 +579,9 @@ def test_out_of_file_descriptors_for_a_minute(
         echo_once(server)
         recovery = time.monotonic() - released
         # Out of descriptors again, then shut down: the accept loop does not hold it up.
-        socks = hold_clients(server, FD_CLIENTS)
+        # (These clients send nothing: shutdown wakes handshakes in progress at once,
+        # where open connections would wait for close frames they never get.)
+        socks = hold_clients(server, FD_CLIENTS, request=False)
         wait_for(
             lambda: (
                 log_count(server, "INFO", "accepting clients again") >= 1
@@ -616,8 +620,7 @@ def test_out_of_file_descriptors_for_a_minute(
     # The pause grows to ACCEPT_PAUSE_MAX: the backlog is served within it, then the
     # new client.
     assert recovery < ACCEPT_PAUSE_MAX + MARGIN, figures
-    # The server's connections do not answer its close frames: disconnect_timeout.
-    assert shutdown < SERVER_DISCONNECT + MARGIN, figures
+    assert shutdown < MARGIN, figures
 
 
 # --------------------------------------------------------------- threads cannot start
