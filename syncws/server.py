@@ -144,6 +144,10 @@ class _Trouble:
         self._warned = False
 
     def happened(self, detail: object, level: int = logging.WARNING, **kwargs: Any) -> None:
+        """Count one occurrence; log it (``detail``, the count) unless one was just logged.
+
+        :param kwargs: for the log call, e.g. ``exc_info=True``.
+        """
         now = time.monotonic()
         if self._episode is None:
             self._episode, self._count = now, 0
@@ -154,6 +158,7 @@ class _Trouble:
             self._last_warning, self._unreported, self._warned = now, 0, True
 
     def over(self) -> None:
+        """End the current episode, if any (an INFO line when it was warned about)."""
         if self._episode is not None and self._warned and self._recovery is not None:
             logger.info(self._recovery, time.monotonic() - self._episode, self._count)
         self._episode, self._warned = None, False

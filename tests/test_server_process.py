@@ -183,7 +183,7 @@ def test_demo_command() -> None:
 FD_LIMIT = 64
 FD_CLIENTS = 100
 #: How long the quick test watches the server while it is out of descriptors.
-EPISODE = 2.0 * UNIT
+EPISODE = 1.0 * UNIT
 #: The most CPU the child may use meanwhile, as a fraction of one core.
 MAX_CPU = 0.1
 
