@@ -19,7 +19,8 @@ __all__ = [
     "split_head",
 ]
 
-#: The most header lines an upgrade request may have (beyond it: 431).
+#: The most header lines an upgrade request may have, continuation lines included
+#: (beyond it: 431).
 MAX_HEADERS = 128
 #: The largest request head, request line and headers together (beyond it: 431).
 MAX_HEAD_SIZE = 16 * 1024
@@ -91,28 +92,41 @@ def response(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> by
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
-def split_head(data: bytes) -> tuple[bytes, dict[bytes, list[bytes]], int]:
-    """Split an HTTP message head that the HTTP parser accepted.
+def _is_continuation(line: bytes) -> bool:
+    """Whether a header line is an obs-fold continuation line (it starts with SP or HTAB)."""
+    return line[:1] in (b" ", b"\t")
 
-    ``data`` starts with the head; what follows it is ignored.
 
-    :returns: the start line, the header values by lower-case name, and the offset
-        just past the head (``len(data)`` when it is incomplete).
-    """
+def _split(data: bytes) -> tuple[bytes, list[bytes], dict[bytes, list[bytes]], int]:
+    """Return the start line, the header lines, the values by name and the end offset."""
     end = _HEAD_END.search(data)
     head = data[: end.start()] if end else data
     start_line, *lines = head.split(b"\n")
     values: dict[bytes, list[bytes]] = {}
     name = None
     for line in lines:
-        if line[:1] in (b" ", b"\t") and name is not None:
+        if _is_continuation(line) and name is not None:
             # obs-fold: a continuation line, unfolded as the HTTP parser does.
             values[name][-1] = (values[name][-1] + b" " + line.strip()).strip()
             continue
         raw_name, _, value = line.partition(b":")
         name = raw_name.strip().lower()
         values.setdefault(name, []).append(value.strip())
-    return start_line.strip(), values, end.end() if end else len(data)
+    return start_line.strip(), lines, values, end.end() if end else len(data)
+
+
+def split_head(data: bytes) -> tuple[bytes, dict[bytes, list[bytes]], int]:
+    """Split an HTTP message head that the HTTP parser accepted.
+
+    ``data`` starts with the head; what follows it is ignored. An obs-fold
+    continuation line is unfolded into the value before it, as the HTTP parser
+    does (:func:`check_request_head` refuses them in a request).
+
+    :returns: the start line, the header values by lower-case name, and the offset
+        just past the head (``len(data)`` when it is incomplete).
+    """
+    start_line, _, values, end = _split(data)
+    return start_line, values, end
 
 
 def check_request_head(data: bytes) -> tuple[tuple[int, str] | None, int]:
@@ -122,24 +136,31 @@ def check_request_head(data: bytes) -> tuple[tuple[int, str] | None, int]:
 
     :returns: ``(problem, end)``: ``problem`` is ``(status, why)`` for a request to
         refuse, ``None`` for a good one: 431 for a head over :data:`MAX_HEAD_SIZE`
-        bytes or with more than :data:`MAX_HEADERS` header lines; 400 for a version
-        other than HTTP/1.1, a target that is neither a path nor an absolute URI, a
-        body, a control character in a header value, a repeated ``Host``,
+        bytes or with more than :data:`MAX_HEADERS` header lines (continuation lines
+        included); 400 for an obs-fold continuation line (RFC 9112, section 5.2), a
+        version other than HTTP/1.1, a target that is neither a path nor an absolute
+        URI, a body, a control character in a header value, a repeated ``Host``,
         ``Upgrade`` or ``Sec-WebSocket-*`` header, or a key that is not 16 bytes in
         base64 (RFC 6455, sections 4.1 and 4.2.1). ``end`` is the offset just past
         the head.
     """
-    start_line, values, end = split_head(data)
-    return _request_problem(start_line, values, end), end
+    start_line, lines, values, end = _split(data)
+    return _request_problem(start_line, lines, values, end), end
 
 
 def _request_problem(
-    start_line: bytes, values: dict[bytes, list[bytes]], end: int
+    start_line: bytes, lines: list[bytes], values: dict[bytes, list[bytes]], end: int
 ) -> tuple[int, str] | None:
     if end > MAX_HEAD_SIZE:
         return 431, f"request head larger than {MAX_HEAD_SIZE} bytes"
-    if sum(len(v) for v in values.values()) > MAX_HEADERS:
+    if len(lines) > MAX_HEADERS:
+        # Lines, not fields: continuation lines count too.
         return 431, f"more than {MAX_HEADERS} header lines"
+    if any(_is_continuation(line) for line in lines):
+        # RFC 9112, section 5.2: "A server that receives an obs-fold in a request
+        # message [...] MUST either reject the message by sending a 400 (Bad
+        # Request) [...] or replace each received obs-fold with one or more SP".
+        return 400, "obs-fold: a header line starts with whitespace"
     parts = start_line.split(b" ")
     if len(parts) != 3 or parts[2] != b"HTTP/1.1":
         return 400, "a WebSocket handshake needs HTTP/1.1"

@@ -162,6 +162,8 @@ class WebSocketRequest:
         self._connection: WebSocketConnection | None = None
         self._answered = False
         self._in_hook = False
+        # What accept() raised when the client could not take the 101 response.
+        self._client_gone: OSError | None = None
         #: The user name the client authenticated as, set by :func:`~syncws.basic_auth`
         #: (or by your own ``process_request`` hook); ``None`` otherwise.
         self.username: str | None = None
@@ -242,7 +244,10 @@ class WebSocketRequest:
         :raises ValueError: for a subprotocol the client did not offer, or a bad header.
         :raises RuntimeError: when the request was already accepted or rejected, or
             when called from a ``process_request`` hook, which may only reject.
-        :raises OSError: when the client went away meanwhile.
+        :raises OSError: when the client went away meanwhile (a reset, a closed
+            connection) or did not take the response within ``connect_timeout``; the
+            socket is then closed. A handler may let this exception propagate: the
+            server logs it as one ``DEBUG`` line, not as a handler failure.
         """
         if self._in_hook:
             raise RuntimeError("a process_request hook may reject a request, not accept it")
@@ -259,7 +264,11 @@ class WebSocketRequest:
                 )
             )
             self._sock.settimeout(self._options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
-            self._sock.sendall(data)
+            try:
+                self._sock.sendall(data)
+            except OSError as exc:
+                self._client_gone = exc
+                raise
             if self._early_data:
                 # Frames that came with the request: the reader parses them first.
                 self._ws.receive_data(self._early_data)
@@ -461,8 +470,16 @@ def _run_handler(handler: Handler, request: WebSocketRequest) -> None:
         # The client went away while the handler was talking to it: not a failure.
         logger.debug("connection handler ended by a closed connection: %s", exc.reason)
         failed = False
-    except Exception:
-        logger.exception("connection handler failed")
+    except Exception as exc:
+        if exc is not request._client_gone:
+            logger.exception("connection handler failed")
+        else:
+            # accept() could not send the 101: the client is gone, which is no
+            # failure of the handler (an OSError of its own still is).
+            logger.debug(
+                "client %s went away during the opening handshake: %r", request.remote, exc
+            )
+            failed = False
     finally:
         # Also on BaseException (SystemExit in a handler), which then propagates.
         connection = request._connection

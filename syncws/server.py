@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
+import logging
 import os
 import selectors
 import socket
@@ -19,10 +20,11 @@ import ssl
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._core import ConnectionCore, endpoint, logger
 from ._deadline import Deadline
+from ._http import response
 from .connection import DEFAULT_DISCONNECT_TIMEOUT, WebSocketConnection
 from .request import Handler, ServeOptions, check_options, serve_socket
 from .types import Endpoint
@@ -35,6 +37,41 @@ __all__ = ["WebSocketServer", "serve_websocket"]
 #: Clients over ``max_connections`` that may wait at once for their 503 answer.
 _MAX_OVERFLOW = 64
 _LISTEN_BACKLOG = 1024
+#: accept() errors that mean the process or the system is out of a resource. The accept
+#: loop then stops watching its listeners for a while (clients wait in the backlog):
+#: first ACCEPT_PAUSE seconds, doubling up to ACCEPT_PAUSE_MAX while the errors last.
+_OUT_OF_RESOURCES = frozenset([errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM])
+ACCEPT_PAUSE = 0.1
+ACCEPT_PAUSE_MAX = 1.0
+#: accept() errors about one connection that failed before it was taken: try the next
+#: (Linux passes pending network errors on, see accept(2); ECONNABORTED elsewhere).
+_CONNECTION_FAILED = frozenset(
+    [
+        errno.ECONNABORTED,
+        errno.EPROTO,
+        errno.ENOPROTOOPT,
+        errno.EHOSTDOWN,
+        errno.ENONET,
+        errno.EHOSTUNREACH,
+        errno.EOPNOTSUPP,
+        errno.ENETDOWN,
+        errno.ENETUNREACH,
+        errno.EPERM,
+    ]
+)
+#: At most one warning per this many seconds about each recurring trouble of the
+#: accept loop (out of file descriptors, threads that cannot start, a bug).
+WARNING_INTERVAL = 10.0
+#: Clients refused because their thread could not start, whose 503 the accept loop
+#: sees through at once, each for at most _REFUSAL_LINGER seconds; beyond it, new
+#: ones are closed without an answer.
+_MAX_REFUSED = 64
+_REFUSAL_LINGER = 2.0
+_REFUSAL = response(
+    503, [(b"Retry-After", b"1")], b"503 the server cannot serve more clients now\n"
+)
+#: The selector's mark on the sockets of refused clients.
+_REFUSED = "refused"
 #: After shutdown()'s timeout, how long aborted handlers get to return.
 _SHUTDOWN_GRACE = 0.5
 #: How long after a connection opened the server starts its reader thread unless the
@@ -87,6 +124,44 @@ def _bind(host: str | None, port: int) -> list[socket.socket]:
     if not sockets:
         raise OSError(errno.EADDRNOTAVAIL, f"cannot listen on any address of {host!r}")
     return sockets
+
+
+class _Trouble:
+    """A recurring trouble of the accept loop: a warning at most every WARNING_INTERVAL.
+
+    :meth:`happened` counts an occurrence and logs the warning when none was logged
+    for WARNING_INTERVAL seconds, with the count since the last one; :meth:`over`
+    ends an episode, with one ``INFO`` line when a warning was logged during it.
+    """
+
+    def __init__(self, warning: str, recovery: str | None = None) -> None:
+        self._warning = warning
+        self._recovery = recovery
+        self._last_warning: float | None = None
+        self._unreported = 0
+        self._episode: float | None = None
+        self._count = 0
+        self._warned = False
+
+    def happened(self, detail: object, level: int = logging.WARNING, **kwargs: Any) -> None:
+        """Count one occurrence; log it (``detail``, the count) unless one was just logged.
+
+        :param kwargs: for the log call, e.g. ``exc_info=True``.
+        """
+        now = time.monotonic()
+        if self._episode is None:
+            self._episode, self._count = now, 0
+        self._count += 1
+        self._unreported += 1
+        if self._last_warning is None or now - self._last_warning >= WARNING_INTERVAL:
+            logger.log(level, self._warning, detail, self._unreported, **kwargs)
+            self._last_warning, self._unreported, self._warned = now, 0, True
+
+    def over(self) -> None:
+        """End the current episode, if any (an INFO line when it was warned about)."""
+        if self._episode is not None and self._warned and self._recovery is not None:
+            logger.info(self._recovery, time.monotonic() - self._episode, self._count)
+        self._episode, self._warned = None, False
 
 
 class WebSocketServer:
@@ -183,6 +258,27 @@ class WebSocketServer:
         # New connections, with the time to check whether they need a reader thread.
         self._unchecked: deque[tuple[float, ConnectionCore]] = deque()
         self._overflow = 0
+        # The accept loop's own (no lock): its back-off, the sockets of refused
+        # clients with their deadlines, and its troubles.
+        self._pause = 0.0
+        self._paused_until: float | None = None
+        self._last_failure = 0.0
+        self._refused: dict[socket.socket, float] = {}
+        self._no_accept = _Trouble(
+            "cannot accept clients: %s (failed attempts since the last warning: %d); "
+            "they wait in the backlog, and accepting pauses (up to "
+            f"{ACCEPT_PAUSE_MAX:g} s at a time) until it works again",
+            "accepting clients again after %.1f s (failed attempts: %d)",
+        )
+        self._no_thread = _Trouble(
+            "cannot start a thread for a client (%s): refused it "
+            "(clients refused since the last warning: %d)",
+            "handler threads start again after %.1f s (clients refused: %d)",
+        )
+        self._bug = _Trouble(
+            "unexpected error in the accept loop, which goes on: %r "
+            "(errors since the last report: %d)"
+        )
 
     # -- information -----------------------------------------------------------------
 
@@ -240,60 +336,164 @@ class WebSocketServer:
             selector.register(self._wake_r, selectors.EVENT_READ)
             for listener in self._listeners:
                 selector.register(listener, selectors.EVENT_READ)
-            while not self._stopping:
-                # Connections start their reader thread on demand: shortly after a
-                # connection opened, start it unless its handler is reading.
-                timeout = None
-                if self._unchecked:
-                    timeout = max(0.0, self._unchecked[0][0] - time.monotonic())
-                events = selector.select(timeout)
-                self._check_readers()
-                for key, _ in events:
-                    if key.fileobj is self._wake_r:
-                        with contextlib.suppress(OSError):
-                            self._wake_r.recv(4096)
-                        continue
-                    self._accept(key.fileobj, selector)  # type: ignore[arg-type]
+            try:
+                while not self._stopping:
+                    events = selector.select(self._select_timeout())
+                    self._check_readers()
+                    if self._paused_until is not None and time.monotonic() >= self._paused_until:
+                        self._paused_until = None
+                        for listener in self._listeners:
+                            selector.register(listener, selectors.EVENT_READ)
+                    for key, _ in events:
+                        if key.fileobj is self._wake_r:
+                            with contextlib.suppress(OSError):
+                                self._wake_r.recv(4096)
+                        elif key.data == _REFUSED:
+                            self._read_refused(key.fileobj, selector)  # type: ignore[arg-type]
+                        elif self._paused_until is None:
+                            self._accept(key.fileobj, selector)  # type: ignore[arg-type]
+                    self._expire_refused(selector)
+            finally:
+                for sock in self._refused:
+                    sock.close()
+                self._refused.clear()
+
+    def _select_timeout(self) -> float | None:
+        """Return the time until the accept loop has something to do (None: nothing)."""
+        due = []
+        if self._unchecked:
+            # Connections start their reader thread on demand: shortly after a
+            # connection opened, start it unless its handler is reading.
+            due.append(self._unchecked[0][0])
+        if self._paused_until is not None:
+            due.append(self._paused_until)
+        if self._refused:
+            due.append(next(iter(self._refused.values())))  # the oldest one
+        return max(0.0, min(due) - time.monotonic()) if due else None
 
     def _accept(self, listener: socket.socket, selector: selectors.BaseSelector) -> None:
+        """Accept one client; no exception ends the accept loop."""
         try:
             sock, _ = listener.accept()
-        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+        except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
-            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                # Out of resources: back off briefly instead of spinning on accept.
-                logger.error("cannot accept a client: %s", exc)
-                selector.select(0.1)
-                return
-            raise
-        self._start_client(sock)
+            if exc.errno in _CONNECTION_FAILED:
+                logger.debug("a client's connection failed before it was accepted: %s", exc)
+            elif exc.errno in _OUT_OF_RESOURCES:
+                self._no_accept.happened(exc)
+                self._back_off(selector)
+            else:
+                self._bug.happened(exc, logging.ERROR, exc_info=True)
+                self._back_off(selector)
+            return
+        self._pause = 0.0
+        self._no_accept.over()
+        try:
+            self._start_client(sock, selector)
+        except Exception as exc:
+            # A bug: it must show, but it must not stop the server.
+            self._bug.happened(exc, logging.ERROR, exc_info=True)
 
-    def _start_client(self, sock: socket.socket) -> None:
-        with self._lock:
-            if self._stopping:
-                sock.close()
-                return
-            overloaded = (
-                self._max_connections is not None
-                and len(self._threads) - self._overflow >= self._max_connections
-            )
-            if overloaded:
-                if self._overflow >= _MAX_OVERFLOW:
+    def _back_off(self, selector: selectors.BaseSelector) -> None:
+        """Stop watching the listeners for a while: a growing pause while accept fails."""
+        now = time.monotonic()
+        if self._pause and now - self._last_failure > 2 * ACCEPT_PAUSE_MAX:
+            self._pause = 0.0  # A failure long after the last one: start small again.
+        self._pause = min(2 * self._pause, ACCEPT_PAUSE_MAX) if self._pause else ACCEPT_PAUSE
+        self._last_failure = now
+        self._paused_until = now + self._pause
+        for listener in self._listeners:
+            selector.unregister(listener)
+
+    def _start_client(self, sock: socket.socket, selector: selectors.BaseSelector) -> None:
+        """Start the client's thread; close or refuse its socket if that fails."""
+        try:
+            with self._lock:
+                if self._stopping:
                     sock.close()
                     return
-                self._overflow += 1
-            thread = threading.Thread(
-                target=self._client_main,
-                args=(sock, overloaded),
-                name=f"syncws-handler-{next(_handler_ids)}",
-                # A daemon, so that a handler that never returns cannot keep the
-                # interpreter alive; shutdown() joins it within its timeout.
-                daemon=True,
-            )
-            self._threads.add(thread)
-            self._sockets[thread] = sock
-        thread.start()
+                overloaded = (
+                    self._max_connections is not None
+                    and len(self._threads) - self._overflow >= self._max_connections
+                )
+                if overloaded and self._overflow >= _MAX_OVERFLOW:
+                    sock.close()
+                    return
+                thread = threading.Thread(
+                    target=self._client_main,
+                    args=(sock, overloaded),
+                    name=f"syncws-handler-{next(_handler_ids)}",
+                    # A daemon, so that a handler that never returns cannot keep the
+                    # interpreter alive; shutdown() joins it within its timeout.
+                    daemon=True,
+                )
+                if overloaded:
+                    self._overflow += 1
+                self._threads.add(thread)
+                self._sockets[thread] = sock
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            thread.start()
+        except BaseException as exc:
+            if thread.ident is not None:
+                raise  # It did start (the wait for it was interrupted): the socket is its.
+            with self._lock:
+                self._threads.discard(thread)
+                self._sockets.pop(thread, None)
+                if overloaded:
+                    self._overflow -= 1
+            self._refuse(sock, selector)
+            if not isinstance(exc, RuntimeError):
+                raise
+            # "can't start new thread": out of memory for its stack, or over a limit
+            # on threads or processes (a container's pids limit, RLIMIT_NPROC).
+            self._no_thread.happened(exc)
+            return
+        self._no_thread.over()
+
+    def _refuse(self, sock: socket.socket, selector: selectors.BaseSelector) -> None:
+        """Answer a client that no thread can serve: a 503 if it goes without blocking.
+
+        The socket stays open until the client closes it (read and discarded by the
+        accept loop), at most _REFUSAL_LINGER seconds: closed at once, with the
+        request unread, it would send a reset that may destroy the answer.
+        """
+        if self._ssl_context is None and len(self._refused) < _MAX_REFUSED:
+            try:
+                sock.setblocking(False)
+                if sock.send(_REFUSAL) == len(_REFUSAL):
+                    socket.socket.shutdown(sock, socket.SHUT_WR)
+                    selector.register(sock, selectors.EVENT_READ, _REFUSED)
+                    self._refused[sock] = time.monotonic() + _REFUSAL_LINGER
+                    return
+            except OSError as exc:
+                logger.debug("could not answer a refused client: %s", exc)
+        sock.close()
+
+    def _read_refused(self, sock: socket.socket, selector: selectors.BaseSelector) -> None:
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop_refused(sock, selector)
+
+    def _expire_refused(self, selector: selectors.BaseSelector) -> None:
+        now = time.monotonic()
+        for sock, deadline in list(self._refused.items()):
+            if deadline > now:
+                break
+            self._drop_refused(sock, selector)
+
+    def _drop_refused(self, sock: socket.socket, selector: selectors.BaseSelector) -> None:
+        selector.unregister(sock)
+        del self._refused[sock]
+        sock.close()
 
     def _client_main(self, sock: socket.socket, overloaded: bool) -> None:
         me = threading.current_thread()
@@ -332,7 +532,10 @@ class WebSocketServer:
             while self._unchecked and self._unchecked[0][0] <= now:
                 due.append(self._unchecked.popleft()[1])
         for connection in due:
-            connection.check_reader()
+            try:
+                connection.check_reader()
+            except Exception as exc:
+                self._bug.happened(exc, logging.ERROR, exc_info=True)
 
     def _check_later(self, connection: ConnectionCore) -> None:
         """Have the accept loop call ``connection.check_reader()`` shortly."""

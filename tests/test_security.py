@@ -324,6 +324,31 @@ def test_too_many_header_lines_get_431(echo_server) -> None:
     assert_refused(exchange(echo_server.port, request), 431)
 
 
+def folded_request(port: int, pieces: int) -> bytes:
+    """An upgrade request whose last header is folded onto ``pieces`` lines (obs-fold)."""
+    request = upgrade_request(f"127.0.0.1:{port}", headers=[("X-Folded", "f")])
+    return request.replace(b"X-Folded: f\r\n", b"X-Folded: f\r\n" + b" f\r\n" * (pieces - 1))
+
+
+def test_obs_fold_gets_400(echo_server) -> None:
+    # RFC 9112, section 5.2: a server may refuse a request with obs-fold with 400.
+    assert_refused(exchange(echo_server.port, folded_request(echo_server.port, 2)), 400)
+
+
+def test_obs_fold_in_a_handshake_header_gets_400(echo_server) -> None:
+    request = upgrade_request(f"127.0.0.1:{echo_server.port}")
+    request = request.replace(b"Connection: Upgrade", b"Connection:\r\n Upgrade", 1)
+    assert_refused(exchange(echo_server.port, request), 400)
+
+
+def test_continuation_lines_count_as_header_lines(echo_server) -> None:
+    # 1,128 header lines but 6 fields: the limit counts lines.
+    request = folded_request(echo_server.port, 1123)
+    assert request.count(b"\r\n") - 2 == 1128
+    assert len(request) < 16 * 1024  # below the size limit: the count is what fails
+    assert_refused(exchange(echo_server.port, request), 431)
+
+
 def test_many_headers_below_the_limit_are_fine(echo_server) -> None:
     headers = [(f"X-{i}", "1") for i in range(100)]
     echo_once(echo_server.url, extra_headers=headers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import socket
 import ssl
@@ -32,6 +33,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 import syncws
+import syncws.server
 from syncws import CloseReason, ConnectionClosed, ConnectionRejected, Endpoint
 
 
@@ -498,6 +500,42 @@ def test_max_connections(syncws_server) -> None:
     finally:
         first.close()
         second.close()
+
+
+class FailsOnce:
+    """An id counter whose first draw raises: a bug in the accept loop's per-client work."""
+
+    def __init__(self) -> None:
+        self.ids = itertools.count(1)
+        self.failed = False
+
+    def __iter__(self) -> FailsOnce:
+        return self
+
+    def __next__(self) -> int:
+        if not self.failed:
+            self.failed = True
+            raise ValueError("a bug in the per-client work of the accept loop")
+        return next(self.ids)
+
+
+@pytest.mark.allow_syncws_errors
+def test_a_bug_in_the_accept_loop_is_logged_and_serving_goes_on(
+    syncws_server, caplog, monkeypatch
+) -> None:
+    # No exception from the work the accept loop does for a client may end it (a
+    # server in a with block then kept its listener open and new clients hung in the
+    # backlog). The bug shows: ERROR, with its traceback.
+    monkeypatch.setattr(syncws.server, "_handler_ids", FailsOnce())
+    srv = syncws_server(server_echo)
+    # That client's socket is closed at once (with its request unread: maybe a reset).
+    with pytest.raises((syncws.HandshakeError, ConnectionResetError)):
+        syncws.connect(srv.url, connect_timeout=WAIT)
+    echo_round_trip(srv.url)
+    (record,) = syncws_records(caplog, logging.ERROR)
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], ValueError)
+    assert "Traceback" in caplog.text
 
 
 # -------------------------------------------------------------------------------- TLS

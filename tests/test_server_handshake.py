@@ -7,13 +7,27 @@ ERROR; these tests also look at the DEBUG records).
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import errno
 import logging
+import queue
 import socket
+import struct
+import threading
 import time
 
 import pytest
-from helpers import MARGIN, SHORT, UNIT, WAIT, SyncwsServer, server_echo
+from helpers import (
+    MARGIN,
+    SHORT,
+    UNIT,
+    WAIT,
+    SyncwsServer,
+    server_echo,
+    syncws_threads,
+    wait_for,
+)
 from rawpeer import (
     OP_CLOSE,
     OP_TEXT,
@@ -346,3 +360,110 @@ def test_odd_host_headers_never_break_the_server(syncws_server, debug_log, host,
     if status == 403:
         assert server.record.get(timeout=WAIT) == host
     assert_no_traceback(debug_log)
+
+
+# ------------------------------------------------ clients that go away in the handshake
+
+#: Clients that reset while a process_request hook holds their handshake.
+RESETTING_CLIENTS = 40
+
+
+def reset(sock: socket.socket) -> None:
+    """Close with SO_LINGER 0: the peer gets an RST."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def handler_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The syncws records logged in handler threads."""
+    return [
+        r
+        for r in caplog.records
+        if r.name.startswith("syncws") and r.threadName.startswith("syncws-handler-")
+    ]
+
+
+def reset_during_handshakes(syncws_server, handler, clients: int) -> None:
+    """Serve ``clients`` that each send an upgrade request, then reset while a
+    ``process_request`` hook holds their handshake; return once every handler ended."""
+    entered: queue.Queue[object] = queue.Queue()
+    go = threading.Event()
+
+    def hook(request: syncws.WebSocketRequest) -> None:
+        entered.put(request.remote)
+        assert go.wait(WAIT), "the test did not release the hook"
+
+    srv = syncws_server(handler, process_request=hook)
+    socks = []
+    try:
+        for _ in range(clients):
+            sock = socket.create_connection(("127.0.0.1", srv.port), WAIT)
+            socks.append(sock)
+            sock.sendall(upgrade_request(f"127.0.0.1:{srv.port}"))
+        for _ in range(clients):
+            entered.get(timeout=WAIT)  # each request was read: the hook holds it
+        while socks:
+            reset(socks.pop())
+    finally:
+        go.set()
+        for sock in socks:
+            sock.close()
+    wait_for(
+        lambda: not [t for t in syncws_threads() if t.name.startswith("syncws-handler-")],
+        what="the handlers to end",
+    )
+
+
+def test_clients_that_reset_during_the_handshake_are_no_errors(syncws_server, debug_log) -> None:
+    # The documented pattern, ws = request.accept(), while each client resets before
+    # accept() sends the 101. A client that went away is no failure of the
+    # application: no ERROR, no traceback, one DEBUG line per client at most.
+    reset_during_handshakes(syncws_server, server_echo, RESETTING_CLIENTS)
+    assert_no_traceback(debug_log)
+    records = handler_records(debug_log)
+    per_thread = collections.Counter(r.threadName for r in records)
+    # The reset reaches the server before the hook returns (loopback): every accept()
+    # failed, and each handler logged that one line.
+    assert len(per_thread) == RESETTING_CLIENTS, per_thread
+    assert set(per_thread.values()) == {1}, [r.getMessage() for r in records]
+    assert all("went away during the opening handshake" in r.getMessage() for r in records)
+
+
+@pytest.mark.allow_syncws_errors
+def test_an_oserror_the_handler_raises_after_a_reset_is_an_error(syncws_server, caplog) -> None:
+    # Only the very exception accept() raised is taken for the client's departure.
+    def handler(request: syncws.WebSocketRequest, srv: SyncwsServer) -> None:
+        try:
+            request.accept()
+        except OSError as exc:
+            raise OSError("the handler's own failure") from exc
+
+    reset_during_handshakes(syncws_server, handler, 1)
+    (record,) = error_records(caplog)
+    assert record.exc_info is not None
+    assert str(record.exc_info[1]) == "the handler's own failure"
+
+
+@pytest.mark.allow_syncws_errors
+@pytest.mark.parametrize("when", ["before accept", "after accept"])
+def test_an_oserror_of_the_handler_is_an_error(syncws_server, caplog, when) -> None:
+    def handler(request: syncws.WebSocketRequest, srv: SyncwsServer) -> None:
+        if when == "after accept":
+            request.accept()
+        raise FileNotFoundError(errno.ENOENT, "no such session file", "/sessions/42")
+
+    srv = syncws_server(handler)
+    with (
+        contextlib.suppress(syncws.ConnectionRejected, syncws.ConnectionClosed),
+        syncws.connect(srv.url, connect_timeout=WAIT) as ws,
+    ):
+        ws.get_message(timeout=WAIT)
+    wait_for(lambda: error_records(caplog), what="the ERROR record")
+    (record,) = error_records(caplog)
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], FileNotFoundError)
+    assert "Traceback" in caplog.text
+
+
+def error_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name.startswith("syncws") and r.levelno >= logging.ERROR]

@@ -1,16 +1,22 @@
-"""The server in a child process: Ctrl-C, serve_forever's KeyboardInterrupt, the CLI."""
+"""The server in a child process: Ctrl-C, serve_forever's KeyboardInterrupt, the CLI,
+and the accept loop when the process runs out of file descriptors or threads."""
 
 from __future__ import annotations
 
 import signal
+import socket
 import sys
+import threading
 import time
 
 import pytest
-from helpers import MARGIN, WAIT, Background, ChildProcess
+from helpers import MARGIN, UNIT, WAIT, Background, ChildProcess, wait_for
+from rawpeer import upgrade_request
+from stress.process import ServerProcess, cpu_seconds
 
 import syncws
 from syncws import ConnectionClosed
+from syncws.server import WARNING_INTERVAL
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -168,3 +174,99 @@ def test_demo_command() -> None:
     assert "Traceback" not in child.errors
     # Three messages, each printed when sent and when received back.
     assert len(child.output.splitlines()) >= 3, child.output
+
+
+# ------------------------------------------------- out of file descriptors, of threads
+
+#: The child's soft limit on open files, and the clients that hold connections: about
+#: 55 are served, the others wait in the backlog while accept() fails with EMFILE.
+FD_LIMIT = 64
+FD_CLIENTS = 100
+#: How long the quick test watches the server while it is out of descriptors.
+EPISODE = 1.0 * UNIT
+#: The most CPU the child may use meanwhile, as a fraction of one core.
+MAX_CPU = 0.1
+
+
+def echo_once(server: ServerProcess) -> None:
+    with syncws.connect(server.url("/echo"), connect_timeout=WAIT) as ws:
+        ws.send_message("still serving")
+        assert ws.get_message(timeout=WAIT) == "still serving"
+
+
+def accept_trouble(server: ServerProcess) -> list[str]:
+    """What the child logged at WARNING or above about accepting clients."""
+    return [
+        line
+        for line in server.log_lines()
+        if line.startswith(("WARNING", "ERROR")) and "accept" in line
+    ]
+
+
+def test_out_of_file_descriptors_the_accept_loop_backs_off() -> None:
+    # With RLIMIT_NOFILE 64 and 100 clients, accept() fails with EMFILE while the
+    # listener stays readable: the accept loop used to spin on it (a whole core,
+    # thousands of ERROR lines a second). It stops watching the listener for a
+    # while instead, warns once, and accepts again once descriptors are free.
+    server = ServerProcess("echo", "--max-fds", str(FD_LIMIT), "--log-level", "INFO")
+    socks: list[socket.socket] = []
+    try:
+        request = upgrade_request(f"127.0.0.1:{server.port}", "/echo")
+        for _ in range(FD_CLIENTS):
+            socks.append(socket.create_connection(("127.0.0.1", server.port), WAIT))
+            socks[-1].sendall(request)
+        wait_for(lambda: accept_trouble(server), what="the server to run out of descriptors")
+        cpu_before, started = cpu_seconds(server.pid), time.monotonic()
+        threading.Event().wait(EPISODE)  # the window measured
+        cpu = (cpu_seconds(server.pid) - cpu_before) / (time.monotonic() - started)
+        assert cpu < MAX_CPU, f"the server used {cpu:.0%} of a core while out of descriptors"
+        trouble = accept_trouble(server)
+        assert len(trouble) <= 1 + (EPISODE + MARGIN) / WARNING_INTERVAL, trouble
+        assert all(line.startswith("WARNING") for line in trouble), trouble
+        while socks:
+            socks.pop().close()
+        echo_once(server)  # served once descriptors are free
+        wait_for(
+            lambda: any("accepting clients again" in line for line in server.log_lines()),
+            what="the server to log that it accepts again",
+        )
+    finally:
+        for sock in socks:
+            sock.close()
+        server.stop()
+    assert server.returncode == 0, server.errors
+    assert "Traceback" not in server.errors
+
+
+#: Clients refused while no thread can start.
+REFUSED_CLIENTS = 10
+
+
+def test_a_thread_that_cannot_start_refuses_its_client_and_the_server_goes_on() -> None:
+    # Thread.start() raising RuntimeError (a container's memory or pids limit) used to
+    # end the accept loop: a server in a with block kept its listener open and new
+    # clients hung in the backlog. Now each such client gets a 503, one warning is
+    # logged, and the server serves normally once threads start again.
+    server = ServerProcess("echo", "--log-level", "INFO")
+    try:
+        answer = server.command("threads off")
+        if answer != "threads off":
+            pytest.skip(f"cannot make Thread.start() fail here: {answer}")
+        for _ in range(REFUSED_CLIENTS):
+            with pytest.raises(syncws.ConnectionRejected) as excinfo:
+                syncws.connect(server.url("/echo"), connect_timeout=WAIT)
+            assert excinfo.value.status_code == 503
+        assert server.command("threads on") == "threads on"
+        echo_once(server)
+        wait_for(
+            lambda: any("threads start again" in line for line in server.log_lines()),
+            what="the server to log that threads start again",
+        )
+    finally:
+        server.stop()
+    assert server.returncode == 0, server.errors
+    warnings = [line for line in server.errors.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 1, warnings
+    assert "cannot start a thread" in warnings[0]
+    assert "ERROR" not in server.errors
+    assert "Traceback" not in server.errors

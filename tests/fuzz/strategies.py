@@ -8,6 +8,7 @@ tests count (see ``tests/fuzz/README.md``) and which make failures readable.
 from __future__ import annotations
 
 import base64
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,10 +35,11 @@ def _key(draw: Draw) -> bytes:
 class UpgradeRequest:
     """An HTTP upgrade request as a structure, rendered to bytes by :meth:`render`.
 
-    ``folds`` are indices of headers whose value is split by an obs-fold
-    continuation line; ``lf_lines`` are indices of lines (0 = request line) ended
-    by a bare LF. ``body`` follows the head. ``cut`` keeps only that many bytes of
-    the rendering and ``flip`` replaces one byte of it; ``raw`` replaces everything.
+    ``folds`` maps indices of headers to the number of lines their value is split
+    over by obs-fold continuation lines (at most one line per byte of the value);
+    ``lf_lines`` are indices of lines (0 = request line) ended by a bare LF.
+    ``body`` follows the head. ``cut`` keeps only that many bytes of the rendering
+    and ``flip`` replaces one byte of it; ``raw`` replaces everything.
     """
 
     method: bytes = b"GET"
@@ -45,7 +47,7 @@ class UpgradeRequest:
     version: bytes = b"HTTP/1.1"
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     eol: bytes = CRLF
-    folds: set[int] = field(default_factory=set)
+    folds: dict[int, int] = field(default_factory=dict)
     lf_lines: set[int] = field(default_factory=set)
     body: bytes = b""
     cut: int | None = None
@@ -56,17 +58,23 @@ class UpgradeRequest:
     def head(self) -> bytes:
         """The request line and headers, up to and including the blank line."""
         lines = [b" ".join([self.method, self.target, self.version])]
-        for index, (name, value) in enumerate(self.headers):
-            if index in self.folds and len(value) > 1:
-                middle = len(value) // 2
-                lines.append(name + b": " + value[:middle])
-                lines.append(b" " + value[middle:])
-            else:
-                lines.append(name + b": " + value)
+        for index, (name, _) in enumerate(self.headers):
+            first, *continued = self.pieces(index)
+            lines.append(name + b": " + first)
+            lines.extend(b" " + piece for piece in continued)
         out = bytearray()
         for index, line in enumerate(lines):
             out += line + (b"\n" if index in self.lf_lines else self.eol)
         return bytes(out + self.eol)
+
+    def pieces(self, index: int) -> list[bytes]:
+        """The value of header ``index`` as it is split over lines (one piece: not folded)."""
+        value = self.headers[index][1]
+        count = min(self.folds.get(index, 1), len(value))
+        if count <= 1:
+            return [value]
+        bounds = [len(value) * i // count for i in range(count + 1)]
+        return [value[a:b] for a, b in itertools.pairwise(bounds)]
 
     def render(self) -> bytes:
         if self.raw is not None:
@@ -292,8 +300,13 @@ def _m_cr(draw: Draw, req: UpgradeRequest) -> str:
 
 def _m_fold(draw: Draw, req: UpgradeRequest) -> str:
     index = _pick_header(draw, req)
-    if index is not None:
-        req.folds.add(index)
+    if index is None or draw(st.booleans()):
+        # One field over many lines: the continuation lines count as header lines.
+        lines = draw(st.integers(2, 1200))
+        req.headers.append((b"X-Folded", b"f" * lines))
+        req.folds[len(req.headers) - 1] = lines
+        return "obs-fold-lines"
+    req.folds[index] = draw(st.integers(2, 4))
     return "obs-fold"
 
 

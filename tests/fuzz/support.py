@@ -1,7 +1,8 @@
 """What the fuzz tests share: run sizes, figures, frames, a reference model, a socket pump.
 
 * :func:`examples` and :func:`fuzz_settings`: how many examples a property runs
-  (``SYNCWS_FUZZ_EXAMPLES`` scales them) and the hypothesis settings of every run.
+  (``SYNCWS_FUZZ_EXAMPLES`` scales them) and the hypothesis settings of every run;
+  :func:`explicit_examples`: the examples every run tries first.
 * :class:`Figures`: counts of what the examples did, reported through hypothesis'
   ``event()`` and, when ``SYNCWS_FUZZ_REPORT`` names a file, appended there as JSON.
 * :func:`encode`: one frame with every field under control (RSV bits, reserved
@@ -27,12 +28,12 @@ import struct
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from helpers import WAIT
-from hypothesis import HealthCheck, Phase, event, settings
+from hypothesis import HealthCheck, Phase, event, example, settings
 from rawpeer import (
     OP_BINARY,
     OP_CLOSE,
@@ -59,12 +60,15 @@ __all__ = [
     "encode",
     "examples",
     "expect",
+    "explicit_examples",
     "fuzz_settings",
     "parse_output",
     "read_head",
 ]
 
 # ------------------------------------------------------------------ run sizes
+
+_Test = Callable[..., Any]
 
 
 def examples(short: int, long: int, *, slow: bool, costly: bool = False) -> int:
@@ -101,6 +105,21 @@ def fuzz_settings(max_examples: int) -> settings:
             HealthCheck.function_scoped_fixture,
         ],
     )
+
+
+def explicit_examples(cases: Iterable[Mapping[str, Any]]) -> Callable[[_Test], _Test]:
+    """Decorate a hypothesis test with an ``@example(**case)`` for each of ``cases``.
+
+    Explicit examples run first, on every run: each bug class the fuzzing found keeps
+    one, so that finding it again does not depend on the draw.
+    """
+
+    def decorate(test: _Test) -> _Test:
+        for case in reversed(list(cases)):
+            test = example(**case)(test)
+        return test
+
+    return decorate
 
 
 class Figures:

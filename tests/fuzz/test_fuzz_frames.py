@@ -36,7 +36,9 @@ import syncws
 from .strategies import FrameScript, frame_scripts
 from .support import (
     GENERIC_CODES,
+    OP_BINARY,
     OP_CLOSE,
+    OP_PING,
     Expectation,
     Figures,
     Output,
@@ -45,6 +47,7 @@ from .support import (
     encode,
     examples,
     expect,
+    explicit_examples,
     fuzz_settings,
     parse_output,
     read_head,
@@ -178,7 +181,52 @@ def echo_server(syncws_server) -> Iterator[SyncwsServer]:
 _CLIENT_STREAMS = frame_scripts(masked=True, max_size=LIMIT)
 _SERVER_STREAMS = frame_scripts(masked=False, max_size=LIMIT, finishes=("close", "eof", "reset"))
 
+# ----------------------------------------------------- bug classes, tried on every run
 
+_MASK = b"\x01\x02\x03\x04"
+
+
+def _script(data: bytes, label: str, *, masked: bool) -> FrameScript:
+    """A stream for an explicit example; it ends the connection itself (a close frame)."""
+    return FrameScript(
+        data=data,
+        labels=[label],
+        finish="close",
+        close_code=1000,
+        close_reason="",
+        close_mask=_MASK if masked else None,
+    )
+
+
+def _ping_then_close(mask: bytes | None) -> bytes:
+    return encode(OP_PING, b"ping", mask=mask) + encode(OP_CLOSE, b"\x03\xe8", mask=mask)
+
+
+#: Every kind of stream the fuzzing found mishandled, tried first on every run
+#: (hypothesis' explicit examples). Each was fixed; the comment names the test that
+#: pins the fix down.
+SERVER_BUG_EXAMPLES = [
+    # A ping read together with the close frame got no pong
+    # (test_ping_just_before_close_is_answered).
+    {"script": _script(_ping_then_close(_MASK), "ping then close", masked=True)},
+    # A message over max_message_size read together with the close frame got no close
+    # frame (test_message_too_big_then_close_gets_a_close_frame).
+    {
+        "script": _script(
+            encode(OP_BINARY, b"x" * (LIMIT + 1), mask=_MASK)
+            + encode(OP_CLOSE, b"\x03\xe8", mask=_MASK),
+            "too big then close",
+            masked=True,
+        )
+    },
+]
+CLIENT_BUG_EXAMPLES = [
+    # The same ping, from a server (test_client_answers_ping_just_before_close).
+    {"script": _script(_ping_then_close(None), "ping then close", masked=False)},
+]
+
+
+@explicit_examples(SERVER_BUG_EXAMPLES)
 @fuzz_settings(examples(300, 5000, slow=False))
 @given(script=_CLIENT_STREAMS)
 def test_fuzz_server_frames(
@@ -189,6 +237,7 @@ def test_fuzz_server_frames(
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
+@explicit_examples(SERVER_BUG_EXAMPLES)
 @fuzz_settings(examples(300, 5000, slow=True))
 @given(script=_CLIENT_STREAMS)
 def test_fuzz_server_frames_long(
@@ -304,6 +353,7 @@ def check_client_close(
         assert sent == reason.code or (finish == "reset" and sent == "none"), context
 
 
+@explicit_examples(CLIENT_BUG_EXAMPLES)
 @fuzz_settings(examples(200, 4000, slow=False))
 @given(script=_SERVER_STREAMS)
 def test_fuzz_client_frames(
@@ -314,6 +364,7 @@ def test_fuzz_client_frames(
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
+@explicit_examples(CLIENT_BUG_EXAMPLES)
 @fuzz_settings(examples(200, 4000, slow=True))
 @given(script=_SERVER_STREAMS)
 def test_fuzz_client_frames_long(

@@ -7,7 +7,19 @@ Run from the repository root::
 
 It serves a :class:`syncws.WebSocketServer` on 127.0.0.1 (port chosen by the OS),
 prints ``PORT <n>`` once it is ready, and shuts down (exit status 0) when its
-standard input reaches end of file. Warnings and errors go to standard error.
+standard input reaches end of file. Warnings and errors go to standard error
+(``--log-level INFO`` adds the server's INFO records). It raises its soft limit on
+open files to the hard limit, or sets it to ``--max-fds N``.
+
+Each line of standard input is a command, answered with one line on standard output:
+
+``threads off``
+    Make :meth:`threading.Thread.start` fail from now on, as under a container's
+    memory or pids limit: thread stacks of 256 MiB, and a soft ``RLIMIT_AS`` 64 MiB
+    above the process's address space, which leaves the heap room. Answers
+    ``threads off`` once a thread start was seen to fail, else ``unavailable: <why>``.
+``threads on``
+    Lift the limit (back to the hard limit) and the stack size; answers ``threads on``.
 
 Resources:
 
@@ -64,10 +76,58 @@ def broadcast_message(index: int, size: int, tail: bytes) -> bytes:
     return index.to_bytes(8, "big") + tail[: size - 8]
 
 
-def raise_fd_limit() -> None:
-    """Raise the soft limit on open files to the hard limit."""
+def set_fd_limit(limit: int | None) -> None:
+    """Set the soft limit on open files to ``limit`` (``None``: the hard limit)."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard if limit is None else limit, hard))
+
+
+#: ``threads off``: each thread's stack, and the room left in the address space.
+TRAP_STACK = 256 * 1024 * 1024
+TRAP_HEADROOM = 64 * 1024 * 1024
+
+
+def address_space() -> int:
+    """VmSize of this process, in bytes, from /proc/self/status."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmSize in /proc/self/status")
+
+
+def threads_off() -> str:
+    """Make Thread.start() fail: the ``threads off`` command (see the module docstring)."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = address_space() + TRAP_HEADROOM
+    if hard != resource.RLIM_INFINITY and limit > hard:
+        return f"unavailable: the hard RLIMIT_AS ({hard}) is below {limit}"
+    threading.stack_size(TRAP_STACK)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        room = bytearray(TRAP_HEADROOM // 4)  # the heap must still have room
+        del room
+        probe = threading.Thread(target=lambda: None, name="stress-probe")
+        probe.start()
+    except MemoryError:
+        threads_on()
+        return "unavailable: no room left for the heap"
+    except RuntimeError:
+        return "threads off"
+    probe.join()
+    threads_on()
+    return "unavailable: a thread still started"
+
+
+def threads_on() -> str:
+    """Undo :func:`threads_off`: the ``threads on`` command."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+    threading.stack_size(0)
+    return "threads on"
+
+
+COMMANDS = {"threads off": threads_off, "threads on": threads_on}
 
 
 def memory() -> dict[str, int]:
@@ -230,18 +290,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--disconnect-timeout", type=float, default=10.0, help="seconds (default 10)"
     )
+    parser.add_argument("--max-fds", type=int, help="soft limit on open files")
+    parser.add_argument("--log-level", default="WARNING", help="default WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+        level=args.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
-    raise_fd_limit()
+    set_fd_limit(args.max_fds)
     stress = StressServer(args.mode, args.disconnect_timeout)
     with stress.server:
         print("PORT", stress.server.port, flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             # Serve until the parent closes our standard input (or goes away).
-            while sys.stdin.buffer.read(4096):
-                pass
+            for line in sys.stdin.buffer:
+                command = COMMANDS.get(line.decode(errors="replace").strip())
+                print(command() if command else "unknown command", flush=True)
     return 0
 
 

@@ -7,15 +7,12 @@ environment, each test also writes its figures into that JSON file.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import random
 import resource
-import select
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections import deque
@@ -24,136 +21,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import MARGIN, UNIT, WAIT
+from helpers import MARGIN, UNIT, WAIT, wait_for
+from rawpeer import upgrade_request
 
 import syncws
+from syncws.server import ACCEPT_PAUSE_MAX, WARNING_INTERVAL
 
+from .process import LOADED, ServerProcess, cpu_seconds
 from .server_main import broadcast_message, filler
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
-
-#: Bound of one blocking call while the server is under load.
-LOADED = 3 * WAIT
-#: The server's disconnect_timeout, so that its shutdown is always bounded.
-SERVER_DISCONNECT = WAIT / 2
 
 
 # ------------------------------------------------------------------ the server process
 
 
-class ServerProcess:
-    """``python -m tests.stress.server_main`` in a child process.
-
-    The child serves until its standard input is closed; :meth:`stop` closes it,
-    waits (bounded), and kills the child if it is still running.
-    """
-
-    def __init__(self, mode: str) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop())
-        command = [sys.executable, "-m", "tests.stress.server_main", "--mode", mode]
-        command += ["--disconnect-timeout", str(SERVER_DISCONNECT)]
-        self.proc = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-        )
-        self.returncode: int | None = None
-        self.stopped = False
-        self.errors = ""
-        try:
-            self.port = self._read_port()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _read_port(self) -> int:
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        deadline = time.monotonic() + WAIT
-        output = b""
-        while b"\n" not in output:
-            remaining = deadline - time.monotonic()
-            readable, _, _ = select.select([fd], [], [], max(remaining, 0.0))
-            chunk = os.read(fd, 4096) if readable else b""
-            if not chunk:
-                raise AssertionError(f"the server process did not start: {output!r}")
-            output += chunk
-        words = output.split(b"\n", 1)[0].split()
-        assert words[:1] == [b"PORT"], f"unexpected first line: {output!r}"
-        return int(words[1])
-
-    def url(self, resource: str) -> str:
-        return f"ws://127.0.0.1:{self.port}{resource}"
-
-    def stats(self) -> dict[str, Any]:
-        """The server's current figures (the /stats connection included)."""
-        with syncws.connect(
-            self.url("/stats"), connect_timeout=LOADED, disconnect_timeout=WAIT
-        ) as ws:
-            figures: dict[str, Any] = json.loads(ws.get_message(timeout=LOADED))
-        return figures
-
-    def settled_stats(self, what: str) -> dict[str, Any]:
-        """Figures once only the /stats connection is open and two snapshots agree."""
-        key = ("threads", "python_threads", "fds", "connections")
-        previous = self.stats()
-        deadline = time.monotonic() + WAIT
-        while True:
-            current = self.stats()
-            settled = current["connections"] == 1
-            if settled and all(current[k] == previous[k] for k in key):
-                return current
-            assert time.monotonic() < deadline, f"the server did not settle ({what}): {current}"
-            previous = current
-
-    def stats_until(self, predicate: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
-        """Poll /stats (bounded) until ``predicate`` holds; return those figures."""
-        deadline = time.monotonic() + LOADED
-        while True:
-            figures = self.stats()
-            if predicate(figures):
-                return figures
-            assert time.monotonic() < deadline, f"timed out waiting for {what}: {figures}"
-
-    def stop(self) -> None:
-        """Close stdin, wait for the exit (bounded), kill if needed; keep stderr."""
-        if self.stopped:
-            return
-        self.stopped = True
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.returncode = self.proc.wait(WAIT + SERVER_DISCONNECT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(WAIT)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self._stderr.seek(0)
-        self.errors = self._stderr.read().decode(errors="replace")
-        self._stderr.close()
-
-    def check_clean_exit(self) -> None:
-        """After :meth:`stop`: exit status 0 and nothing logged at WARNING or above."""
-        assert self.returncode == 0, f"server exit status {self.returncode}: {self.errors}"
-        assert self.errors == "", f"the server logged: {self.errors}"
-
-
 @pytest.fixture
-def server_process() -> Iterator[Callable[[str], ServerProcess]]:
-    """Factory: ``server_process(mode)`` -> a running :class:`ServerProcess`, stopped after."""
+def server_process() -> Iterator[Callable[..., ServerProcess]]:
+    """Factory: ``server_process(mode, *options)`` -> a running :class:`ServerProcess`,
+    stopped after the test."""
     processes: list[ServerProcess] = []
 
-    def start(mode: str) -> ServerProcess:
-        process = ServerProcess(mode)
+    def start(mode: str, *options: str) -> ServerProcess:
+        process = ServerProcess(mode, *options)
         processes.append(process)
         return process
 
@@ -620,3 +512,186 @@ def test_broadcast_with_non_readers(server_process: Callable[[str], ServerProces
         "non_reader_messages_before_end": [count for count, _ in left],
     }
     report("broadcast_with_non_readers", figures)
+
+
+# ------------------------------------------------------------- out of file descriptors
+
+#: The server's soft limit on open files, and the clients holding connections: about
+#: 55 are served, the others wait in the backlog while accept() fails with EMFILE.
+FD_LIMIT = 64
+FD_CLIENTS = 100
+#: How long the server stays out of descriptors.
+FD_EPISODE = 60.0
+#: Bounds held meanwhile: CPU (a fraction of one core) and warnings per minute.
+FD_MAX_CPU = 0.02
+FD_MAX_WARNINGS_PER_MINUTE = 60 / WARNING_INTERVAL + 1
+
+
+def hold_clients(server: ServerProcess, count: int, *, request: bool) -> list[socket.socket]:
+    """``count`` raw clients that stay connected, having sent an upgrade request to /echo
+    (``request``) or nothing."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            socks.append(socket.create_connection(("127.0.0.1", server.port), LOADED))
+            if request:
+                socks[-1].sendall(upgrade_request(f"127.0.0.1:{server.port}", "/echo"))
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+def log_count(server: ServerProcess, prefix: str, text: str) -> int:
+    return sum(1 for line in server.log_lines() if line.startswith(prefix) and text in line)
+
+
+def echo_once(server: ServerProcess) -> None:
+    with syncws.connect(server.url("/echo"), connect_timeout=LOADED) as ws:
+        ws.send_message("still serving")
+        assert ws.get_message(timeout=LOADED) == "still serving"
+
+
+@pytest.mark.timeout(180)
+def test_out_of_file_descriptors_for_a_minute(
+    server_process: Callable[..., ServerProcess],
+) -> None:
+    server = server_process("echo", "--max-fds", str(FD_LIMIT), "--log-level", "INFO")
+    socks = hold_clients(server, FD_CLIENTS, request=True)
+    try:
+        wait_for(
+            lambda: log_count(server, "WARNING", "cannot accept clients"),
+            LOADED,
+            "the server to run out of descriptors",
+        )
+        lines_before = len(server.log_lines())
+        cpu_before, started = cpu_seconds(server.pid), time.monotonic()
+        threading.Event().wait(FD_EPISODE)  # the episode measured
+        elapsed = time.monotonic() - started
+        cpu = (cpu_seconds(server.pid) - cpu_before) / elapsed
+        lines = server.log_lines()[lines_before:]
+        warnings = [line for line in lines if line.startswith("WARNING")]
+        # Let the clients go: descriptors come free, and a new client is served.
+        released = time.monotonic()
+        while socks:
+            socks.pop().close()
+        echo_once(server)
+        recovery = time.monotonic() - released
+        # Out of descriptors again, then shut down: the accept loop does not hold it up.
+        # (These clients send nothing: shutdown wakes handshakes in progress at once,
+        # where open connections would wait for close frames they never get.)
+        socks = hold_clients(server, FD_CLIENTS, request=False)
+        wait_for(
+            lambda: (
+                log_count(server, "INFO", "accepting clients again") >= 1
+                and log_count(server, "WARNING", "cannot accept clients") >= 1 + len(warnings)
+            ),
+            LOADED,
+            "the server to run out of descriptors again",
+        )
+        stopping = time.monotonic()
+        server.stop()
+        shutdown = time.monotonic() - stopping
+    finally:
+        for sock in socks:
+            sock.close()
+        server.stop()
+    assert server.returncode == 0, server.errors
+    assert "ERROR" not in server.errors and "Traceback" not in server.errors, server.errors
+    per_minute = len(warnings) * 60 / elapsed
+    figures = {
+        "fd_limit": FD_LIMIT,
+        "clients": FD_CLIENTS,
+        "episode_seconds": round(elapsed, 1),
+        "cpu_percent": round(100 * cpu, 2),
+        "cpu_percent_bound": 100 * FD_MAX_CPU,
+        "warnings_per_minute": round(per_minute, 1),
+        "warnings_per_minute_bound": FD_MAX_WARNINGS_PER_MINUTE,
+        "log_lines_during_episode": len(lines),
+        "recovery_seconds": round(recovery, 2),
+        "shutdown_seconds_while_out_of_fds": round(shutdown, 2),
+    }
+    print(f"\nout of file descriptors: {json.dumps(figures)}")
+    report("out_of_file_descriptors", figures)
+    assert cpu < FD_MAX_CPU, figures
+    assert per_minute <= FD_MAX_WARNINGS_PER_MINUTE, warnings
+    assert len(lines) == len(warnings), lines  # nothing else, at any level
+    # The pause grows to ACCEPT_PAUSE_MAX: the backlog is served within it, then the
+    # new client.
+    assert recovery < ACCEPT_PAUSE_MAX + MARGIN, figures
+    assert shutdown < MARGIN, figures
+
+
+# --------------------------------------------------------------- threads cannot start
+
+#: Client threads, and the connection attempts each makes while threads cannot start
+#: in the server, then once they can again.
+THREAD_CLIENTS = 50
+THREAD_ATTEMPTS = 4
+
+
+@pytest.mark.timeout(120)
+def test_threads_that_cannot_start(server_process: Callable[..., ServerProcess]) -> None:
+    server = server_process("echo", "--log-level", "INFO")
+    answer = server.command("threads off")
+    if answer != "threads off":
+        pytest.skip(f"cannot make Thread.start() fail here: {answer}")
+
+    def refused(index: int) -> list[str]:
+        outcomes = []
+        for _ in range(THREAD_ATTEMPTS):
+            started = time.monotonic()
+            try:
+                syncws.connect(server.url("/echo"), connect_timeout=LOADED).close()
+                outcomes.append("connected")
+            except syncws.ConnectionRejected as exc:
+                outcomes.append(str(exc.status_code))
+            except syncws.ConnectionTimeout:
+                outcomes.append("timeout")
+            except syncws.HandshakeError:
+                outcomes.append("closed")
+            except OSError:
+                outcomes.append("reset")
+            assert time.monotonic() - started < MARGIN, outcomes
+        return outcomes
+
+    def served(index: int) -> int:
+        for _ in range(THREAD_ATTEMPTS):
+            echo_once(server)
+        return THREAD_ATTEMPTS
+
+    started = time.monotonic()
+    refusing = Workers(THREAD_CLIENTS, refused, lambda: None)
+    refusing.join(LOADED)
+    refusing.check()
+    refusal_seconds = time.monotonic() - started
+    warnings = log_count(server, "WARNING", "cannot start a thread")
+    assert server.command("threads on") == "threads on"
+    serving = Workers(THREAD_CLIENTS, served, lambda: None)
+    serving.join(LOADED)
+    serving.check()
+    wait_for(
+        lambda: log_count(server, "INFO", "threads start again"),
+        LOADED,
+        "the server to log that threads start again",
+    )
+    server.stop()
+    assert server.returncode == 0, server.errors
+    assert "ERROR" not in server.errors and "Traceback" not in server.errors, server.errors
+    outcomes = collections.Counter(o for result in refusing.results for o in result)
+    figures = {
+        "attempts_while_threads_cannot_start": THREAD_CLIENTS * THREAD_ATTEMPTS,
+        "outcomes": dict(outcomes),
+        "seconds": round(refusal_seconds, 2),
+        "warnings": warnings,
+        "served_after_recovery": sum(serving.results),
+    }
+    print(f"\nthreads that cannot start: {json.dumps(figures)}")
+    report("threads_that_cannot_start", figures)
+    # Every client got an answer at once: a 503, or (over _MAX_REFUSED answers
+    # pending) the end of the connection; none connected, none waited.
+    assert set(outcomes) <= {"503", "closed", "reset"}, outcomes
+    assert outcomes["503"] > 0, outcomes
+    assert warnings <= 1 + refusal_seconds / WARNING_INTERVAL, warnings
+    assert sum(serving.results) == THREAD_CLIENTS * THREAD_ATTEMPTS
