@@ -21,6 +21,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
 from wsproto.utilities import RemoteProtocolError
 
+from ._connect import open_tcp
 from ._deadline import Deadline
 from ._deflate import deflate_extensions
 from ._http import HeadersLike, check_headers, check_token, split_head
@@ -293,14 +294,14 @@ def _check_response_head(data: bytes) -> int:
 def _open(
     target: _Target, ssl_context: ssl.SSLContext | None, options: ConnectOptions
 ) -> WebSocketConnection:
-    """TCP connect, TLS, then the upgrade, all within ``connect_timeout``."""
+    """TCP connect, TLS, then the upgrade, all within ``connect_timeout``.
+
+    Name resolution counts against the deadline but cannot be cut short by it.
+    """
     check_option_names(options, _OPTION_NAMES)
     _request(target, options)  # Check every option before touching the network.
     deadline = Deadline(options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
-    try:
-        sock = socket.create_connection((target.host, target.port), deadline.remaining())
-    except TimeoutError as exc:
-        raise ConnectionTimeout(f"timed out connecting to {target.host}:{target.port}") from exc
+    sock = open_tcp(target.host, target.port, deadline)
     try:
         if target.secure:
             context = ssl_context if ssl_context is not None else ssl.create_default_context()
@@ -329,9 +330,12 @@ def connect_websocket_url(
     :param options: see :class:`ConnectOptions`.
     :raises ValueError: for a malformed URL or option.
     :raises ConnectionRejected: when the server answers with an HTTP error.
-    :raises ConnectionTimeout: when opening takes longer than ``connect_timeout``.
+    :raises ConnectionTimeout: when opening takes longer than ``connect_timeout``, which
+        bounds the attempts on every address of the host, TLS and the upgrade together.
     :raises HandshakeError: when the server's answer is not a valid handshake.
-    :raises OSError: when the connection fails (DNS, refused, TLS verification).
+    :raises OSError: when the connection fails (DNS, refused, TLS verification). When
+        every address of the host failed, the error of the first one, its message
+        naming each address and why it failed.
     """
     return _open(_parse_url(url), ssl_context, options)
 
