@@ -30,6 +30,7 @@ from collections.abc import Iterator
 
 from .. import ConnectOptions, WebSocketConnection
 from .. import connect as open_connection
+from .._redact import redact_url
 from ..exceptions import ConnectionClosed
 from ._common import (
     CONNECT_ERRORS,
@@ -129,12 +130,13 @@ def run(args: argparse.Namespace) -> int:
         context = client_ssl_context(args.cafile, args.insecure)
         ws = open_connection(url, ssl_context=context, **options)
     except CONNECT_ERRORS as exc:
-        print(f"error: cannot connect to {url}: {describe_error(exc)}", file=sys.stderr)
+        message = f"error: cannot connect to {redact_url(url)}: {describe_error(exc)}"
+        print(message, file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     subprotocol = f" (subprotocol {ws.subprotocol})" if ws.subprotocol else ""
-    console.info(f"connected to {url}{subprotocol}")
+    console.info(f"connected to {redact_url(url)}{subprotocol}")
     session = Session(ws, console, args.ping)
     status = session.run(sys.stdin.fileno(), None if math.isinf(wait) else wait)
     if session.output_lost:

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from types import FrameType
 
 from .. import Handler, WebSocketConnection, WebSocketRequest, WebSocketServer, broadcast
+from .._redact import redact_url
 from ..exceptions import ConnectionClosed
 from ._common import describe_error
 
@@ -149,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
         )
     except (OSError, ValueError) as exc:
         print(
-            f"error: cannot serve on {args.host}:{args.port}: {describe_error(exc)}",
+            # A URL given as the host by mistake may hold a password.
+            f"error: cannot serve on {redact_url(args.host)}:{args.port}: {describe_error(exc)}",
             file=sys.stderr,
         )
         return 1
