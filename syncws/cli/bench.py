@@ -26,6 +26,7 @@ from .. import WebSocketConnection
 from .. import connect as open_connection
 from .._redact import redact_url
 from ._common import CONNECT_ERRORS, add_client_tls_arguments, client_ssl_context, describe_error
+from ._console import for_stream
 
 __all__ = ["DESCRIPTION", "Progress", "configure", "percentile", "run"]
 
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except CONNECT_ERRORS as exc:
         message = f"error: cannot connect to {shown}: {describe_error(exc)}"
-        print(message, file=sys.stderr)
+        print(for_stream(message, sys.stderr), file=sys.stderr)
         return 1
     progress = Progress(sys.stderr, enabled=sys.stderr.isatty())
     kind = "text" if args.text else "binary"
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
                 _print_throughput(args.throughput_count, args.throughput_size, elapsed)
     except (*CONNECT_ERRORS, TimeoutError, EchoMismatch) as exc:
         progress.clear()
-        print(f"error: {describe_error(exc)}", file=sys.stderr)
+        print(for_stream(f"error: {describe_error(exc)}", sys.stderr), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         progress.clear()

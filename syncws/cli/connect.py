@@ -2,7 +2,8 @@
 
 Each line read from standard input is sent as a text message (without its line
 ending); a thread named ``syncws-cli-receiver`` prints every message received: text as
-it is, binary as ``[binary N bytes]`` and a hexadecimal dump.
+it is, binary as ``[binary N bytes]`` and a hexadecimal dump. On a terminal, control
+characters from the server are shown escaped (see :mod:`syncws.cli._console`).
 
 On a terminal, lines carry a timestamp and a colour and a ``> `` prompt waits for
 input; elsewhere standard output carries the received messages only and information
@@ -39,7 +40,7 @@ from ._common import (
     describe_error,
     parse_header,
 )
-from ._console import Console
+from ._console import Console, for_stream
 
 __all__ = ["DESCRIPTION", "Session", "configure", "run"]
 
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         ws = open_connection(url, ssl_context=context, **options)
     except CONNECT_ERRORS as exc:
         message = f"error: cannot connect to {redact_url(url)}: {describe_error(exc)}"
-        print(message, file=sys.stderr)
+        print(for_stream(message, sys.stderr), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
