@@ -254,7 +254,9 @@ def test_cli_never_shows_the_password(
     password: str, resolver: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for url in urls(password):
-        for argv in cli_runs(url):
+        # The runs that reach the client, and the two ways argparse quotes arguments
+        # (the child-process test below runs every command).
+        for argv in [run for run in cli_runs(url) if run[0] in ("connect", "bench", url)]:
             assert main(argv) in (1, 2), argv
             out, err = capsys.readouterr()
             assert_hidden(out + err, password, f"by syncws {argv}")
@@ -262,9 +264,7 @@ def test_cli_never_shows_the_password(
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes")
 @pytest.mark.parametrize(
-    "argv",
-    cli_runs("ws://alice:27182#81828@127.0.0.1:1/")
-    + cli_runs(f"ws://alice:{PIECES[0]}/{PIECES[1]}@127.0.0.1:1/"),
+    "argv", cli_runs(f"ws://alice:{DIGITS[0]}#{PIECES[0]}/{PIECES[1]}@127.0.0.1:1/")
 )
 def test_every_command_in_a_child_process(argv: list[str]) -> None:
     child = Cli(*argv)
@@ -272,8 +272,8 @@ def test_every_command_in_a_child_process(argv: list[str]) -> None:
         assert child.wait() in (1, 2)
     finally:
         child.stop()
-    for password in ("27182#81828", PASSWORD):
-        assert_hidden(child.output + child.errors, password, f"by syncws {argv}")
+    password = f"{DIGITS[0]}#{PIECES[0]}/{PIECES[1]}"
+    assert_hidden(child.output + child.errors, password, f"by syncws {argv}")
     assert "***" in child.errors
     no_traceback(child)
 
