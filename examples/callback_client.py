@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 import syncws
+from syncws.client import redact_url
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     received = 0
 
     def on_open(ws: syncws.WebSocketConnection) -> None:
-        print(f"connected to {args.url}", file=sys.stderr)
+        print(f"connected to {redact_url(args.url)}", file=sys.stderr)
         for message in args.messages:
             ws.send_message(message)
 
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         client.run_forever()
     except (syncws.WebSocketError, OSError, ValueError) as exc:
-        print(f"error: cannot connect to {args.url}: {exc}", file=sys.stderr)
+        print(f"error: cannot connect to {redact_url(args.url)}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

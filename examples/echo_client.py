@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 import syncws
+from syncws.client import redact_url
 
 DEFAULT_MESSAGES = ("hello", "from", "syncws")
 
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: no reply within {args.timeout} seconds", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"error: cannot connect to {args.url}: {exc}", file=sys.stderr)
+        print(f"error: cannot connect to {redact_url(args.url)}: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from tkinter import scrolledtext
 
 import syncws
+from syncws.client import redact_url
 
 MAX_PER_CALL = 100  # messages shown per call at most, so a flood cannot freeze the window
 POLL_MS = 50  # where Tk cannot watch a descriptor: how often to look for messages
@@ -114,11 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A short disconnect_timeout keeps closing the window quick.
         ws = syncws.connect(args.url, connect_timeout=10, disconnect_timeout=2)
     except (syncws.WebSocketError, OSError, ValueError) as exc:
-        print(f"error: cannot connect to {args.url}: {exc}", file=sys.stderr)
+        print(f"error: cannot connect to {redact_url(args.url)}: {exc}", file=sys.stderr)
         return 1
     try:
         root = tk.Tk()
-        window = ChatWindow(root, ws, args.url)
+        window = ChatWindow(root, ws, redact_url(args.url))
         try:
             root.mainloop()
         finally:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ._redact import redact_url
 from .client import connect
 from .connection import WebSocketConnection, check_close_arguments, exit_close_code
 from .exceptions import ConnectionClosed, ConnectionRejected, HandshakeError
@@ -199,7 +200,8 @@ class CallbackClient:
         self._pending_changed = threading.Condition(threading.Lock())
 
     def __repr__(self) -> str:
-        return f"<CallbackClient {self._id} {self._url!r}>"
+        # The repr goes into log records: never with the URL's password.
+        return f"<CallbackClient {self._id} {redact_url(self._url)!r}>"
 
     @property
     def connection(self) -> WebSocketConnection | None:

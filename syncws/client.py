@@ -21,9 +21,11 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
 from wsproto.utilities import RemoteProtocolError
 
+from ._connect import open_tcp
 from ._deadline import Deadline
 from ._deflate import deflate_extensions
 from ._http import HeadersLike, check_headers, check_token, split_head
+from ._redact import redact_url
 from .connection import (
     DEFAULT_CONNECT_TIMEOUT,
     ConnectionOptions,
@@ -45,6 +47,7 @@ __all__ = [
     "connect_websocket_url",
     "open_websocket",
     "open_websocket_url",
+    "redact_url",
     "wrap_client_socket",
 ]
 
@@ -54,7 +57,6 @@ MAX_REJECT_BODY = 64 * 1024
 #: Response headers that may appear once (RFC 6455, section 4.1).
 _SINGLE_RESPONSE_HEADERS = (b"sec-websocket-accept", b"sec-websocket-protocol")
 _UNSAFE_URL = re.compile(r"[\x00-\x20\x7f]")
-_PASSWORD = re.compile(r"^([^:/?#]*://[^/?#@:]*):[^/?#]*@")
 
 
 class ConnectOptions(ConnectionOptions, total=False):
@@ -113,42 +115,55 @@ def _check_resource(resource: str) -> str:
     return quote(resource, safe="!#$%&'()*+,/:;=?@[]~")
 
 
-def _redact(url: str) -> str:
-    """Hide the password of a URL, for error messages."""
-    return _PASSWORD.sub(r"\1:***@", url)
-
-
 def _parse_url(url: str) -> _Target:
     """Split a ``ws://`` or ``wss://`` URL; raise ValueError naming what is wrong.
 
-    Error messages never show the password the URL may hold.
+    Error messages show the URL through :func:`redact_url` only, never a part of it
+    taken from the parser (which may have mistaken a piece of password for a port or a
+    host), and chain no exception that could hold it.
     """
+    shown = repr(redact_url(url))
+    problem = _url_problem(url)
+    if problem is not None:
+        raise ValueError(problem.format(url=shown))
+    return _split_url(url)
+
+
+def _url_problem(url: str) -> str | None:
+    """Return what is wrong with ``url`` (``{url}`` standing for it), or ``None``."""
+    if _UNSAFE_URL.search(url):
+        return "the URL contains whitespace or control characters: {url}"
     try:
-        return _split_url(url)
-    except ValueError as exc:
-        message = str(exc).replace(repr(url), repr(_redact(url)))
-        raise ValueError(message) from None
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # Its message may quote the netloc, password included.
+        return "malformed URL {url}: an invalid port or host"
+    scheme = parts.scheme.lower()
+    if scheme not in ("ws", "wss"):
+        if not parts.scheme:
+            return "no ws:// or wss:// scheme in URL {url}"
+        # The scheme comes before the first colon: it cannot hold the password.
+        return f"unsupported URL scheme {parts.scheme!r} in {{url}}: use ws:// or wss://"
+    if not parts.hostname:
+        return "no host in URL {url}"
+    if port == 0:
+        return "invalid port 0 in URL {url}"
+    if "#" in url:
+        # RFC 6455, section 3: fragments must not be used; a "#" is sent as %23.
+        return "a WebSocket URL may not have a fragment: {url}"
+    try:
+        _check_host(parts.hostname)
+        _check_resource(parts.path or "/")
+    except ValueError:
+        return "invalid host or path in URL {url}"
+    return None
 
 
 def _split_url(url: str) -> _Target:
-    if _UNSAFE_URL.search(url):
-        raise ValueError(f"the URL contains whitespace or control characters: {url!r}")
+    """Split a URL that :func:`_url_problem` found nothing wrong with."""
     parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in ("ws", "wss"):
-        raise ValueError(f"unsupported URL scheme {parts.scheme!r} in {url!r}: use ws:// or wss://")
-    if not parts.hostname:
-        raise ValueError(f"no host in URL {url!r}")
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"invalid port in URL {url!r}") from exc
-    if port == 0:
-        raise ValueError(f"invalid port 0 in URL {url!r}")
-    if "#" in url:
-        # RFC 6455, section 3: fragments must not be used; a "#" is sent as %23.
-        raise ValueError(f"a WebSocket URL may not have a fragment: {url!r}")
-    secure = scheme == "wss"
+    assert parts.hostname is not None
+    secure = parts.scheme.lower() == "wss"
     resource = parts.path or "/"
     if parts.query:
         resource = f"{resource}?{parts.query}"
@@ -157,7 +172,7 @@ def _split_url(url: str) -> _Target:
         credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         authorization = b"Basic " + base64.b64encode(credentials.encode("utf-8"))
     host = _check_host(parts.hostname)
-    port = port or (443 if secure else 80)
+    port = parts.port or (443 if secure else 80)
     return _Target(
         host=host,
         port=port,
@@ -293,14 +308,14 @@ def _check_response_head(data: bytes) -> int:
 def _open(
     target: _Target, ssl_context: ssl.SSLContext | None, options: ConnectOptions
 ) -> WebSocketConnection:
-    """TCP connect, TLS, then the upgrade, all within ``connect_timeout``."""
+    """TCP connect, TLS, then the upgrade, all within ``connect_timeout``.
+
+    Name resolution counts against the deadline but cannot be cut short by it.
+    """
     check_option_names(options, _OPTION_NAMES)
     _request(target, options)  # Check every option before touching the network.
     deadline = Deadline(options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
-    try:
-        sock = socket.create_connection((target.host, target.port), deadline.remaining())
-    except TimeoutError as exc:
-        raise ConnectionTimeout(f"timed out connecting to {target.host}:{target.port}") from exc
+    sock = open_tcp(target.host, target.port, deadline)
     try:
         if target.secure:
             context = ssl_context if ssl_context is not None else ssl.create_default_context()
@@ -329,9 +344,12 @@ def connect_websocket_url(
     :param options: see :class:`ConnectOptions`.
     :raises ValueError: for a malformed URL or option.
     :raises ConnectionRejected: when the server answers with an HTTP error.
-    :raises ConnectionTimeout: when opening takes longer than ``connect_timeout``.
+    :raises ConnectionTimeout: when opening takes longer than ``connect_timeout``, which
+        bounds the attempts on every address of the host, TLS and the upgrade together.
     :raises HandshakeError: when the server's answer is not a valid handshake.
-    :raises OSError: when the connection fails (DNS, refused, TLS verification).
+    :raises OSError: when the connection fails (DNS, refused, TLS verification). When
+        every address of the host failed, the error of the first one, its message
+        naming each address and why it failed.
     """
     return _open(_parse_url(url), ssl_context, options)
 

@@ -15,6 +15,7 @@ import pytest
 from clihelpers import ANSI, TIMESTAMP, Cli, Terminal, child_env, no_traceback
 from helpers import WAIT, SyncwsServer, server_echo, unused_port
 
+from syncws.cli._console import escape_controls
 from syncws.testing import RecordingHandler, ServerFactory
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes and signals")
@@ -269,3 +270,97 @@ def test_no_colour_with_no_color(syncws_server: Server) -> None:
         term.stop()
     assert match
     assert "\x1b[3" not in term.output  # No colour; cursor moves remain.
+
+
+# -------------------------------------------------------------- control characters
+
+#: Text a hostile server sends: a window title, a clear screen, a C1 CSI, DEL, a
+#: carriage return (to overwrite the line), a tab and a line feed.
+HOSTILE = "\x1b]0;pwned\x07title \x1b[2Jclear \x9b31mcsi \x7fdel \rcr\ttab\nnext"
+HOSTILE_REASON = "\x1b[2Jgone\x9b"
+
+
+def hostile(request: Any, srv: SyncwsServer) -> None:
+    ws = request.accept()
+    ws.send_message(HOSTILE)
+    ws.send_message(b"\x1b[2J")
+    ws.close(1000, HOSTILE_REASON)
+
+
+def test_escape_controls() -> None:
+    for code in (*range(0x20), 0x7F, *range(0x80, 0xA0)):
+        shown = escape_controls(chr(code))
+        assert shown.startswith("\\") and shown.isprintable(), (code, shown)
+    assert escape_controls("\x1b[0m\x9b\r\n\t") == "\\x1b[0m\\x9b\\r\\n\\t"
+    assert escape_controls("a\tb\nc\rd", keep_line_feeds=True) == "a\tb\nc\\rd"
+    assert escape_controls("caf\u00e9 \u00a0 \u2028 ok") == "caf\u00e9 \u00a0 \u2028 ok"
+
+
+def test_terminal_shows_control_characters_escaped(syncws_server: Server) -> None:
+    srv = syncws_server(hostile)
+    term = Terminal("connect", srv.url, "--wait", "inf")
+    try:
+        assert term.wait() == 0, term.output
+    finally:
+        term.stop()
+    output = term.output
+    for raw in ("\x1b]0;", "\x07", "\x1b[2J", "\x9b", "\x7f", "\rcr"):
+        assert raw not in output, (raw, output)
+    assert r"\x1b]0;pwned\x07title \x1b[2Jclear \x9b31mcsi \x7fdel \rcr" + "\ttab" in output
+    # A line feed starts a continuation line, indented under the text.
+    assert "tab\r\n" + " " * 15 + "next" in output
+    assert "[binary 4 bytes] 1b5b324a" in output
+    assert r"connection closed: 1000 (NORMAL_CLOSURE): \x1b[2Jgone\x9b" in output
+
+
+def test_pipe_passes_control_characters_through(syncws_server: Server) -> None:
+    srv = syncws_server(hostile)
+    result = subprocess.run(
+        [sys.executable, "-m", "syncws", "connect", srv.url, "--wait", "inf"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env=child_env(),
+        timeout=WAIT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    # Bytes, not text: the carriage return must come through as it is.
+    assert result.stdout == (HOSTILE + "\n[binary 4 bytes] 1b5b324a\n").encode()
+    assert HOSTILE_REASON.encode() in result.stderr
+
+
+def test_errors_on_a_terminal_are_escaped_when_output_is_a_pipe(syncws_server: Server) -> None:
+    import pty
+
+    srv = syncws_server(hostile)
+    master, slave = pty.openpty()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "syncws", "connect", srv.url, "--wait", "inf"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            env=child_env(),
+            timeout=WAIT,
+            check=False,
+        )
+        os.close(slave)
+        slave = -1
+        terminal = b""
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the child's side is closed.
+                break
+            if not data:
+                break
+            terminal += data
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    assert result.returncode == 0
+    assert result.stdout.decode() == HOSTILE + "\n[binary 4 bytes] 1b5b324a\n"
+    text = terminal.decode("utf-8", "replace")
+    assert r"\x1b[2Jgone\x9b" in text
+    assert "\x1b" not in text

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clihelpers import LISTENING, Cli, ServeCli, no_traceback
+from clihelpers import LISTENING, Cli, ServeCli, Terminal, no_traceback
 from helpers import WAIT
 
 import syncws
@@ -164,3 +164,19 @@ def test_listening_line_is_the_only_output_on_stdout() -> None:
     lines = server.output.splitlines()
     assert len(lines) == 1
     assert __import__("re").match(LISTENING, lines[0])
+
+
+@pytest.mark.parametrize("mode", ["--echo", "--broadcast"])
+def test_log_lines_on_a_terminal_escape_what_clients_send(mode: str) -> None:
+    term = Terminal("serve", "--port", "0", mode)
+    try:
+        url = term.expect(r"listening on (ws://127\.0\.0\.1:\d+/)").group(1)
+        with syncws.connect(url) as ws:
+            ws.close(1000, "\x1b]0;pwned\x07\x1b[2J\x9b")
+        term.expect(r"\\x1b\]0;pwned\\x07\\x1b\[2J\\x9b")
+        term.proc.send_signal(signal.SIGINT)
+        assert term.wait() == 0, term.output
+    finally:
+        term.stop()
+    for raw in ("\x1b]0;", "\x07", "\x1b[2J", "\x9b"):
+        assert raw not in term.output

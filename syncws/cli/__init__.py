@@ -17,15 +17,43 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
+from .._redact import hide_passwords
 from . import bench, connect, demo, serve
 
-__all__ = ["build_parser", "main"]
+__all__ = ["UsageError", "build_parser", "main"]
+
+
+class UsageError(Exception):
+    """A command line that does not parse; raised instead of exiting, to be reported.
+
+    :param parser: the parser (or subparser) that found the error.
+    :param message: what :mod:`argparse` says is wrong.
+    """
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+        self.message = message
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that raises :class:`UsageError` instead of printing and exiting.
+
+    Its messages quote the arguments (``invalid choice: 'ws://alice:secret@host/'`` when
+    the command is left out), so :func:`main` hides passwords before printing them.
+    Subparsers are of the same class.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        """Raise :class:`UsageError` with ``message``."""
+        raise UsageError(self, message)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the whole command line, with one subparser per command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="syncws" if _as_script() else "python -m syncws",
         description="syncws command line: WebSocket client, servers, benchmark, demonstration.",
     )
@@ -66,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _argument_values(arguments: Sequence[str]) -> list[str]:
+    """Each argument, and the value of each ``--option=value`` argument."""
+    values = list(arguments)
+    values += [arg.partition("=")[2] for arg in arguments if arg.startswith("-") and "=" in arg]
+    return values
+
+
 def _as_script() -> bool:
     """Whether we run as the ``syncws`` console script rather than ``python -m syncws``."""
     return not sys.argv[0].endswith("__main__.py")
@@ -74,9 +109,17 @@ def _as_script() -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command given by ``argv`` (default: ``sys.argv[1:]``); return the exit status.
 
-    Without a command, runs the demonstration. Usage errors exit with status 2.
+    Without a command, runs the demonstration. A usage error returns 2, after a
+    message on standard error that shows no password of a URL argument.
     """
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(arguments)
+    except UsageError as exc:
+        exc.parser.print_usage(sys.stderr)
+        message = hide_passwords(exc.message, _argument_values(arguments))
+        print(f"{exc.parser.prog}: error: {message}", file=sys.stderr)
+        return 2
     if args.command == "connect":
         return connect.run(args)
     if args.command in ("serve", "echo-server"):

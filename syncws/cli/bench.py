@@ -24,7 +24,9 @@ from typing import TextIO
 
 from .. import WebSocketConnection
 from .. import connect as open_connection
+from .._redact import redact_url
 from ._common import CONNECT_ERRORS, add_client_tls_arguments, client_ssl_context, describe_error
+from ._console import for_stream
 
 __all__ = ["DESCRIPTION", "Progress", "configure", "percentile", "run"]
 
@@ -81,6 +83,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``bench`` with the parsed ``args``; return the exit status."""
     url: str = args.url
+    shown = redact_url(url)
     timeout: float = args.timeout
     if args.count < 1 or args.size < 0 or args.throughput_count < 0 or args.throughput_size < 0:
         print("error: counts and sizes may not be negative, --count at least 1", file=sys.stderr)
@@ -95,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
             max_message_size=max(biggest, 1024 * 1024),
         )
     except CONNECT_ERRORS as exc:
-        print(f"error: cannot connect to {url}: {describe_error(exc)}", file=sys.stderr)
+        message = f"error: cannot connect to {shown}: {describe_error(exc)}"
+        print(for_stream(message, sys.stderr), file=sys.stderr)
         return 1
     progress = Progress(sys.stderr, enabled=sys.stderr.isatty())
     kind = "text" if args.text else "binary"
@@ -104,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             latencies = round_trips(
                 ws, _payload(args.size, args.text), args.count, timeout, progress
             )
-            print(f"{url}: {kind} messages")
+            print(f"{shown}: {kind} messages")
             _print_round_trips(latencies, args.size)
             if args.throughput_count:
                 elapsed = throughput(
@@ -117,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
                 _print_throughput(args.throughput_count, args.throughput_size, elapsed)
     except (*CONNECT_ERRORS, TimeoutError, EchoMismatch) as exc:
         progress.clear()
-        print(f"error: {describe_error(exc)}", file=sys.stderr)
+        print(for_stream(f"error: {describe_error(exc)}", sys.stderr), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         progress.clear()

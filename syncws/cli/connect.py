@@ -2,7 +2,8 @@
 
 Each line read from standard input is sent as a text message (without its line
 ending); a thread named ``syncws-cli-receiver`` prints every message received: text as
-it is, binary as ``[binary N bytes]`` and a hexadecimal dump.
+it is, binary as ``[binary N bytes]`` and a hexadecimal dump. On a terminal, control
+characters from the server are shown escaped (see :mod:`syncws.cli._console`).
 
 On a terminal, lines carry a timestamp and a colour and a ``> `` prompt waits for
 input; elsewhere standard output carries the received messages only and information
@@ -30,6 +31,7 @@ from collections.abc import Iterator
 
 from .. import ConnectOptions, WebSocketConnection
 from .. import connect as open_connection
+from .._redact import redact_url
 from ..exceptions import ConnectionClosed
 from ._common import (
     CONNECT_ERRORS,
@@ -38,7 +40,7 @@ from ._common import (
     describe_error,
     parse_header,
 )
-from ._console import Console
+from ._console import Console, for_stream
 
 __all__ = ["DESCRIPTION", "Session", "configure", "run"]
 
@@ -129,12 +131,13 @@ def run(args: argparse.Namespace) -> int:
         context = client_ssl_context(args.cafile, args.insecure)
         ws = open_connection(url, ssl_context=context, **options)
     except CONNECT_ERRORS as exc:
-        print(f"error: cannot connect to {url}: {describe_error(exc)}", file=sys.stderr)
+        message = f"error: cannot connect to {redact_url(url)}: {describe_error(exc)}"
+        print(for_stream(message, sys.stderr), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     subprotocol = f" (subprotocol {ws.subprotocol})" if ws.subprotocol else ""
-    console.info(f"connected to {url}{subprotocol}")
+    console.info(f"connected to {redact_url(url)}{subprotocol}")
     session = Session(ws, console, args.ping)
     status = session.run(sys.stdin.fileno(), None if math.isinf(wait) else wait)
     if session.output_lost:

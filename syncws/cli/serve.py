@@ -25,10 +25,13 @@ import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
+from typing import TextIO
 
 from .. import Handler, WebSocketConnection, WebSocketRequest, WebSocketServer, broadcast
+from .._redact import redact_url
 from ..exceptions import ConnectionClosed
 from ._common import describe_error
+from ._console import for_stream
 
 __all__ = [
     "DESCRIPTION",
@@ -127,11 +130,9 @@ def _add_address_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``serve`` with the parsed ``args`` until interrupted; return the exit status."""
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    log_handler = logging.StreamHandler(sys.stderr)
+    log_handler.setFormatter(_TerminalSafeFormatter(sys.stderr))
+    logging.basicConfig(level=logging.INFO, handlers=[log_handler])
     handler: Handler = echo_handler
     if args.exec_command is not None:
         handler = CommandHandler(args.exec_command, args.exec_timeout)
@@ -149,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
         )
     except (OSError, ValueError) as exc:
         print(
-            f"error: cannot serve on {args.host}:{args.port}: {describe_error(exc)}",
+            # A URL given as the host by mistake may hold a password.
+            f"error: cannot serve on {redact_url(args.host)}:{args.port}: {describe_error(exc)}",
             file=sys.stderr,
         )
         return 1
@@ -163,6 +165,24 @@ def run(args: argparse.Namespace) -> int:
         finally:
             server.shutdown()
     return 0
+
+
+class _TerminalSafeFormatter(logging.Formatter):
+    """Log lines with control characters escaped when they go to a terminal.
+
+    Close reasons and paths come from clients: on a terminal, their escape sequences
+    must not reach the screen (see :func:`~syncws.cli._console.escape_controls`).
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._stream = stream
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Format ``record``; escape control characters if the stream is a terminal."""
+        # Tracebacks keep their line feeds: each line is escaped on its own.
+        lines = super().format(record).split("\n")
+        return "\n".join(for_stream(line, self._stream) for line in lines)
 
 
 def _server_ssl_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
