@@ -32,18 +32,13 @@ def no_new_threads() -> Iterator[None]:
         threading.stack_size(0)
 
 
-def test_connect_fails_cleanly_when_no_thread_can_start(syncws_server: Any) -> None:
-    def hold(request: Any, srv: SyncwsServer) -> None:
-        ws = request.accept()
-        with contextlib.suppress(syncws.ConnectionClosed):
-            for _ in ws:
-                pass
-
-    srv = syncws_server(hold)
+def test_connect_fails_cleanly_when_no_thread_can_start(raw_peer: Any) -> None:
+    peer = raw_peer()  # Its thread starts now, before the failure.
     with no_new_threads(), pytest.raises(RuntimeError):
-        syncws.connect(srv.url)
+        syncws.connect(peer.url)
     # Nothing was left behind (the leak check), and connecting works again.
-    with syncws.connect(srv.url) as ws:
+    peer = raw_peer(auto=True)
+    with syncws.connect(peer.url) as ws:
         ws.ping(timeout=WAIT)
 
 
