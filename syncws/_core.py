@@ -35,7 +35,7 @@ from ._framing import FrameSplitter
 from ._latch import Latch
 from ._messages import MessageQueue
 from ._readrole import ReadRole
-from ._transport import Progress, Transport, TransportError, retry_wait
+from ._transport import BLOCKED, BUSY, Transport, TransportError, retry_wait
 from .types import CloseReason, Endpoint
 
 if TYPE_CHECKING:
@@ -404,17 +404,20 @@ class ConnectionCore:
             self._primed = True
             self._handle(None, block)
             if self._input_done:
-                return self._transport.try_flush() in _WAITING
+                return self._flush_now()
         progress = self._transport.try_flush()
-        if progress in _WAITING:
+        blocked = progress is BLOCKED
+        if blocked or progress is BUSY:
             wait = retry_wait(wait)
-        if self._pongs and self._unsent_pongs() > MAX_UNSENT_PONGS and progress in _WAITING:
-            # The peer does not read our answers to its pings: read nothing more from
-            # it until it does.
-            self._transport.wait_writable(wait, progress is Progress.BLOCKED)
-            self._on_timer()
-            return self._transport.try_flush() in _WAITING
-        data = self._transport.receive(wait, want_write=progress is Progress.BLOCKED)
+            if self._pongs and self._unsent_pongs() > MAX_UNSENT_PONGS:
+                # The peer does not read our answers to its pings: read nothing more
+                # from it until it does.
+                self._transport.wait_writable(wait, blocked)
+                self._on_timer()
+                return self._flush_now()
+        elif self._pongs:
+            self._unsent_pongs()  # Forget the pongs written.
+        data = self._transport.receive(wait, want_write=blocked)
         if data is None:
             self._on_timer()
         elif data:
@@ -423,7 +426,12 @@ class ConnectionCore:
         else:
             self._eof = True
             return False
-        return self._transport.try_flush() in _WAITING
+        return self._flush_now()
+
+    def _flush_now(self) -> bool:
+        """Write what the socket takes now; return whether bytes still wait for it."""
+        progress = self._transport.try_flush()
+        return progress is BLOCKED or progress is BUSY
 
     def _unsent_pongs(self) -> int:
         """Forget the pongs written since the last look; return how many are left."""
@@ -754,10 +762,6 @@ class ConnectionCore:
         self._check_later = None
         self._close_reason = reason
         self._state = State.CLOSED
-
-
-#: What ``try_flush`` reports when bytes still wait for the socket.
-_WAITING = frozenset([Progress.BLOCKED, Progress.BUSY])
 
 
 #: Every open connection of this process, for :func:`_forsake_inherited`.

@@ -182,10 +182,8 @@ class FrameSplitter:
         if self._off:
             return [memoryview(data)]
         out: list[str | bytes | memoryview] = []
-        try:
-            self._split(data, out)
-        finally:
-            self._run = None
+        self._split(data, out)
+        self._run = None  # It holds the received bytes: not beyond this call.
         return out
 
     def _split(self, data: bytes, out: list[str | bytes | memoryview]) -> None:

@@ -29,7 +29,7 @@ def stored_size(message: str | bytes) -> int:
     A ``str`` is stored with 1, 2 or 4 bytes per character, by its widest character
     (PEP 393): a text message of *n* UTF-8 bytes may take up to *4n* bytes once decoded.
     """
-    if isinstance(message, bytes) or message.isascii():
+    if type(message) is bytes or message.isascii():
         return len(message)
     # The header of a non-ASCII str is 72-80 bytes, depending on the Python version.
     return max(len(message), sys.getsizeof(message) - 80)
@@ -92,9 +92,18 @@ class MessageQueue:
 
         :returns: how long the call waited, in seconds (the reader's pause).
         """
-        size = stored_size(message)
+        size = (
+            len(message)
+            if type(message) is bytes or message.isascii()
+            else stored_size(message)
+        )
         waited = 0.0
-        if self._full(size) and block and not self._released:
+        if not self._items.qsize() and not self._front:
+            # The common case, an empty queue: nothing to wait for, nothing held.
+            if self._sizes:
+                self._sizes.clear()
+                self._held = 0
+        elif self._full(size) and block and not self._released:
             start = time.monotonic()
             while True:
                 with self._mutex:
@@ -118,11 +127,15 @@ class MessageQueue:
         """Whether a message of ``size`` stored bytes must wait for room (putter only)."""
         count = self._items.qsize() + len(self._front)
         sizes = self._sizes
+        if count >= self._maxsize:
+            return True
+        if self._held + size <= self._max_bytes and len(sizes) <= 2 * self._maxsize:
+            return False  # _held only ever overestimates: no need to forget sizes yet.
         if len(sizes) > count:
             forget = len(sizes) - count
             self._held -= sum(sizes[:forget])
             del sizes[:forget]
-        return count >= self._maxsize or (count > 0 and self._held + size > self._max_bytes)
+        return self._held + size > self._max_bytes
 
     def get(self, timeout: float | None, guard: bool = False) -> str | bytes | None:
         """Remove and return the oldest message; ``None`` after a :meth:`wake`.

@@ -41,7 +41,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._deadline import Deadline
 
-__all__ = ["Progress", "Transport", "TransportError", "retry_wait"]
+__all__ = [
+    "BLOCKED",
+    "BUSY",
+    "FAILED",
+    "WRITTEN",
+    "Progress",
+    "Transport",
+    "TransportError",
+    "retry_wait",
+]
 
 #: How much one ``recv`` asks for.
 RECV_SIZE = 256 * 1024
@@ -73,6 +82,13 @@ class Progress(enum.Enum):
     BLOCKED = "blocked"  # waiting for the socket to become writable
     BUSY = "busy"  # another thread holds the writer role; try again shortly
     FAILED = "failed"  # the socket broke or was aborted
+
+
+# The members as plain globals, for the hot paths (an enum member lookup costs more).
+WRITTEN = Progress.WRITTEN
+BLOCKED = Progress.BLOCKED
+BUSY = Progress.BUSY
+FAILED = Progress.FAILED
 
 
 class TransportError(ConnectionError):
@@ -330,30 +346,30 @@ class Transport:
         """
         if not self._out:
             # The common case, checked without the lock (a racy read is fine).
-            return Progress.FAILED if self._error is not None else Progress.WRITTEN
+            return FAILED if self._error is not None else WRITTEN
         with self._lock:
             if self._error is not None:
-                return Progress.FAILED
+                return FAILED
             if not self._out:
-                return Progress.WRITTEN
+                return WRITTEN
             if self._writing:
-                return Progress.BUSY
+                return BUSY
             self._writing = True
         try:
             while True:
                 with self._lock:
                     if self._error is not None:
-                        return Progress.FAILED
+                        return FAILED
                     if not self._out:
-                        return Progress.WRITTEN
+                        return WRITTEN
                     chunk = self._out[0]
                 try:
                     sent = self._send(chunk)
                 except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-                    return Progress.BLOCKED
+                    return BLOCKED
                 except OSError as exc:
                     self._fail(exc)
-                    return Progress.FAILED
+                    return FAILED
                 self._advance(sent)
         finally:
             with self._lock:

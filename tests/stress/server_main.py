@@ -28,6 +28,9 @@ Resources:
 ``/stats``
     Send one JSON text message with the process's figures (see :func:`figures`),
     then close. The ``/stats`` connection itself is counted in them.
+``/numbers``
+    Read one message, a number N; send N text messages ``"0"`` to ``"N-1"`` as fast as
+    the client takes them; then read until the connection closes.
 ``/subscribe?id=<name>`` (broadcast mode)
     Register the connection as a subscriber, then read (and drop) whatever the
     client sends until the connection closes.
@@ -183,6 +186,12 @@ class StressServer:
         elif url.path == "/stats":
             ws = request.accept()
             ws.send_message(json.dumps(self.figures()))
+        elif url.path == "/numbers":
+            ws = request.accept()
+            for i in range(int(ws.get_message())):
+                ws.send_message(str(i))
+            for _ in ws:
+                pass
         elif self.mode == "broadcast" and url.path == "/subscribe":
             self.subscribe(request.accept(), query.get("id", "?"))
         elif self.mode == "broadcast" and url.path == "/start-broadcast":
