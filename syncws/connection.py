@@ -61,7 +61,9 @@ class ConnectionOptions(TypedDict, total=False):
     Every key is optional; the defaults are given below.
     """
 
-    #: Messages that may wait for ``get_message`` before reading pauses (default 16).
+    #: Messages that may wait for ``get_message`` before reading pauses (default 16);
+    #: reading also pauses once they take ``message_queue_size * max_message_size``
+    #: bytes in memory.
     message_queue_size: int
     #: The largest incoming message, in bytes (default 1 MiB).
     max_message_size: int
@@ -188,7 +190,8 @@ class WebSocketConnection(ConnectionCore):
     :param subprotocol: the negotiated subprotocol, if any.
     :param handshake_headers: the headers the peer sent in the handshake.
     :param message_queue_size: how many received messages may wait for
-        :meth:`get_message` before the reader stops reading the socket.
+        :meth:`get_message` before the reader stops reading the socket; it also stops
+        once they take ``message_queue_size * max_message_size`` bytes in memory.
     :param max_message_size: the largest message accepted from the peer, in bytes;
         a larger one fails the connection with code 1009.
     :param disconnect_timeout: how long :meth:`close` waits for the closing handshake.
