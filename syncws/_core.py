@@ -287,9 +287,10 @@ class ConnectionCore:
     def _start_reader(self) -> bool:
         """Start the reader thread unless it runs already (any thread may call this).
 
-        :returns: whether the reader thread runs. When the system cannot start a
-            thread now, a warning is logged (once per connection) and the next call
-            tries again; meanwhile callers of ``get_message`` read themselves.
+        :returns: whether the reader's loop runs (on its thread, or on a thread that
+            closes the connection). When the system cannot start a thread now, a
+            warning is logged (once per connection) and a later call tries again (a
+            server's, shortly); meanwhile callers of ``get_message`` read themselves.
         """
         if self._reader is not None:
             return True
@@ -302,7 +303,7 @@ class ConnectionCore:
             if self._check_later is not None:
                 self._check_later(self)  # The server tries again shortly.
             return False
-        return self._reader is not None
+        return True
 
     def _new_reader(self) -> None:
         reader = threading.Thread(
@@ -547,7 +548,10 @@ class ConnectionCore:
         """
         tracing = trace_logger.isEnabledFor(logging.DEBUG)
         for event in self._ws.events():
-            if tracing:
+            if tracing and not isinstance(event, CloseConnection) and not (
+                isinstance(event, (TextMessage, BytesMessage)) and event.message_finished
+            ):
+                # Whole messages and close frames are traced as they are acted on.
                 trace_logger.debug("%s < %s", self, describe(event))
             if isinstance(event, (TextMessage, BytesMessage)):
                 data = event.data
@@ -761,7 +765,7 @@ class ConnectionCore:
         self._reader = None
         self._check_later = None
         self._close_reason = reason
-        self._state = State.CLOSED
+        self._set_state(State.CLOSED)
 
 
 #: Every open connection of this process, for :func:`_forsake_inherited`.
