@@ -788,10 +788,19 @@ def raw_client(
     host: str = "127.0.0.1",
     headers: Iterable[tuple[str, str]] = (),
     timeout: float = PEER_TIMEOUT,
+    rcvbuf: int | None = None,
 ) -> ClientPeerConnection:
-    """Open a WebSocket connection by hand; fail unless the server answers 101."""
-    sock = socket.create_connection((host, port), timeout)
+    """Open a WebSocket connection by hand; fail unless the server answers 101.
+
+    ``rcvbuf``: a receive buffer size, set before connecting (so that the TCP window
+    the client announces stays small).
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     try:
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.settimeout(timeout)
+        sock.connect((host, port))
         key = base64.b64encode(os.urandom(16)).decode("ascii")
         sock.sendall(upgrade_request(f"{host}:{port}", resource, key=key, headers=headers))
         response = read_http_response(sock, timeout, until_eof=False)

@@ -7,29 +7,24 @@ control, or the connection is failed, long before memory grows.
 
 from __future__ import annotations
 
-import base64
 import gc
-import os
 import socket
 import threading
 import time
 import tracemalloc
-from typing import Any
 
 import pytest
-from helpers import WAIT, SyncwsServer
+from helpers import WAIT, server_echo
 from rawpeer import (
     OP_BINARY,
     OP_CONT,
     OP_PING,
     OP_PONG,
     OP_TEXT,
-    ClientPeerConnection,
     PeerConnection,
     Pusher,
     encode_frame,
-    read_http_response,
-    upgrade_request,
+    raw_client,
 )
 
 import syncws
@@ -117,34 +112,9 @@ def test_the_client_answers_pings_again_once_the_peer_reads(raw_peer) -> None:
         closer.join(WAIT)
 
 
-def flooding_client(port: int) -> ClientPeerConnection:
-    """A raw client with a small receive buffer, set before it connects."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.settimeout(WAIT)
-        sock.connect(("127.0.0.1", port))
-        key = base64.b64encode(os.urandom(16)).decode("ascii")
-        sock.sendall(upgrade_request(f"127.0.0.1:{port}", key=key))
-        response = read_http_response(sock, WAIT, until_eof=False)
-        assert response.status == 101, response
-    except BaseException:
-        sock.close()
-        raise
-    return ClientPeerConnection(sock, None, response.rest)
-
-
 def test_a_ping_flood_from_a_client_that_never_reads_is_held_back(syncws_server) -> None:
-    def echo(request: Any, srv: SyncwsServer) -> None:
-        ws = request.accept()
-        try:
-            for message in ws:
-                ws.send_message(message)
-        except ConnectionClosed:
-            pass
-
-    server = syncws_server(echo)
-    attacker = flooding_client(server.port)
+    server = syncws_server(server_echo)
+    attacker = raw_client(server.port, rcvbuf=4096)
     pusher = Pusher(attacker.sock, ping_flood(masked=True), stall_after=STALL)
     try:
         sent = hold_back(pusher, "pings")

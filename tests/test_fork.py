@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import select
@@ -12,18 +11,11 @@ import warnings
 from typing import Any
 
 import pytest
-from helpers import WAIT, SyncwsServer
+from helpers import WAIT, server_echo
 
 import syncws
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork()")
-
-
-def echo(request: Any, srv: SyncwsServer) -> None:
-    ws = request.accept()
-    with contextlib.suppress(syncws.ConnectionClosed):
-        for message in ws:
-            ws.send_message(message)
 
 
 def in_child(ws: syncws.WebSocketConnection) -> dict[str, Any]:
@@ -85,7 +77,7 @@ def fork_and_report(ws: syncws.WebSocketConnection) -> dict[str, Any]:
 
 @pytest.mark.skipif(sys.platform == "darwin", reason="fork() with threads is unsafe on macOS")
 def test_the_child_of_a_fork_leaves_the_parents_connection_alone(syncws_server: Any) -> None:
-    srv = syncws_server(echo)
+    srv = syncws_server(server_echo)
     with syncws.connect(srv.url, disconnect_timeout=5) as ws:
         ws.send_message("before")
         assert ws.get_message(timeout=WAIT) == "before"

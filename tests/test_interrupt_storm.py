@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 import pytest
-from helpers import WAIT, ChildProcess, SyncwsServer
+from helpers import WAIT, ChildProcess, SyncwsServer, server_echo
 
 import syncws
 
@@ -172,20 +172,11 @@ print(f"ended {ended} of {count} syncws threads {names}", flush=True)
 """
 
 
-def echo(request: Any, srv: SyncwsServer) -> None:
-    ws = request.accept()
-    try:
-        for message in ws:
-            ws.send_message(message)
-    except syncws.ConnectionClosed:
-        pass
-
-
 @pytest.mark.timeout(150)
 def test_close_from_a_signal_handler_never_deadlocks(syncws_server: Any) -> None:
     """SIGALRM interrupts send_message or get_message, and its handler calls close()."""
     count = 150
-    srv = syncws_server(echo)
+    srv = syncws_server(server_echo)
     child = ChildProcess(CLOSER, srv.url, str(count))
     try:
         code = child.wait(120)

@@ -8,8 +8,6 @@ receiving, close() from a signal handler). Each prints its figures; with
 
 from __future__ import annotations
 
-import base64
-import os
 import re
 import socket
 import sys
@@ -18,8 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 from helpers import WAIT, ChildProcess
-from rawpeer import OP_CONT, OP_PING, OP_TEXT, Pusher, encode_frame, read_http_response
-from rawpeer import upgrade_request as http_upgrade
+from rawpeer import OP_CONT, OP_PING, OP_TEXT, Pusher, encode_frame, raw_client
 from test_interrupt_storm import CLOSER, STORM
 
 import syncws
@@ -48,19 +45,7 @@ def server() -> Iterator[ServerProcess]:
 
 def attacker(port: int) -> socket.socket:
     """A raw client of /echo with a tiny receive buffer that it never reads."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.settimeout(LOADED)
-        sock.connect(("127.0.0.1", port))
-        key = base64.b64encode(os.urandom(16)).decode("ascii")
-        sock.sendall(http_upgrade(f"127.0.0.1:{port}", "/echo", key=key))
-        response = read_http_response(sock, LOADED, until_eof=False)
-        assert response.status == 101, response
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    return raw_client(port, "/echo", timeout=LOADED, rcvbuf=4096).sock
 
 
 def flood(server: ServerProcess, frames: bytes) -> tuple[list[Pusher], list[socket.socket]]:
