@@ -548,8 +548,10 @@ class ConnectionCore:
         """
         tracing = trace_logger.isEnabledFor(logging.DEBUG)
         for event in self._ws.events():
-            if tracing and not isinstance(event, CloseConnection) and not (
-                isinstance(event, (TextMessage, BytesMessage)) and event.message_finished
+            if (
+                tracing
+                and not isinstance(event, CloseConnection)
+                and not (isinstance(event, (TextMessage, BytesMessage)) and event.message_finished)
             ):
                 # Whole messages and close frames are traced as they are acted on.
                 trace_logger.debug("%s < %s", self, describe(event))

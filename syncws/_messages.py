@@ -92,11 +92,7 @@ class MessageQueue:
 
         :returns: how long the call waited, in seconds (the reader's pause).
         """
-        size = (
-            len(message)
-            if type(message) is bytes or message.isascii()
-            else stored_size(message)
-        )
+        size = len(message) if type(message) is bytes or message.isascii() else stored_size(message)
         waited = 0.0
         if not self._items.qsize() and not self._front:
             # The common case, an empty queue: nothing to wait for, nothing held.
