@@ -69,6 +69,7 @@ def _syncws(port: int, compression: bool) -> Conn:
         connect_timeout=TIMEOUT,
         disconnect_timeout=TIMEOUT,
         compression="deflate" if compression else None,
+        ping_interval=None,  # no keepalive, like every library here
     )
     return Conn(ws.send_message, lambda: ws.get_message(TIMEOUT), ws.close)
 

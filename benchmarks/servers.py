@@ -63,6 +63,7 @@ def start_syncws(compression: bool) -> int:
         0,
         max_message_size=MAX_SIZE,
         compression="deflate" if compression else None,
+        ping_interval=None,  # no keepalive, like every library here
     )
     server.__enter__()  # serves in a background thread until the process exits
     return server.port

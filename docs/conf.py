@@ -13,13 +13,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from docutils.nodes import Element
+    from docutils.nodes import Element, Node
     from sphinx.addnodes import pending_xref
     from sphinx.application import Sphinx
     from sphinx.environment import BuildEnvironment
 
 # Import syncws from this checkout even when it is not installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from docutils import nodes
+from docutils.parsers.rst import Directive
+from docutils.statemachine import StringList
 
 import syncws
 
@@ -89,6 +93,41 @@ def _resolve_reexported(
     )
 
 
+# -- option tables -----------------------------------------------------------------------------
+# ``.. syncws-options:: connection client`` renders the options of those scopes from their one
+# definition (syncws/_options.py): names, defaults and meanings cannot drift from the code.
+
+
+class _OptionsTable(Directive):
+    required_arguments = 1
+    optional_arguments = 2
+
+    def run(self) -> list[Node]:
+        from syncws._options import OPTIONS
+
+        scopes = set(self.arguments)
+        lines = [
+            ".. list-table::",
+            "   :header-rows: 1",
+            "   :widths: 24 12 64",
+            "",
+            "   * - option",
+            "     - default",
+            "     - meaning",
+        ]
+        for option in OPTIONS.values():
+            if option.scope in scopes:
+                lines += [
+                    f"   * - ``{option.name}``",
+                    f"     - {option.shown}",
+                    f"     - {option.meaning}",
+                ]
+        container = nodes.container()
+        self.state.nested_parse(StringList(lines, source="syncws._options"), 0, container)
+        return container.children
+
+
 def setup(app: Sphinx) -> dict[str, bool]:
+    app.add_directive("syncws-options", _OptionsTable)
     app.connect("missing-reference", _resolve_reexported)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

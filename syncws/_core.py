@@ -34,6 +34,16 @@ from ._deadline import Deadline
 from ._framing import FrameSplitter
 from ._latch import Latch
 from ._messages import MessageQueue
+from ._options import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DISCONNECT_TIMEOUT,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MESSAGE_QUEUE_SIZE,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
+    OPTIONS,
+    UNLIMITED,
+)
 from ._readrole import ReadRole
 from ._transport import BLOCKED, BUSY, Transport, TransportError, retry_wait
 from .types import CloseReason, Endpoint
@@ -43,7 +53,15 @@ if TYPE_CHECKING:
 
     from wsproto import WSConnection
 
-__all__ = ["ConnectionCore", "PendingPing", "State"]
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_DISCONNECT_TIMEOUT",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_MESSAGE_QUEUE_SIZE",
+    "ConnectionCore",
+    "PendingPing",
+    "State",
+]
 
 logger = logging.getLogger("syncws")
 #: Frame-level trace, opt in with ``logging.getLogger("syncws.trace").setLevel(logging.DEBUG)``.
@@ -51,10 +69,6 @@ trace_logger = logging.getLogger("syncws.trace")
 if trace_logger.level == logging.NOTSET:
     trace_logger.setLevel(logging.INFO)
 
-DEFAULT_MESSAGE_QUEUE_SIZE = 16
-DEFAULT_MAX_MESSAGE_SIZE = 2**20
-DEFAULT_CONNECT_TIMEOUT = 60.0
-DEFAULT_DISCONNECT_TIMEOUT = 60.0
 
 #: How long to wait for the reader thread once the socket was shut down under it.
 ABORT_JOIN_TIMEOUT = 5.0
@@ -110,9 +124,14 @@ class PendingPing:
 
 
 def check_timeout(name: str, value: float | None, *, allow_none: bool = True) -> None:
+    """Raise ValueError (TypeError for a non-number) unless ``value`` is seconds >= 0."""
     if value is None and allow_none:
         return
-    if value is None or value < 0:
+    if value is None:
+        raise ValueError(f"{name} must be a number >= 0")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number or None, not {type(value).__name__}")
+    if not value >= 0:  # NaN too
         raise ValueError(f"{name} must be a number >= 0{' or None' if allow_none else ''}")
 
 
@@ -120,15 +139,18 @@ def _utf8_size(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
-def _extensions_in_use(ws: WSConnection) -> bool:
-    """Whether an extension (permessage-deflate) was negotiated on ``ws``.
+def _negotiated_extensions(ws: WSConnection) -> str | None:
+    """Return the extensions negotiated on ``ws``, as a ``Sec-WebSocket-Extensions`` value.
 
-    wsproto does not say so publicly; when its internals are not as expected, the
-    answer is yes, which only turns the fast path for data frames off.
+    ``""`` for none. wsproto does not say which it negotiated publicly: when its
+    internals are not as expected, the answer is ``None`` (unknown), which turns the
+    fast path for data frames off.
     """
     proto = getattr(ws.connection, "_proto", None)
     extensions = getattr(proto, "extensions", None)
-    return not isinstance(extensions, list) or bool(extensions)
+    if not isinstance(extensions, list):
+        return None
+    return ", ".join(str(getattr(e, "negotiated", None) or e.name) for e in extensions)
 
 
 def endpoint(sock: socket.socket, *, local: bool, is_ssl: bool) -> Endpoint | str:
@@ -159,6 +181,7 @@ class ConnectionCore:
         "_closed",
         "_disconnect_timeout",
         "_eof",
+        "_extensions",
         "_fast_send",
         "_fragments",
         "_handshake_headers",
@@ -201,22 +224,23 @@ class ConnectionCore:
         subprotocol: str | None = None,
         handshake_headers: tuple[tuple[bytes, bytes], ...] = (),
         message_queue_size: int = DEFAULT_MESSAGE_QUEUE_SIZE,
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
-        ping_interval: float | None = None,
-        ping_timeout: float | None = None,
+        ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
         received: bytes = b"",
         check_later: Callable[[ConnectionCore], object] | None = None,
     ) -> None:
-        if message_queue_size < 0:
-            raise ValueError("message_queue_size must be >= 0")
-        if max_message_size <= 0:
-            raise ValueError("max_message_size must be > 0")
-        check_timeout("disconnect_timeout", disconnect_timeout, allow_none=False)
-        if ping_interval is not None and ping_interval <= 0:
-            raise ValueError("ping_interval must be > 0 or None")
-        if ping_timeout is not None and ping_timeout <= 0:
-            raise ValueError("ping_timeout must be > 0 or None")
+        for name, given in (
+            ("message_queue_size", message_queue_size),
+            ("max_message_size", max_message_size),
+            ("disconnect_timeout", disconnect_timeout),
+            ("ping_interval", ping_interval),
+            ("ping_timeout", ping_timeout),
+        ):
+            OPTIONS[name].check(name, given)
+        if max_message_size is None:
+            max_message_size = UNLIMITED
         if ws.connection is None:
             raise ValueError("the opening handshake of ws is not complete")
         self._id = next(_ids)
@@ -235,7 +259,9 @@ class ConnectionCore:
             message_queue_size, max(1, message_queue_size) * max_message_size
         )
         self._role = ReadRole()
-        plain = not _extensions_in_use(ws)
+        extensions = _negotiated_extensions(ws)
+        self._extensions = extensions or ""
+        plain = extensions == ""
         #: Whole data frames are framed here, not by wsproto (see :mod:`._framing`).
         self._fast_send = plain
         self._splitter = FrameSplitter(ws.client, max_message_size, enabled=plain)
@@ -271,13 +297,14 @@ class ConnectionCore:
         self._primed = False
         self._reader: threading.Thread | None = None
         # Set for a reader thread started on demand: asks the server to call
-        # check_reader() shortly.
-        self._check_later = None if ping_interval is not None else check_later
+        # check_reader() shortly. Keepalive timers run on whichever thread reads: a
+        # handler waiting in get_message, or the reader thread once it stops.
+        self._check_later = check_later
         self._start_warned = False
         logger.debug("%s: open, %s -> %s", self, self._local, self._remote)
         if self._check_later is None:
-            # Keepalive needs its timers from the start. A thread that cannot start
-            # here fails the opening of the connection (RuntimeError).
+            # A client's reader thread starts with the connection. A thread that cannot
+            # start here fails the opening of the connection (RuntimeError).
             self._role.start_once(self._new_reader)
         else:
             self._role.lend()
@@ -641,7 +668,12 @@ class ConnectionCore:
                 self._input_done = True
             reason = self._close_reason
         if protocol_error:
-            self._fail(event.code, event.reason or None)
+            if event.code == 1009:
+                # Also for a compressed message whose inflated size passed the limit:
+                # wsproto says "error in extension" there.
+                self._fail(1009, f"message larger than {self._max_message_size} bytes")
+            else:
+                self._fail(event.code, event.reason or None)
         else:
             assert reason is not None
             logger.debug("%s: close frame received: %s", self, reason)

@@ -18,17 +18,14 @@ from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, Opcode
 from wsproto.utilities import RemoteProtocolError
 
-from ._core import DEFAULT_MAX_MESSAGE_SIZE
+from ._options import COMPRESSION_CHOICES, message_size
 
 if TYPE_CHECKING:
     from wsproto.frame_protocol import FrameDecoder, FrameProtocol, RsvBits
 
     from .connection import ConnectionOptions
 
-__all__ = ["COMPRESSION_CHOICES", "BoundedDeflate", "deflate_extensions", "parse_parameters"]
-
-#: The values of the ``compression`` option.
-COMPRESSION_CHOICES = (None, "deflate")
+__all__ = ["BoundedDeflate", "deflate_extensions", "parse_parameters"]
 
 _TAIL = b"\x00\x00\xff\xff"
 #: Window bits (log2 of the LZ77 window) and zlib memory level used by default.
@@ -58,6 +55,8 @@ class BoundedDeflate(PerMessageDeflate):
         super().__init__(client_max_window_bits=WINDOW_BITS, server_max_window_bits=WINDOW_BITS)
         self._max_size = max_size
         self._inflated = 0  # bytes inflated so far for the current message
+        #: The ``Sec-WebSocket-Extensions`` value agreed on, once negotiated.
+        self.negotiated = ""
 
     def accept(self, offer: str) -> bool | str | None:
         """Answer a client's offer (server side); ``None`` declines it.
@@ -87,6 +86,7 @@ class BoundedDeflate(PerMessageDeflate):
         self.server_no_context_takeover = "server_no_context_takeover" in params
         self.client_no_context_takeover = "client_no_context_takeover" in params
         self._enabled = True
+        self.negotiated = "; ".join([self.name, *answer])
         return "; ".join(answer)
 
     def finalize(self, offer: str) -> None:
@@ -113,6 +113,7 @@ class BoundedDeflate(PerMessageDeflate):
         self.server_no_context_takeover = "server_no_context_takeover" in params
         self.client_no_context_takeover = "client_no_context_takeover" in params
         self._enabled = True
+        self.negotiated = offer.strip()  # The server's answer, name included.
 
     def frame_outbound(
         self,
@@ -226,4 +227,4 @@ def deflate_extensions(options: ConnectionOptions) -> list[Extension]:
         raise ValueError(f"compression must be None or 'deflate', not {compression!r}")
     if compression is None:
         return []
-    return [BoundedDeflate(options.get("max_message_size", DEFAULT_MAX_MESSAGE_SIZE))]
+    return [BoundedDeflate(message_size(options))]

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ._options import check_options
 from ._redact import redact_url
 from .client import connect
 from .connection import WebSocketConnection, check_close_arguments, exit_close_code
@@ -177,6 +178,7 @@ class CallbackClient:
         ssl_context: ssl.SSLContext | None = None,
         **options: Unpack[ConnectOptions],
     ) -> None:
+        check_options(options, "client")  # Before any connection is tried.
         self._url = url
         self._on_open = on_open
         self._on_message = on_message

@@ -25,12 +25,11 @@ from ._connect import open_tcp
 from ._deadline import Deadline
 from ._deflate import deflate_extensions
 from ._http import HeadersLike, check_headers, check_token, split_head
+from ._options import check_options, seconds
 from ._redact import redact_url
 from .connection import (
-    DEFAULT_CONNECT_TIMEOUT,
     ConnectionOptions,
     WebSocketConnection,
-    check_option_names,
     connection_args,
     exit_close_code,
 )
@@ -71,9 +70,6 @@ class ConnectOptions(ConnectionOptions, total=False):
     extra_headers: HeadersLike | None
     #: The ``Origin`` header to send (default: none).
     origin: str | None
-
-
-_OPTION_NAMES = frozenset(ConnectOptions.__annotations__)  # Inherited keys included.
 
 
 @dataclass(frozen=True)
@@ -312,9 +308,9 @@ def _open(
 
     Name resolution counts against the deadline but cannot be cut short by it.
     """
-    check_option_names(options, _OPTION_NAMES)
+    check_options(options, "client")
     _request(target, options)  # Check every option before touching the network.
-    deadline = Deadline(options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+    deadline = Deadline(seconds(options, "connect_timeout"))
     sock = open_tcp(target.host, target.port, deadline)
     try:
         if target.secure:
@@ -414,13 +410,13 @@ def wrap_client_socket(
     :raises ValueError, HandshakeError, OSError: as :func:`connect_websocket_url`.
     """
     try:
-        check_option_names(options, _OPTION_NAMES)
+        check_options(options, "client")
         if not host or _UNSAFE_URL.search(host):
             raise ValueError(f"invalid host {host!r}")
         target = _Target(
             host=host, port=0, secure=False, resource=_check_resource(resource), host_header=host
         )
-        deadline = Deadline(options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+        deadline = Deadline(seconds(options, "connect_timeout"))
         return _handshake(sock, target, deadline, options)
     except BaseException:
         sock.close()

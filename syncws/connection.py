@@ -35,6 +35,7 @@ from ._core import (
 )
 from ._deadline import Deadline
 from ._framing import encode_message
+from ._options import value
 from ._transport import TransportError
 from .exceptions import ConnectionClosed
 from .types import CloseReason, Endpoint
@@ -58,22 +59,24 @@ __all__ = [
 class ConnectionOptions(TypedDict, total=False):
     """Keyword options of a connection, shared by the client and server functions.
 
-    Every key is optional; the defaults are given below.
+    Every key is optional; the client reference gives the defaults, which come with the
+    checks and the docs' tables from one definition (``syncws/_options.py``).
     """
 
     #: Messages that may wait for ``get_message`` before reading pauses (default 16);
     #: reading also pauses once they take ``message_queue_size * max_message_size``
     #: bytes in memory.
     message_queue_size: int
-    #: The largest incoming message, in bytes (default 1 MiB).
-    max_message_size: int
-    #: Seconds for the opening handshake: TCP connect (client), TLS and HTTP (default 60).
+    #: The largest incoming message, in bytes (default 1 MiB; ``None``: no limit).
+    max_message_size: int | None
+    #: Seconds for the opening handshake: TCP connect (client), TLS and HTTP (default 10).
     connect_timeout: float
     #: Seconds for the closing handshake (default 60).
     disconnect_timeout: float
-    #: Seconds between keepalive pings (default ``None``: no keepalive).
+    #: Seconds between keepalive pings (default 20; ``None``: no keepalive).
     ping_interval: float | None
-    #: Seconds to wait for any sign of life after a keepalive ping (default: ping_interval).
+    #: Seconds to wait for any sign of life after a keepalive ping (default 20;
+    #: ``None``: ping_interval).
     ping_timeout: float | None
     #: ``"deflate"`` for permessage-deflate (RFC 7692) when the peer agrees; ``None``
     #: (the default) for no compression.
@@ -82,28 +85,17 @@ class ConnectionOptions(TypedDict, total=False):
 
 class _ConnectionArgs(TypedDict):
     message_queue_size: int
-    max_message_size: int
+    max_message_size: int | None
     disconnect_timeout: float
     ping_interval: float | None
     ping_timeout: float | None
 
 
-def check_option_names(options: Mapping[str, object], allowed: frozenset[str]) -> None:
-    """Raise TypeError, as for a keyword argument, for an option not in ``allowed``."""
-    unknown = set(options) - allowed
-    if unknown:
-        raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
-
-
-def connection_args(options: ConnectionOptions) -> _ConnectionArgs:
+def connection_args(options: Mapping[str, Any]) -> _ConnectionArgs:
     """Pick the :class:`WebSocketConnection` keyword arguments out of ``options``."""
-    return {
-        "message_queue_size": options.get("message_queue_size", DEFAULT_MESSAGE_QUEUE_SIZE),
-        "max_message_size": options.get("max_message_size", DEFAULT_MAX_MESSAGE_SIZE),
-        "disconnect_timeout": options.get("disconnect_timeout", DEFAULT_DISCONNECT_TIMEOUT),
-        "ping_interval": options.get("ping_interval"),
-        "ping_timeout": options.get("ping_timeout"),
-    }
+    return cast(
+        "_ConnectionArgs", {name: value(options, name) for name in _ConnectionArgs.__annotations__}
+    )
 
 
 #: Close codes an application may send (RFC 6455, section 7.4).
@@ -240,6 +232,16 @@ class WebSocketConnection(ConnectionCore):
         answer, the code and reason that were sent.
         """
         return self._close_reason or self._sent_close or self._peer_close
+
+    @property
+    def extensions(self) -> str:
+        """The extensions negotiated in the handshake, as the browser API gives them.
+
+        The ``Sec-WebSocket-Extensions`` value the server chose, for instance
+        ``"permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"``;
+        ``""`` when none was (see the compression topic).
+        """
+        return self._extensions
 
     @property
     def path(self) -> str:

@@ -23,13 +23,9 @@ from ._core import ConnectionCore, endpoint, logger
 from ._deadline import Deadline
 from ._deflate import deflate_extensions
 from ._http import HeadersLike, check_headers, check_request_head, response
-from .connection import (
-    DEFAULT_CONNECT_TIMEOUT,
-    ConnectionOptions,
-    WebSocketConnection,
-    check_option_names,
-    connection_args,
-)
+from ._options import check_options as check_option_values
+from ._options import seconds
+from .connection import ConnectionOptions, WebSocketConnection, connection_args
 from .exceptions import ConnectionClosed
 from .types import Endpoint
 
@@ -41,6 +37,7 @@ __all__ = [
     "RequestHook",
     "ServeOptions",
     "WebSocketRequest",
+    "check_handler",
     "serve_socket",
     "wrap_server_socket",
 ]
@@ -74,30 +71,30 @@ class ServeOptions(ConnectionOptions, total=False):
     process_request: RequestHook | None
 
 
-_OPTION_NAMES = frozenset(ServeOptions.__annotations__)
+def check_handler(handler: object) -> None:
+    """Raise TypeError unless ``handler`` can be called with a request."""
+    if not callable(handler):
+        raise TypeError(f"handler must be callable, not {type(handler).__name__}")
 
 
 def check_options(options: ServeOptions) -> None:
-    """Raise TypeError for an unknown option, ValueError for a bad value."""
-    check_option_names(options, _OPTION_NAMES)
-    deflate_extensions(options)  # ValueError for a bad compression value
-    max_connections = options.get("max_connections")
-    if max_connections is not None and max_connections < 1:
-        raise ValueError("max_connections must be >= 1 or None")
+    """Check the server ``options``; normalise ``origins`` (a tuple, in lower case).
+
+    :raises TypeError: for an unknown option or a value of the wrong type.
+    :raises ValueError: for a bad value.
+    """
+    check_option_values(options, "server")
     origins = options.get("origins")
     if origins is not None:
-        if isinstance(origins, str):
-            raise TypeError("origins must be a list of origins, not a string")
         origins = tuple(origins)  # Any iterable, read once.
         for origin in origins:
+            if origin is not None and not isinstance(origin, str):
+                raise TypeError(f"origins must hold strings or None, not {origin!r}")
             if origin is not None and (not origin.isascii() or _BAD_ORIGIN.search(origin)):
                 raise ValueError(f"invalid origin {origin!r}")
         # Scheme and host are case-insensitive (RFC 6454): compare in lower case,
         # lowered here once rather than for every request.
         options["origins"] = tuple(o if o is None else o.lower() for o in origins)
-    hook = options.get("process_request")
-    if hook is not None and not callable(hook):
-        raise TypeError("process_request must be callable")
 
 
 _BAD_ORIGIN = re.compile(r"[\x00-\x20\x7f]")
@@ -263,7 +260,7 @@ class WebSocketRequest:
                     subprotocol=subprotocol, extensions=extensions, extra_headers=headers
                 )
             )
-            self._sock.settimeout(self._options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+            self._sock.settimeout(seconds(self._options, "connect_timeout"))
             try:
                 self._sock.sendall(data)
             except OSError as exc:
@@ -314,7 +311,7 @@ class WebSocketRequest:
         payload = body.encode("utf-8") if isinstance(body, str) else (body or b"")
         self._answer()
         with contextlib.suppress(OSError):
-            self._sock.settimeout(self._options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+            self._sock.settimeout(seconds(self._options, "connect_timeout"))
             self._sock.sendall(response(status_code, headers, payload))
         _close_socket(self._sock)
 
@@ -406,7 +403,7 @@ def serve_socket(
     ``check_later(connection)`` when the caller should call its ``check_reader()``
     shortly (the server does).
     """
-    deadline = Deadline(options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+    deadline = Deadline(seconds(options, "connect_timeout"))
     request = None
     try:
         try:
@@ -510,5 +507,6 @@ def wrap_server_socket(
     :param ssl_context: for TLS: a server-side :class:`ssl.SSLContext`.
     :param options: see :class:`ServeOptions` (``max_connections`` is ignored here).
     """
+    check_handler(handler)
     check_options(options)
     serve_socket(sock, handler, ssl_context, options)

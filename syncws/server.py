@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 from ._core import ConnectionCore, endpoint, logger
 from ._deadline import Deadline
 from ._http import response
-from .connection import DEFAULT_DISCONNECT_TIMEOUT, WebSocketConnection
-from .request import Handler, ServeOptions, check_options, serve_socket
+from ._options import seconds
+from .connection import WebSocketConnection
+from .request import Handler, ServeOptions, check_handler, check_options, serve_socket
 from .types import Endpoint
 
 if TYPE_CHECKING:
@@ -196,6 +197,7 @@ class WebSocketServer:
         ssl_context: ssl.SSLContext | None = None,
         **options: Unpack[ServeOptions],
     ) -> None:
+        check_handler(handler)
         check_options(options)
         self._setup(handler, _bind(host, port), ssl_context, options)
 
@@ -212,6 +214,7 @@ class WebSocketServer:
         Clients connect with :func:`~syncws.wrap_client_socket` on a connected
         ``AF_UNIX`` socket. :attr:`port` is ``0``.
         """
+        check_handler(handler)
         check_options(options)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -571,7 +574,7 @@ class WebSocketServer:
             ``disconnect_timeout``).
         """
         if timeout is None:
-            timeout = self._options.get("disconnect_timeout", DEFAULT_DISCONNECT_TIMEOUT)
+            timeout = seconds(self._options, "disconnect_timeout")
         deadline = Deadline(timeout)
         with self._lock:
             self._stopping = True

@@ -29,9 +29,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, NamedTuple, TypeVar, cast
 
 from ._deadline import Deadline
-from ._deflate import deflate_extensions
+from ._options import check_options
 from .client import ConnectOptions, connect, wrap_client_socket
-from .connection import ConnectionOptions, WebSocketConnection, check_option_names
+from .connection import ConnectionOptions, WebSocketConnection
 from .exceptions import ConnectionClosed, HandshakeError
 from .request import (
     Handler,
@@ -63,7 +63,6 @@ TEST_TIMEOUT = 10.0
 THREAD_JOIN_TIMEOUT = 2.0
 
 _T = TypeVar("_T")
-_CONNECTION_OPTIONS = frozenset(ConnectionOptions.__annotations__)
 #: What a reply callback of :class:`RecordingHandler` gets and may return.
 Reply = Callable[[str | bytes], str | bytes | None]
 
@@ -152,14 +151,14 @@ def connection_pair(
     :raises ValueError: for a bad option value.
     :raises HandshakeError: when a handshake fails.
     """
-    check_option_names(options, _CONNECTION_OPTIONS)
+    check_options(options, "connection")
     base = _with_test_timeouts(options)
     client_args: ConnectOptions = {**base, **(client_options or {})}
     if subprotocol is not None:
         client_args.setdefault("subprotocols", [subprotocol])
     server_args: ConnectionOptions = {**base, **(server_options or {})}
-    check_option_names(server_args, _CONNECTION_OPTIONS)
-    deflate_extensions(server_args)  # ValueError for a bad compression value
+    check_options(client_args, "client")
+    check_options(server_args, "connection")
     client_sock, server_sock = socket.socketpair()
     # The server-side code takes ServeOptions: the connection options and more.
     handshake = _ServerHandshake(server_sock, subprotocol, cast("ServeOptions", server_args))

@@ -12,6 +12,7 @@ from websockets.sync.client import connect as ws_connect
 
 import syncws
 from syncws import ConnectionClosed
+from syncws.testing import connection_pair
 
 JSONISH = '{"id": 17, "name": "syncws", "tags": ["alpha", "beta"], "ratio": 0.25}' * 200
 
@@ -226,3 +227,21 @@ def test_every_negotiation_parameter_offered_by_a_client(deflate_server, offer) 
             message = f"{n} {JSONISH}"
             client.send(message)
             assert client.recv(timeout=WAIT) == message
+
+
+def test_the_connection_says_which_extensions_were_agreed() -> None:
+    with connection_pair(compression="deflate") as (client, server):
+        expected = "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"
+        assert client.extensions == server.extensions == expected
+    with connection_pair(client_options={"compression": "deflate"}) as (client, server):
+        assert client.extensions == server.extensions == ""  # the server declined
+
+
+def test_a_compressed_message_too_big_closes_like_an_uncompressed_one() -> None:
+    for compression in ("deflate", None):
+        with connection_pair(compression=compression, max_message_size=1000) as (client, server):
+            client.send_message("x" * 5000)
+            with pytest.raises(ConnectionClosed) as excinfo:
+                server.get_message(timeout=WAIT)
+        reason = excinfo.value.reason
+        assert (reason.code, reason.reason) == (1009, "message larger than 1000 bytes"), compression

@@ -1,0 +1,351 @@
+"""Every keyword option of the client and server functions, defined once.
+
+Each :class:`Option` holds its name, where it applies, its default, how its value is
+checked and the line that describes it in the documentation: the functions check their
+options here before they touch the network, fill in the defaults from here, and the
+option tables of the docs are generated from here (the ``syncws-options`` directive of
+``docs/conf.py``), so that none of them can drift from the others.
+
+The :class:`~typing.TypedDict` classes of :mod:`syncws.connection`, :mod:`syncws.client`
+and :mod:`syncws.request` give the same names to type checkers; a test checks that they
+agree with this table.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "COMPRESSION_CHOICES",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_DISCONNECT_TIMEOUT",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_MESSAGE_QUEUE_SIZE",
+    "DEFAULT_PING_INTERVAL",
+    "DEFAULT_PING_TIMEOUT",
+    "OPTIONS",
+    "UNLIMITED",
+    "Option",
+    "Scope",
+    "check_names",
+    "check_options",
+    "message_size",
+    "names",
+    "seconds",
+    "value",
+]
+
+DEFAULT_MESSAGE_QUEUE_SIZE = 16
+DEFAULT_MAX_MESSAGE_SIZE = 2**20
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_DISCONNECT_TIMEOUT = 60.0
+DEFAULT_PING_INTERVAL = 20.0
+DEFAULT_PING_TIMEOUT = 20.0
+#: The values of the ``compression`` option.
+COMPRESSION_CHOICES = (None, "deflate")
+#: What ``max_message_size=None`` (no limit) stands for inside syncws: more bytes than
+#: any message can have, small enough for every count and zlib call.
+UNLIMITED = sys.maxsize // 4
+
+#: Where an option applies: every connection, the client functions, or the servers.
+Scope = Literal["connection", "client", "server"]
+
+
+# -- value checks: each raises TypeError or ValueError naming the option --------------------
+
+
+def _number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, not {value!r}")
+    return float(value)
+
+
+def _integer(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
+    return value
+
+
+def _queue_size(name: str, value: object) -> None:
+    if _integer(name, value) < 0:
+        raise ValueError(f"{name} must be >= 0, not {value!r}")
+
+
+def _message_size(name: str, value: object) -> None:
+    if value is not None and _integer(name, value) <= 0:
+        raise ValueError(f"{name} must be > 0 or None (no limit), not {value!r}")
+
+
+def _positive_seconds(name: str, value: object) -> None:
+    if _number(name, value) <= 0:
+        raise ValueError(f"{name} must be a number of seconds > 0, not {value!r}")
+
+
+def _seconds(name: str, value: object) -> None:
+    if _number(name, value) < 0:
+        raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
+
+
+def _optional_positive_seconds(name: str, value: object) -> None:
+    if value is not None:
+        _positive_seconds(name, value)
+
+
+def _compression(name: str, value: object) -> None:
+    if value not in COMPRESSION_CHOICES:
+        raise ValueError(f"{name} must be 'deflate' or None, not {value!r}")
+
+
+def _subprotocols(name: str, value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be a list of names, not {type(value).__name__}")
+    for item in value:
+        if not isinstance(item, str):
+            raise TypeError(f"{name} must hold strings, not {type(item).__name__}")
+
+
+def _headers(name: str, value: object) -> None:
+    if value is not None and (isinstance(value, (str, bytes)) or not hasattr(value, "__iter__")):
+        raise TypeError(f"{name} must be a mapping or (name, value) pairs")
+
+
+def _optional_text(name: str, value: object) -> None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{name} must be a string or None, not {type(value).__name__}")
+
+
+def _max_connections(name: str, value: object) -> None:
+    if value is not None and _integer(name, value) < 1:
+        raise ValueError(f"{name} must be >= 1 or None, not {value!r}")
+
+
+def _origins(name: str, value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{name} must be a list of origins, not {type(value).__name__}")
+
+
+def _callable(name: str, value: object) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be callable or None, not {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One keyword option."""
+
+    #: The keyword.
+    name: str
+    #: Where it applies.
+    scope: Scope
+    #: Its default value.
+    default: object
+    #: The default as the docs show it (reStructuredText).
+    shown: str
+    #: What it means, one sentence of reStructuredText for the docs' tables.
+    meaning: str
+    #: Raises TypeError or ValueError for a bad value.
+    check: Callable[[str, object], None]
+
+
+OPTIONS: dict[str, Option] = {
+    option.name: option
+    for option in (
+        Option(
+            "message_queue_size",
+            "connection",
+            DEFAULT_MESSAGE_QUEUE_SIZE,
+            "``16``",
+            "received messages that may wait for ``get_message`` (and at most that many "
+            "times ``max_message_size`` bytes of them, as stored in memory) before "
+            "reading pauses",
+            _queue_size,
+        ),
+        Option(
+            "max_message_size",
+            "connection",
+            DEFAULT_MAX_MESSAGE_SIZE,
+            "``2**20``",
+            "largest accepted message, in payload bytes (close code 1009 beyond it); "
+            "``None``: no limit, which lets a peer use any amount of memory",
+            _message_size,
+        ),
+        Option(
+            "connect_timeout",
+            "connection",
+            DEFAULT_CONNECT_TIMEOUT,
+            "``10.0``",
+            "seconds for the opening handshake: TCP connect (client), TLS and the HTTP "
+            "upgrade together",
+            _positive_seconds,
+        ),
+        Option(
+            "disconnect_timeout",
+            "connection",
+            DEFAULT_DISCONNECT_TIMEOUT,
+            "``60.0``",
+            "seconds for the closing handshake",
+            _seconds,
+        ),
+        Option(
+            "ping_interval",
+            "connection",
+            DEFAULT_PING_INTERVAL,
+            "``20.0``",
+            "seconds between keepalive pings (``None``: no keepalive)",
+            _optional_positive_seconds,
+        ),
+        Option(
+            "ping_timeout",
+            "connection",
+            DEFAULT_PING_TIMEOUT,
+            "``20.0``",
+            "seconds to wait for any sign of life after a keepalive ping before closing "
+            "with 1011 (``None``: the same as ``ping_interval``)",
+            _optional_positive_seconds,
+        ),
+        Option(
+            "compression",
+            "connection",
+            None,
+            "``None``",
+            '``"deflate"`` for permessage-deflate (RFC 7692) when the peer agrees; '
+            "``None`` for no compression",
+            _compression,
+        ),
+        Option(
+            "subprotocols",
+            "client",
+            None,
+            "``None``",
+            "subprotocols to offer, in order of preference",
+            _subprotocols,
+        ),
+        Option(
+            "extra_headers",
+            "client",
+            None,
+            "``None``",
+            "extra headers for the HTTP upgrade request: a mapping or ``(name, value)`` pairs",
+            _headers,
+        ),
+        Option(
+            "origin",
+            "client",
+            None,
+            "``None``",
+            "the ``Origin`` header to send",
+            _optional_text,
+        ),
+        Option(
+            "max_connections",
+            "server",
+            None,
+            "``None``",
+            "clients served at once (``None``: no limit); clients beyond it get HTTP 503",
+            _max_connections,
+        ),
+        Option(
+            "origins",
+            "server",
+            None,
+            "``None``",
+            "allowed ``Origin`` values (``None`` in the list: no header); others get "
+            "HTTP 403 (``None``: no check)",
+            _origins,
+        ),
+        Option(
+            "process_request",
+            "server",
+            None,
+            "``None``",
+            "a function called with each request before the handler; it may reject the request",
+            _callable,
+        ),
+    )
+}
+
+#: Names that users of other WebSocket libraries reach for, and the option they mean.
+_ALIASES = {
+    "timeout": "connect_timeout",
+    "open_timeout": "connect_timeout",
+    "close_timeout": "disconnect_timeout",
+    "max_size": "max_message_size",
+    "max_queue": "message_queue_size",
+    "additional_headers": "extra_headers",
+    "headers": "extra_headers",
+    "header": "extra_headers",
+    "subprotocol": "subprotocols",
+    "ssl": "ssl_context",
+    "sslopt": "ssl_context",
+    "compress": "compression",
+    "permessage_deflate": "compression",
+    "ping_period": "ping_interval",
+}
+
+
+def names(scope: Scope) -> frozenset[str]:
+    """Return the option names a function of ``scope`` accepts."""
+    return frozenset(
+        name for name, option in OPTIONS.items() if option.scope in ("connection", scope)
+    )
+
+
+def check_names(options: Mapping[str, object], allowed: frozenset[str]) -> None:
+    """Raise TypeError, as for a keyword argument, for a name not in ``allowed``.
+
+    The message names the likely option when there is one: ``timeout`` ->
+    ``connect_timeout``, ``max_size`` -> ``max_message_size``, and close misspellings.
+    """
+    unknown = sorted(set(options) - allowed)
+    if not unknown:
+        return
+    name = unknown[0]
+    message = f"unexpected keyword argument {name!r}"
+    if len(unknown) > 1:
+        message = f"unexpected keyword arguments {', '.join(map(repr, unknown))}"
+    guess = _ALIASES.get(name)
+    if guess is None or (guess not in allowed and guess != "ssl_context"):
+        close = difflib.get_close_matches(name, sorted(allowed), n=1, cutoff=0.6)
+        guess = close[0] if close else None
+    if guess is not None:
+        message += f"; did you mean {guess!r}?"
+    raise TypeError(message)
+
+
+def check_options(options: Mapping[str, object], scope: Scope) -> None:
+    """Check the names and values of ``options`` for a function of ``scope``.
+
+    :raises TypeError: for an unknown name, or a value of the wrong type.
+    :raises ValueError: for a value out of range.
+    """
+    check_names(options, names(scope))
+    for name, given in options.items():
+        OPTIONS[name].check(name, given)
+
+
+def value(options: Mapping[str, object], name: str) -> object:
+    """Return the value of option ``name`` in ``options``, or its default."""
+    return options.get(name, OPTIONS[name].default)
+
+
+def seconds(options: Mapping[str, object], name: str) -> float | None:
+    """Return the value of a timeout option ``name`` in ``options``, or its default."""
+    given = options.get(name, OPTIONS[name].default)
+    return None if given is None else float(given)  # type: ignore[arg-type]
+
+
+def message_size(options: Mapping[str, object]) -> int:
+    """Return ``max_message_size`` as a number of bytes (:data:`UNLIMITED` for ``None``)."""
+    size = options.get("max_message_size", DEFAULT_MAX_MESSAGE_SIZE)
+    return UNLIMITED if size is None else int(size)  # type: ignore[call-overload]
