@@ -122,41 +122,65 @@ def _parse_url(url: str) -> _Target:
     taken from the parser (which may have mistaken a piece of password for a port or a
     host), and chain no exception that could hold it.
     """
-    shown = repr(redact_url(url))
     problem = _url_problem(url)
     if problem is not None:
-        raise ValueError(problem.format(url=shown))
+        raise ValueError(problem)
     return _split_url(url)
 
 
+#: The WebSocket scheme to use instead of an HTTP one (RFC 6455, section 3).
+_HTTP_SCHEMES = {"http": "ws", "https": "wss"}
+
+
 def _url_problem(url: str) -> str | None:
-    """Return what is wrong with ``url`` (``{url}`` standing for it), or ``None``."""
+    """Return what is wrong with ``url``, its password hidden, or ``None``."""
+    shown = repr(redact_url(url))
     if _UNSAFE_URL.search(url):
-        return "the URL contains whitespace or control characters: {url}"
+        return f"the URL contains whitespace or control characters: {shown}"
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:  # Its message may quote the netloc, password included.
-        return "malformed URL {url}: an invalid port or host"
+        return f"malformed URL {shown}: an invalid port or host"
     scheme = parts.scheme.lower()
     if scheme not in ("ws", "wss"):
-        if not parts.scheme:
-            return "no ws:// or wss:// scheme in URL {url}"
-        # The scheme comes before the first colon: it cannot hold the password.
-        return f"unsupported URL scheme {parts.scheme!r} in {{url}}: use ws:// or wss://"
+        return _scheme_problem(url, parts.scheme, shown)
     if not parts.hostname:
-        return "no host in URL {url}"
+        return f"no host in URL {shown}"
     if port == 0:
-        return "invalid port 0 in URL {url}"
+        return f"invalid port 0 in URL {shown}"
     if "#" in url:
         # RFC 6455, section 3: fragments must not be used; a "#" is sent as %23.
-        return "a WebSocket URL may not have a fragment: {url}"
+        return f"a WebSocket URL may not have a fragment: {shown}"
     try:
         _check_host(parts.hostname)
         _check_resource(parts.path or "/")
     except ValueError:
-        return "invalid host or path in URL {url}"
+        return f"invalid host or path in URL {shown}"
     return None
+
+
+def _scheme_problem(url: str, scheme: str, shown: str) -> str:
+    """Say what is wrong with the scheme of ``url``, and what to write instead.
+
+    ``localhost:8765/`` parses as the scheme ``localhost``: a "scheme" that is not
+    followed by ``//`` is taken for a host, and ``ws://`` is suggested in front of it.
+    The scheme is shown only when ``://`` follows it, where it cannot be part of a
+    password; suggestions go through :func:`redact_url` like the URL itself.
+    """
+    has_scheme = bool(scheme) and url[len(scheme) : len(scheme) + 3] == "://"
+    if not has_scheme:
+        suggestion = repr(redact_url("ws://" + url.removeprefix("//")))
+        return f"URL needs a ws:// or wss:// scheme: {shown} (try {suggestion})"
+    instead = _HTTP_SCHEMES.get(scheme.lower())
+    if instead is not None:
+        suggestion = repr(redact_url(instead + url[len(scheme) :]))
+        return (
+            f"use {instead}://, not {scheme.lower()}://, for a WebSocket URL: {shown} "
+            f"(try {suggestion})"
+        )
+    # The scheme comes before the first colon: it cannot hold the password.
+    return f"unsupported URL scheme {scheme!r} in {shown}: use ws:// or wss://"
 
 
 def _split_url(url: str) -> _Target:
