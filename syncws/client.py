@@ -15,7 +15,7 @@ import ssl
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
@@ -25,7 +25,7 @@ from ._connect import open_tcp
 from ._deadline import Deadline
 from ._deflate import deflate_extensions
 from ._http import HeadersLike, check_headers, check_token, split_head
-from ._redact import redact_url
+from ._redact import MASK, hidden_span, redact_url
 from .connection import (
     DEFAULT_CONNECT_TIMEOUT,
     ConnectionOptions,
@@ -86,6 +86,15 @@ class _Target:
     resource: str
     host_header: str
     authorization: bytes | None = None
+    #: The host or the port may be a piece of the URL's password: messages hide it.
+    hide_host: bool = False
+    hide_port: bool = False
+
+    @property
+    def where(self) -> str:
+        """``host:port`` for messages, with ``***`` for what must not be shown."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{MASK if self.hide_host else host}:{MASK if self.hide_port else self.port}"
 
 
 def _host_header(host: str, port: int, secure: bool) -> str:
@@ -197,6 +206,7 @@ def _split_url(url: str) -> _Target:
         authorization = b"Basic " + base64.b64encode(credentials.encode("utf-8"))
     host = _check_host(parts.hostname)
     port = parts.port or (443 if secure else 80)
+    hide_host, hide_port = _maybe_password(url, parts)
     return _Target(
         host=host,
         port=port,
@@ -204,7 +214,31 @@ def _split_url(url: str) -> _Target:
         resource=_check_resource(resource),
         host_header=_host_header(host, port, secure),
         authorization=authorization,
+        hide_host=hide_host,
+        hide_port=hide_port,
     )
+
+
+def _maybe_password(url: str, parts: SplitResult) -> tuple[bool, bool]:
+    """Whether the host and the port that the parser found may be pieces of a password.
+
+    ``ws://alice:12/34@host/`` may be the password ``12/34`` of ``alice``, which the
+    parser reads as the host ``alice`` and the port 12: a host or a port that overlaps
+    what :func:`redact_url` hides is not shown in messages.
+    """
+    span = hidden_span(url)
+    if span is None:
+        return False, False
+    netloc_start = len(parts.scheme) + len("://")
+    netloc_end = netloc_start + len(parts.netloc)
+    host_start = netloc_start + parts.netloc.rfind("@") + 1
+    host_end = netloc_end
+    if parts.port is not None:
+        host_end = netloc_start + parts.netloc.rfind(":")
+    hidden_start, hidden_end = span
+    hide_host = host_start < hidden_end and hidden_start < host_end
+    hide_port = parts.port is not None and host_end + 1 < hidden_end and hidden_start < netloc_end
+    return hide_host, hide_port
 
 
 def _request(target: _Target, options: ConnectOptions) -> Request:
@@ -300,7 +334,7 @@ def _verification_error(
     """Remake the error with a message that names the server and what to do."""
     error = ssl.SSLCertVerificationError(
         exc.errno,
-        f"the TLS certificate of {target.host}:{target.port} could not be verified: "
+        f"the TLS certificate of {target.where} could not be verified: "
         f"{exc.verify_message or exc.reason}. To trust a private certificate authority, "
         "pass ssl_context=ssl.create_default_context(cafile=...)",
     )
@@ -339,7 +373,9 @@ def _open(
     check_option_names(options, _OPTION_NAMES)
     _request(target, options)  # Check every option before touching the network.
     deadline = Deadline(options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
-    sock = open_tcp(target.host, target.port, deadline)
+    sock = open_tcp(
+        target.host, target.port, deadline, hide_host=target.hide_host, hide_port=target.hide_port
+    )
     try:
         if target.secure:
             context = ssl_context if ssl_context is not None else ssl.create_default_context()
