@@ -27,6 +27,7 @@ from .client import (
 from .connection import ConnectionOptions, WebSocketConnection
 from .exceptions import (
     ConnectionClosed,
+    ConnectionLost,
     ConnectionRejected,
     ConnectionTimeout,
     DisconnectionTimeout,
@@ -46,6 +47,7 @@ __all__ = [
     "CloseReason",
     "ConnectOptions",
     "ConnectionClosed",
+    "ConnectionLost",
     "ConnectionOptions",
     "ConnectionRejected",
     "ConnectionTimeout",

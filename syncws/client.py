@@ -34,7 +34,13 @@ from .connection import (
     connection_args,
     exit_close_code,
 )
-from .exceptions import ConnectionRejected, ConnectionTimeout, DisconnectionTimeout, HandshakeError
+from .exceptions import (
+    ConnectionLost,
+    ConnectionRejected,
+    ConnectionTimeout,
+    DisconnectionTimeout,
+    HandshakeError,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -92,9 +98,18 @@ class _Target:
 
     @property
     def where(self) -> str:
-        """``host:port`` for messages, with ``***`` for what must not be shown."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{MASK if self.hide_host else host}:{MASK if self.hide_port else self.port}"
+        """``host:port`` for messages, with ``***`` for what must not be shown.
+
+        For :func:`wrap_client_socket`, which knows no port (port 0): the ``Host``
+        header it was given.
+        """
+        if self.hide_host:
+            host = MASK
+        elif self.port == 0:
+            return self.host
+        else:
+            host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{MASK if self.hide_port else self.port}"
 
 
 def _host_header(host: str, port: int, secure: bool) -> str:
@@ -268,60 +283,119 @@ def _settimeout(sock: socket.socket, deadline: Deadline) -> None:
     sock.settimeout(remaining)
 
 
+#: What a socket raises when the server goes away; an end of stream is ``b""``.
+_LOST = (ConnectionError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
+
+
+def _lost(target: _Target, error: BaseException | None, when: str) -> ConnectionLost:
+    """Make the :class:`ConnectionLost` for an end of stream (``None``) or a socket error."""
+    how = "reset" if isinstance(error, ConnectionResetError) else "closed"
+    return ConnectionLost(f"the server at {target.where} {how} the connection {when}")
+
+
+class _Response:
+    """What arrived of the server's answer to the upgrade request, fed to wsproto."""
+
+    def __init__(self, ws: WSConnection, target: _Target) -> None:
+        self._ws = ws
+        self._target = target
+        #: The bytes of the response until it turned out to be a rejection.
+        self.received = bytearray()
+        self._rejection: RejectConnection | None = None
+        self._body = bytearray()
+
+    def feed(self, chunk: bytes) -> AcceptConnection | None:
+        """Take the next bytes; return the acceptance once complete, else ``None``.
+
+        ``b""`` stands for the end of stream.
+
+        :raises ConnectionRejected: when the server refused, with the body as far as
+            it goes (at most :data:`MAX_REJECT_BODY` bytes).
+        :raises ConnectionLost: at the end of stream before a complete response head.
+        :raises HandshakeError: for a response that is not a valid handshake.
+        """
+        if not chunk and self._rejection is None:
+            raise self.lost(None)
+        if self._rejection is None:
+            self.received += chunk
+        try:
+            self._ws.receive_data(chunk or None)
+        except (RemoteProtocolError, UnicodeError) as exc:
+            # UnicodeError: wsproto could not decode a header it parses.
+            if self._rejection is not None:
+                raise self.rejected() from exc  # A body cut short or badly framed.
+            raise HandshakeError(f"invalid handshake response: {exc}") from exc
+        # Iterate lazily: frames that came with the response stay in wsproto, for the
+        # connection's reader to pick up after AcceptConnection.
+        for event in self._ws.events():
+            if isinstance(event, AcceptConnection):
+                return event
+            if isinstance(event, RejectConnection):
+                self._rejection = event
+                if not event.has_body:
+                    raise self.rejected()
+            elif isinstance(event, RejectData) and self._rejection is not None:
+                self._body += event.data
+                if event.body_finished or len(self._body) >= MAX_REJECT_BODY:
+                    raise self.rejected()
+        if not chunk:
+            raise self.rejected()
+        return None
+
+    def lost(self, error: BaseException | None) -> HandshakeError:
+        """Make the error for a server that went away, at an end of stream (``None``) or not.
+
+        A rejection is still one, with what arrived of its body.
+        """
+        if self._rejection is not None:
+            return self.rejected()
+        if self.received:
+            return _lost(self._target, error, "during its handshake response")
+        return _lost(self._target, error, "before answering the WebSocket handshake")
+
+    def rejected(self) -> ConnectionRejected:
+        """Make the rejection received, with its body as far as it arrived."""
+        assert self._rejection is not None
+        return ConnectionRejected(
+            self._rejection.status_code,
+            tuple(self._rejection.headers),
+            bytes(self._body[:MAX_REJECT_BODY]),
+        )
+
+
 def _handshake(
     sock: socket.socket, target: _Target, deadline: Deadline, options: ConnectOptions
 ) -> WebSocketConnection:
     """Run the HTTP upgrade on a connected socket; return the open connection."""
     ws = WSConnection(ConnectionType.CLIENT)
     data = ws.send(_request(target, options))
-    rejection: RejectConnection | None = None
-    body = bytearray()
-    received = bytearray()
+    response = _Response(ws, target)
     try:
         _settimeout(sock, deadline)
-        sock.sendall(data)
+        try:
+            sock.sendall(data)
+        except _LOST as exc:
+            raise response.lost(exc) from exc
         while True:
             _settimeout(sock, deadline)
-            chunk = sock.recv(65536)
-            if not chunk and rejection is None:
-                raise HandshakeError("the server closed the connection during the handshake")
-            if rejection is None:
-                received += chunk
             try:
-                ws.receive_data(chunk or None)
-            except (RemoteProtocolError, UnicodeError) as exc:
-                # UnicodeError: wsproto could not decode a header it parses.
-                raise HandshakeError(f"invalid handshake response: {exc}") from exc
-            # Iterate lazily: frames that came with the response stay in wsproto,
-            # for the connection's reader to pick up after AcceptConnection.
-            for event in ws.events():
-                if isinstance(event, AcceptConnection):
-                    head_end = _check_response_head(bytes(received))
-                    return WebSocketConnection(
-                        sock,
-                        ws,
-                        path=target.resource,
-                        subprotocol=event.subprotocol,
-                        handshake_headers=tuple(
-                            (name.lower(), value) for name, value in event.extra_headers
-                        ),
-                        received=bytes(received[head_end:]),
-                        **connection_args(options),
-                    )
-                if isinstance(event, RejectConnection):
-                    rejection = event
-                    if not event.has_body:
-                        raise ConnectionRejected(event.status_code, tuple(event.headers), None)
-                elif isinstance(event, RejectData) and rejection is not None:
-                    body += event.data
-                    if event.body_finished or len(body) >= MAX_REJECT_BODY:
-                        raise ConnectionRejected(
-                            rejection.status_code,
-                            tuple(rejection.headers),
-                            bytes(body[:MAX_REJECT_BODY]),
-                        )
-            if not chunk:
-                raise HandshakeError("the server closed the connection during its response")
+                chunk = sock.recv(65536)
+            except _LOST as exc:
+                raise response.lost(exc) from exc
+            event = response.feed(chunk)
+            if event is not None:
+                head_end = _check_response_head(bytes(response.received))
+                return WebSocketConnection(
+                    sock,
+                    ws,
+                    path=target.resource,
+                    subprotocol=event.subprotocol,
+                    handshake_headers=tuple(
+                        (name.lower(), value) for name, value in event.extra_headers
+                    ),
+                    received=bytes(response.received[head_end:]),
+                    **connection_args(options),
+                )
     except TimeoutError as exc:
         if isinstance(exc, ConnectionTimeout):
             raise
@@ -386,6 +460,8 @@ def _open(
                 raise ConnectionTimeout("timed out during the TLS handshake") from exc
             except ssl.SSLCertVerificationError as exc:
                 raise _verification_error(exc, target) from exc
+            except _LOST as exc:
+                raise _lost(target, exc, "during the TLS handshake") from exc
         return _handshake(sock, target, deadline, options)
     except BaseException:
         sock.close()

@@ -5,6 +5,8 @@ Every exception that syncws defines derives from :class:`WebSocketError`::
     WebSocketError
     ├── HandshakeError              the opening handshake failed
     │   ├── ConnectionRejected      the server answered with an HTTP error
+    │   ├── ConnectionLost          the server closed or reset the connection during
+    │   │                           the handshake (also ConnectionError)
     │   └── ConnectionTimeout       connect + TLS + HTTP took too long (also TimeoutError)
     ├── ConnectionClosed            the connection is closed; carries a CloseReason
     └── DisconnectionTimeout        the closing handshake took too long (also TimeoutError)
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConnectionClosed",
+    "ConnectionLost",
     "ConnectionRejected",
     "ConnectionTimeout",
     "DisconnectionTimeout",
@@ -70,6 +73,19 @@ class ConnectionRejected(HandshakeError):
 
     def __str__(self) -> str:
         return f"server rejected WebSocket connection: HTTP {self.status_code}"
+
+
+class ConnectionLost(HandshakeError, ConnectionError):
+    """The server closed or reset the connection during the opening handshake.
+
+    Raised for an end of stream or a reset during the TLS handshake, while the request
+    is sent, or before the head of the server's response is complete; the error of the
+    socket, if any, is its ``__cause__``. A rejection (an HTTP error status) that the
+    server cuts short is a :class:`ConnectionRejected` with what arrived of its body.
+
+    This is also a builtin :class:`ConnectionError`, an :class:`OSError`, as the
+    :class:`ConnectionResetError` raised for some of these cases was.
+    """
 
 
 class ConnectionTimeout(HandshakeError, TimeoutError):
