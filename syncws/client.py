@@ -356,11 +356,18 @@ class _Response:
     def rejected(self) -> ConnectionRejected:
         """Make the rejection received, with its body as far as it arrived."""
         assert self._rejection is not None
+        status_line = bytes(self.received).split(b"\n", 1)[0].rstrip(b"\r")
         return ConnectionRejected(
             self._rejection.status_code,
             tuple(self._rejection.headers),
             bytes(self._body[:MAX_REJECT_BODY]),
+            status_line=status_line.decode("latin-1"),
         )
+
+    @property
+    def rejecting(self) -> bool:
+        """Whether the head of a rejection arrived (its body may not have)."""
+        return self._rejection is not None
 
 
 def _handshake(
@@ -397,6 +404,9 @@ def _handshake(
                     **connection_args(options),
                 )
     except TimeoutError as exc:
+        if response.rejecting:
+            # The status says what happened; the body is what arrived of it in time.
+            raise response.rejected() from exc
         if isinstance(exc, ConnectionTimeout):
             raise
         raise ConnectionTimeout("timed out during the WebSocket handshake") from exc

@@ -50,11 +50,16 @@ class HandshakeError(WebSocketError):
 
 
 class ConnectionRejected(HandshakeError):
-    """The server refused the WebSocket handshake with an HTTP response.
+    """The server answered the WebSocket handshake with an HTTP response other than 101.
+
+    An error status (4xx, 5xx) is a refusal; any other status (200 from a plain web
+    server, a redirect, ...) means that the server did not upgrade the connection. The
+    message says which, with the status line and the first bytes of the body.
 
     :param status_code: the HTTP status code of the response.
     :param headers: the response headers as ``(name, value)`` pairs of bytes.
     :param body: the response body, or ``None`` when the response had none.
+    :param status_line: the status line as received, e.g. ``"HTTP/1.1 200 OK"``.
     """
 
     def __init__(
@@ -62,6 +67,8 @@ class ConnectionRejected(HandshakeError):
         status_code: int,
         headers: tuple[tuple[bytes, bytes], ...],
         body: bytes | None,
+        *,
+        status_line: str | None = None,
     ) -> None:
         super().__init__(status_code, headers, body)
         #: The HTTP status code of the response.
@@ -70,9 +77,34 @@ class ConnectionRejected(HandshakeError):
         self.headers = headers
         #: The response body, or ``None``.
         self.body = body
+        #: The status line as received (decoded as ISO-8859-1), or ``None`` if unknown.
+        self.status_line = status_line
 
     def __str__(self) -> str:
-        return f"server rejected WebSocket connection: HTTP {self.status_code}"
+        line = _excerpt(self.status_line or f"HTTP {self.status_code}", _SHOWN_LINE)
+        if self.status_code >= 400:
+            version, _, rest = line.partition(" ")
+            text = f"server rejected WebSocket connection: HTTP {rest if rest else version},"
+        else:
+            text = f"the server did not upgrade to WebSocket: it answered {line!r}"
+        if self.body:
+            return f"{text} with the body {_body_excerpt(self.body)}"
+        return text.rstrip(",")
+
+
+#: The most of a status line, and of a body, that a message shows.
+_SHOWN_LINE = 100
+_SHOWN_BODY = 100
+
+
+def _excerpt(text: str, size: int) -> str:
+    return text if len(text) <= size else text[:size] + "..."
+
+
+def _body_excerpt(body: bytes) -> str:
+    """Quote the first bytes of ``body``, control characters escaped."""
+    shown = repr(body[:_SHOWN_BODY].decode("utf-8", "replace"))
+    return shown + "..." if len(body) > _SHOWN_BODY else shown
 
 
 class ConnectionLost(HandshakeError, ConnectionError):

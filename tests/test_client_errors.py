@@ -7,13 +7,16 @@ password of the URL.
 
 from __future__ import annotations
 
+import http.server
 import select
 import socket
 import ssl
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
-from helpers import WAIT, Background, unused_port
+from helpers import SHORT, WAIT, Background, unused_port
 from rawpeer import MUTE, SILENT, RawPeer, Request
 
 import syncws
@@ -175,3 +178,102 @@ def test_rejection_cut_short_keeps_what_arrived(raw_peer: Callable[..., RawPeer]
     assert isinstance(error, syncws.ConnectionRejected), repr(error)
     assert error.status_code == 403
     assert error.body == b"go away"
+
+
+# ------------------------------------------------------ servers that do not upgrade
+
+
+class PlainPage(http.server.BaseHTTPRequestHandler):
+    """An HTTP server's answer to any GET: a web page, 200 OK."""
+
+    PAGE = b"<!DOCTYPE html>\n<html><title>Not a WebSocket</title>" + b"<p>text</p>" * 20
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(self.PAGE)))
+        self.end_headers()
+        self.wfile.write(self.PAGE)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def web_server() -> Iterator[http.server.HTTPServer]:
+    """A plain HTTP server (the standard library's) on loopback."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), PlainPage)
+    thread = threading.Thread(target=server.serve_forever, name="test-http-server")
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        thread.join(WAIT)
+        server.server_close()
+
+
+def test_http_server_answering_200_did_not_upgrade(web_server: http.server.HTTPServer) -> None:
+    port = web_server.server_address[1]
+    with pytest.raises(syncws.ConnectionRejected) as excinfo:
+        syncws.connect(f"ws://127.0.0.1:{port}/", connect_timeout=WAIT)
+    error = excinfo.value
+    assert error.status_code == 200
+    assert error.status_line == "HTTP/1.0 200 OK"
+    assert error.body == PlainPage.PAGE
+    message = str(error)
+    assert message.startswith(
+        "the server did not upgrade to WebSocket: it answered 'HTTP/1.0 200 OK' with the body "
+        "'<!DOCTYPE html>\\n<html><title>Not a WebSocket</title><p>text</p>"
+    )
+    assert message.endswith("'...")
+    assert len(message) < 250
+
+
+def test_a_rejection_shows_its_status_line_and_body(raw_peer: Callable[..., RawPeer]) -> None:
+    def reject(request: Request) -> bytes:
+        return b"HTTP/1.1 401 Who Are You\r\nContent-Length: 13\r\n\r\nwho are you?\n"
+
+    peer = raw_peer(handshake=reject)
+    with pytest.raises(syncws.ConnectionRejected) as excinfo:
+        syncws.connect(peer.url, connect_timeout=WAIT)
+    assert str(excinfo.value) == (
+        "server rejected WebSocket connection: HTTP 401 Who Are You, with the body "
+        "'who are you?\\n'"
+    )
+
+
+def test_a_rejection_without_body(raw_peer: Callable[..., RawPeer]) -> None:
+    peer = raw_peer(
+        handshake=lambda request: b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+    )
+    with pytest.raises(syncws.ConnectionRejected) as excinfo:
+        syncws.connect(peer.url, connect_timeout=WAIT)
+    assert str(excinfo.value) == "server rejected WebSocket connection: HTTP 404 Not Found"
+
+
+def test_a_redirect_did_not_upgrade(raw_peer: Callable[..., RawPeer]) -> None:
+    def redirect(request: Request) -> bytes:
+        return b"HTTP/1.1 301 Moved Permanently\r\nLocation: /ws\r\nContent-Length: 0\r\n\r\n"
+
+    peer = raw_peer(handshake=redirect)
+    with pytest.raises(syncws.ConnectionRejected) as excinfo:
+        syncws.connect(peer.url, connect_timeout=WAIT)
+    assert str(excinfo.value) == (
+        "the server did not upgrade to WebSocket: it answered 'HTTP/1.1 301 Moved Permanently'"
+    )
+
+
+def test_a_body_that_never_ends_is_a_rejection_after_the_timeout(
+    raw_peer: Callable[..., RawPeer],
+) -> None:
+    # A stream (server-sent events, say): what counts is that the server said 200.
+    def stream(request: Request) -> bytes:
+        return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nevent:\r\n"
+
+    peer = raw_peer(handshake=stream)
+    with pytest.raises(syncws.ConnectionRejected) as excinfo:
+        syncws.connect(peer.url, connect_timeout=SHORT)
+    assert excinfo.value.status_code == 200
+    assert excinfo.value.body == b"event:"
+    assert isinstance(excinfo.value.__cause__, TimeoutError)
