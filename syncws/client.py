@@ -286,11 +286,45 @@ def _settimeout(sock: socket.socket, deadline: Deadline) -> None:
 #: What a socket raises when the server goes away; an end of stream is ``b""``.
 _LOST = (ConnectionError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
 
+#: The hints for TLS on one side only.
+_TRY_WS = "is it ws:// rather than wss://?"
+_TRY_WSS = "is it wss:// rather than ws://?"
+#: What OpenSSL says when the server's first bytes are not a TLS record (HTTP, say).
+_NOT_TLS_REASONS = frozenset(
+    {
+        "WRONG_VERSION_NUMBER",
+        "UNKNOWN_PROTOCOL",
+        "PACKET_LENGTH_TOO_LONG",
+        "RECORD_LAYER_FAILURE",
+        "RECORD_LENGTH_MISMATCH",
+    }
+)
+#: The start of a TLS record: an alert (21) or a handshake (22), then version 3.x.
+_TLS_RECORD = re.compile(rb"[\x15\x16](?:\x03|\Z)")
+#: What servers answer in a 400 to a plain HTTP request on their TLS port (nginx:
+#: "The plain HTTP request was sent to HTTPS port").
+_TLS_PORT_400 = re.compile(rb"\b(?:https|tls|ssl)\b", re.IGNORECASE)
 
-def _lost(target: _Target, error: BaseException | None, when: str) -> ConnectionLost:
+
+def _lost(
+    target: _Target, error: BaseException | None, when: str, hint: str | None = None
+) -> ConnectionLost:
     """Make the :class:`ConnectionLost` for an end of stream (``None``) or a socket error."""
     how = "reset" if isinstance(error, ConnectionResetError) else "closed"
-    return ConnectionLost(f"the server at {target.where} {how} the connection {when}")
+    message = f"the server at {target.where} {how} the connection {when}"
+    return ConnectionLost(f"{message}; {hint}" if hint else message)
+
+
+def _not_tls(error: ssl.SSLError, target: _Target) -> ssl.SSLError:
+    """Remake a TLS error about bytes that are not TLS, saying what they may mean."""
+    remade = ssl.SSLError(
+        error.errno,
+        f"the server at {target.where} did not answer the TLS handshake; {_TRY_WS} "
+        f"({error.reason})",
+    )
+    remade.reason = error.reason
+    remade.library = error.library
+    return remade
 
 
 class _Response:
@@ -318,6 +352,10 @@ class _Response:
             raise self.lost(None)
         if self._rejection is None:
             self.received += chunk
+            if not self._target.secure and _TLS_RECORD.match(self.received):
+                raise HandshakeError(
+                    f"the server at {self._target.where} answered in TLS, not HTTP; {_TRY_WSS}"
+                )
         try:
             self._ws.receive_data(chunk or None)
         except (RemoteProtocolError, UnicodeError) as exc:
@@ -351,17 +389,22 @@ class _Response:
             return self.rejected()
         if self.received:
             return _lost(self._target, error, "during its handshake response")
-        return _lost(self._target, error, "before answering the WebSocket handshake")
+        # What TLS servers do with a plain request, among other reasons.
+        hint = None if self._target.secure else _TRY_WSS
+        return _lost(self._target, error, "before answering the WebSocket handshake", hint)
 
     def rejected(self) -> ConnectionRejected:
         """Make the rejection received, with its body as far as it arrived."""
         assert self._rejection is not None
         status_line = bytes(self.received).split(b"\n", 1)[0].rstrip(b"\r")
+        body = bytes(self._body[:MAX_REJECT_BODY])
+        tls_port = self._rejection.status_code == 400 and _TLS_PORT_400.search(body)
         return ConnectionRejected(
             self._rejection.status_code,
             tuple(self._rejection.headers),
-            bytes(self._body[:MAX_REJECT_BODY]),
+            body,
             status_line=status_line.decode("latin-1"),
+            hint=_TRY_WSS if tls_port and not self._target.secure else None,
         )
 
     @property
@@ -467,11 +510,18 @@ def _open(
             try:
                 sock = context.wrap_socket(sock, server_hostname=target.host)
             except TimeoutError as exc:
-                raise ConnectionTimeout("timed out during the TLS handshake") from exc
+                # A plain server waits for a request head that never comes.
+                raise ConnectionTimeout(
+                    f"timed out during the TLS handshake with {target.where}; {_TRY_WS}"
+                ) from exc
             except ssl.SSLCertVerificationError as exc:
                 raise _verification_error(exc, target) from exc
             except _LOST as exc:
-                raise _lost(target, exc, "during the TLS handshake") from exc
+                raise _lost(target, exc, "during the TLS handshake", _TRY_WS) from exc
+            except ssl.SSLError as exc:
+                if exc.reason in _NOT_TLS_REASONS:
+                    raise _not_tls(exc, target) from exc
+                raise
         return _handshake(sock, target, deadline, options)
     except BaseException:
         sock.close()
@@ -564,7 +614,11 @@ def wrap_client_socket(
         if not host or _UNSAFE_URL.search(host):
             raise ValueError(f"invalid host {host!r}")
         target = _Target(
-            host=host, port=0, secure=False, resource=_check_resource(resource), host_header=host
+            host=host,
+            port=0,
+            secure=isinstance(sock, ssl.SSLSocket),
+            resource=_check_resource(resource),
+            host_header=host,
         )
         deadline = Deadline(options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
         return _handshake(sock, target, deadline, options)

@@ -60,6 +60,7 @@ class ConnectionRejected(HandshakeError):
     :param headers: the response headers as ``(name, value)`` pairs of bytes.
     :param body: the response body, or ``None`` when the response had none.
     :param status_line: the status line as received, e.g. ``"HTTP/1.1 200 OK"``.
+    :param hint: a sentence for the end of the message: what the response suggests.
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class ConnectionRejected(HandshakeError):
         body: bytes | None,
         *,
         status_line: str | None = None,
+        hint: str | None = None,
     ) -> None:
         super().__init__(status_code, headers, body)
         #: The HTTP status code of the response.
@@ -79,6 +81,7 @@ class ConnectionRejected(HandshakeError):
         self.body = body
         #: The status line as received (decoded as ISO-8859-1), or ``None`` if unknown.
         self.status_line = status_line
+        self._hint = hint
 
     def __str__(self) -> str:
         line = _excerpt(self.status_line or f"HTTP {self.status_code}", _SHOWN_LINE)
@@ -87,9 +90,8 @@ class ConnectionRejected(HandshakeError):
             text = f"server rejected WebSocket connection: HTTP {rest if rest else version},"
         else:
             text = f"the server did not upgrade to WebSocket: it answered {line!r}"
-        if self.body:
-            return f"{text} with the body {_body_excerpt(self.body)}"
-        return text.rstrip(",")
+        text = f"{text} with the body {_body_excerpt(self.body)}" if self.body else text.rstrip(",")
+        return f"{text}; {self._hint}" if self._hint else text
 
 
 #: The most of a status line, and of a body, that a message shows.

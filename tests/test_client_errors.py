@@ -16,7 +16,16 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from helpers import SHORT, WAIT, Background, unused_port
+from helpers import (
+    SHORT,
+    WAIT,
+    Background,
+    SyncwsServer,
+    WsServer,
+    echo_handler,
+    server_echo,
+    unused_port,
+)
 from rawpeer import MUTE, SILENT, RawPeer, Request
 
 import syncws
@@ -277,3 +286,144 @@ def test_a_body_that_never_ends_is_a_rejection_after_the_timeout(
     assert excinfo.value.status_code == 200
     assert excinfo.value.body == b"event:"
     assert isinstance(excinfo.value.__cause__, TimeoutError)
+
+
+# ------------------------------------------------------- TLS on one side only
+
+TO_WS = "is it ws:// rather than wss://?"
+TO_WSS = "is it wss:// rather than ws://?"
+
+
+def answer_client_hello(peer: RawPeer, answer: bytes) -> None:
+    """Take the TLS ClientHello a wss:// client sends, answer ``answer``, then close."""
+    assert peer.handshake_done.wait(WAIT)
+    assert peer.conn is not None
+    peer.conn.sock.settimeout(WAIT)
+    assert peer.conn.sock.recv(65536)[:1] == b"\x16"
+    peer.conn.send_raw(answer)
+    peer.conn.close()  # The client may have reset the connection already: no error.
+
+
+def wss_url(port: int) -> str:
+    return f"wss://127.0.0.1:{port}/"
+
+
+def test_wss_to_a_server_that_answers_http(
+    raw_peer: Callable[..., RawPeer], tls_client_context: ssl.SSLContext
+) -> None:
+    peer = raw_peer(handshake=MUTE)
+    call = Background(
+        syncws.connect, wss_url(peer.port), ssl_context=tls_client_context, connect_timeout=WAIT
+    )
+    answer_client_hello(peer, b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    error = call.exception()
+    assert isinstance(error, ssl.SSLError), repr(error)  # As before: catchable as such.
+    assert not isinstance(error, syncws.WebSocketError)
+    message = str(error)
+    assert f"the server at 127.0.0.1:{peer.port} did not answer the TLS handshake" in message
+    assert TO_WS in message
+    assert error.reason == "WRONG_VERSION_NUMBER"
+    assert error.library == "SSL"
+    assert isinstance(error.__cause__, ssl.SSLError)
+
+
+def test_wss_to_a_server_that_closes_says_it_may_be_ws(
+    raw_peer: Callable[..., RawPeer], tls_client_context: ssl.SSLContext
+) -> None:
+    peer = raw_peer(handshake=MUTE)
+    call = Background(
+        syncws.connect, wss_url(peer.port), ssl_context=tls_client_context, connect_timeout=WAIT
+    )
+    answer_client_hello(peer, b"")
+    assert_lost(call.exception(), "during the TLS handshake", TO_WS)
+
+
+def test_wss_to_a_silent_server_says_it_may_be_ws(
+    raw_peer: Callable[..., RawPeer], tls_client_context: ssl.SSLContext
+) -> None:
+    # A plain server waits for the end of a request head that never comes.
+    peer = raw_peer(handshake=MUTE)
+    with pytest.raises(syncws.ConnectionTimeout) as excinfo:
+        syncws.connect(wss_url(peer.port), ssl_context=tls_client_context, connect_timeout=SHORT)
+    assert "timed out during the TLS handshake" in str(excinfo.value)
+    assert TO_WS in str(excinfo.value)
+
+
+@pytest.mark.parametrize("server", ["syncws", "websockets"])
+def test_wss_to_a_plain_websocket_server(
+    server: str,
+    syncws_server: Callable[..., SyncwsServer],
+    websockets_server: Callable[..., WsServer],
+    tls_client_context: ssl.SSLContext,
+) -> None:
+    port = (
+        syncws_server(server_echo) if server == "syncws" else websockets_server(echo_handler)
+    ).port
+    with pytest.raises((ssl.SSLError, syncws.ConnectionLost)) as excinfo:
+        syncws.connect(wss_url(port), ssl_context=tls_client_context, connect_timeout=WAIT)
+    assert f"the server at 127.0.0.1:{port}" in str(excinfo.value)
+    assert TO_WS in str(excinfo.value)
+
+
+@pytest.mark.parametrize("server", ["syncws", "websockets"])
+def test_ws_to_a_tls_websocket_server(
+    server: str,
+    syncws_server: Callable[..., SyncwsServer],
+    websockets_server: Callable[..., WsServer],
+    tls_server_context: ssl.SSLContext,
+) -> None:
+    if server == "syncws":
+        port = syncws_server(server_echo, ssl_context=tls_server_context).port
+    else:
+        port = websockets_server(echo_handler, ssl=tls_server_context).port
+    # A TLS server reads "GET / HTTP/1.1" as a bad TLS record and drops the connection.
+    with pytest.raises(syncws.ConnectionLost) as excinfo:
+        syncws.connect(f"ws://127.0.0.1:{port}/", connect_timeout=WAIT)
+    assert_lost(excinfo.value, f"the server at 127.0.0.1:{port}", "before answering", TO_WSS)
+
+
+@pytest.mark.parametrize("then_close", [False, True])
+def test_ws_to_a_server_that_answers_a_tls_alert(
+    raw_peer: Callable[..., RawPeer], then_close: bool
+) -> None:
+    # A fatal "protocol_version" alert, as some TLS servers send for a plain request.
+    alert = b"\x15\x03\x03\x00\x02\x02\x46"
+    peer = raw_peer(handshake=lambda request: alert, close_after_handshake=then_close)
+    with pytest.raises(syncws.HandshakeError) as excinfo:
+        syncws.connect(peer.url, connect_timeout=WAIT)
+    assert not isinstance(excinfo.value, syncws.ConnectionLost)
+    assert not isinstance(excinfo.value, syncws.ConnectionTimeout)
+    assert str(excinfo.value) == (
+        f"the server at 127.0.0.1:{peer.port} answered in TLS, not HTTP; {TO_WSS}"
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html><head><title>400 The plain HTTP request was sent to HTTPS port</title>",
+        b"Client sent an HTTP request to an HTTPS server.\n",
+    ],
+)
+def test_ws_to_an_https_port_that_answers_400(
+    raw_peer: Callable[..., RawPeer], body: bytes
+) -> None:
+    def plain_http_on_tls_port(request: Request) -> bytes:
+        return b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    peer = raw_peer(handshake=plain_http_on_tls_port)
+    with pytest.raises(syncws.ConnectionRejected) as excinfo:
+        syncws.connect(peer.url, connect_timeout=WAIT)
+    assert excinfo.value.status_code == 400
+    assert excinfo.value.body == body
+    assert str(excinfo.value).endswith(f"; {TO_WSS}")
+
+
+def test_a_plain_400_has_no_tls_hint(raw_peer: Callable[..., RawPeer]) -> None:
+    def bad_request(request: Request) -> bytes:
+        return b"HTTP/1.1 400 Bad Request\r\nContent-Length: 12\r\n\r\nbad request\n"
+
+    peer = raw_peer(handshake=bad_request)
+    with pytest.raises(syncws.ConnectionRejected) as excinfo:
+        syncws.connect(peer.url, connect_timeout=WAIT)
+    assert "wss://" not in str(excinfo.value)
