@@ -24,7 +24,15 @@ from wsproto.utilities import RemoteProtocolError
 from ._connect import open_tcp
 from ._deadline import Deadline
 from ._deflate import deflate_extensions
-from ._http import HeadersLike, check_headers, check_token, split_head
+from ._http import (
+    HeadersLike,
+    add_header,
+    check_header_option,
+    check_headers,
+    check_token,
+    product,
+    split_head,
+)
 from ._redact import MASK, hidden_span, redact_url
 from .connection import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -77,6 +85,8 @@ class ConnectOptions(ConnectionOptions, total=False):
     extra_headers: HeadersLike | None
     #: The ``Origin`` header to send (default: none).
     origin: str | None
+    #: The ``User-Agent`` header (default: ``"syncws/VERSION Python/X.Y"``; ``None``: none).
+    user_agent: str | None
 
 
 _OPTION_NAMES = frozenset(ConnectOptions.__annotations__)  # Inherited keys included.
@@ -267,6 +277,10 @@ def _request(target: _Target, options: ConnectOptions) -> Request:
         headers += check_headers([("Origin", origin)])
     if target.authorization is not None:
         headers.append((b"Authorization", target.authorization))
+    user_agent = options.get("user_agent", product())
+    if user_agent is not None:
+        # Checked even when an extra header of that name takes its place.
+        add_header(headers, check_header_option("user_agent", "User-Agent", user_agent))
     return Request(
         host=target.host_header,
         target=target.resource,
