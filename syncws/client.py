@@ -553,13 +553,18 @@ def connect_websocket_url(
         trusted certificates, with certificate and host name verification).
     :param options: see :class:`ConnectOptions`.
     :raises ValueError: for a malformed URL or option.
-    :raises ConnectionRejected: when the server answers with an HTTP error.
+    :raises ConnectionRejected: when the server answers with a status other than 101
+        (an HTTP error, or a web page: it did not upgrade).
+    :raises ConnectionLost: when the server closes or resets the connection during the
+        TLS handshake or the upgrade (also a :class:`ConnectionError`).
     :raises ConnectionTimeout: when opening takes longer than ``connect_timeout``, which
         bounds the attempts on every address of the host, TLS and the upgrade together.
-    :raises HandshakeError: when the server's answer is not a valid handshake.
-    :raises OSError: when the connection fails (DNS, refused, TLS verification). When
-        every address of the host failed, the error of the first one, its message
-        naming each address and why it failed.
+    :raises HandshakeError: when the server's answer is not a valid handshake (TLS bytes
+        to a ``ws://`` URL among them).
+    :raises OSError: when the connection fails (DNS, refused, TLS verification, TLS
+        from a server that does not speak it). When every address of the host failed,
+        the error of the first one, its message naming each address and port and why it
+        failed.
     """
     return _open(_parse_url(url), ssl_context, options)
 
