@@ -462,8 +462,11 @@ def _handshake(
                 )
     except TimeoutError as exc:
         if response.rejecting:
-            # The status says what happened; the body is what arrived of it in time.
-            raise response.rejected() from exc
+            # Still a timeout, but the status says more: the rejection is its cause.
+            rejection = response.rejected()
+            raise ConnectionTimeout(
+                f"timed out waiting for the end of the server's response; {rejection}"
+            ) from rejection
         if isinstance(exc, ConnectionTimeout):
             raise
         raise ConnectionTimeout("timed out during the WebSocket handshake") from exc

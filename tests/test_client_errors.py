@@ -273,19 +273,24 @@ def test_a_redirect_did_not_upgrade(raw_peer: Callable[..., RawPeer]) -> None:
     )
 
 
-def test_a_body_that_never_ends_is_a_rejection_after_the_timeout(
+def test_a_body_that_never_ends_times_out_saying_what_the_server_answered(
     raw_peer: Callable[..., RawPeer],
 ) -> None:
-    # A stream (server-sent events, say): what counts is that the server said 200.
+    # A stream (server-sent events, say): still a timeout, whose cause is the rejection.
     def stream(request: Request) -> bytes:
         return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nevent:\r\n"
 
     peer = raw_peer(handshake=stream)
-    with pytest.raises(syncws.ConnectionRejected) as excinfo:
+    with pytest.raises(syncws.ConnectionTimeout) as excinfo:
         syncws.connect(peer.url, connect_timeout=SHORT)
-    assert excinfo.value.status_code == 200
-    assert excinfo.value.body == b"event:"
-    assert isinstance(excinfo.value.__cause__, TimeoutError)
+    assert str(excinfo.value) == (
+        "timed out waiting for the end of the server's response; the server did not upgrade "
+        "to WebSocket: it answered 'HTTP/1.1 200 OK' with the body 'event:'"
+    )
+    rejection = excinfo.value.__cause__
+    assert isinstance(rejection, syncws.ConnectionRejected)
+    assert rejection.status_code == 200
+    assert rejection.body == b"event:"
 
 
 # ------------------------------------------------------- TLS on one side only
