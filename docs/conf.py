@@ -26,6 +26,7 @@ from docutils.parsers.rst import Directive
 from docutils.statemachine import StringList
 
 import syncws
+from syncws._options import OPTIONS
 
 project = "syncws"
 author = "the syncws contributors"
@@ -103,8 +104,6 @@ class _OptionsTable(Directive):
     optional_arguments = 2
 
     def run(self) -> list[Node]:
-        from syncws._options import OPTIONS
-
         scopes = set(self.arguments)
         lines = [
             ".. list-table::",

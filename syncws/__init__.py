@@ -11,6 +11,7 @@ Everything public is importable from this package::
 
 from __future__ import annotations
 
+from ._version import __version__ as __version__
 from .auth import basic_auth
 from .broadcast import broadcast
 from .callbacks import Backoff, CallbackClient
@@ -27,6 +28,7 @@ from .client import (
 from .connection import ConnectionOptions, WebSocketConnection
 from .exceptions import (
     ConnectionClosed,
+    ConnectionLost,
     ConnectionRejected,
     ConnectionTimeout,
     DisconnectionTimeout,
@@ -38,14 +40,13 @@ from .request import Handler, RequestHook, ServeOptions, WebSocketRequest, wrap_
 from .server import WebSocketServer, serve_websocket
 from .types import CloseReason, Endpoint
 
-__version__ = "0.1.0"
-
 __all__ = [
     "Backoff",
     "CallbackClient",
     "CloseReason",
     "ConnectOptions",
     "ConnectionClosed",
+    "ConnectionLost",
     "ConnectionOptions",
     "ConnectionRejected",
     "ConnectionTimeout",

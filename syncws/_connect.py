@@ -12,9 +12,10 @@ Resolving the name (:func:`socket.getaddrinfo`) blocks and cannot be interrupted
 a thread of its own: it is not bounded by the deadline, but the time it takes is spent
 from it.
 
-Error messages name the addresses tried, without the port: the port comes from a URL
-whose malformed userinfo may have been read as a port, and callers show the URL itself,
-with its password hidden.
+Error messages name each address tried with its port, as in ``cannot connect to
+127.0.0.1:8765: connection refused``. The host and the port may come from a URL whose
+malformed userinfo the parser read as a host or a port: the caller then says so
+(``hide_host``, ``hide_port``), and the messages show ``***`` in their place.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ._deadline import Deadline
+from ._redact import MASK
 from .exceptions import ConnectionTimeout
 
 __all__ = ["CONNECTION_ATTEMPT_DELAY", "Address", "interleave", "open_tcp", "resolve"]
@@ -97,6 +99,9 @@ def open_tcp(
     port: int,
     deadline: Deadline,
     attempt_delay: float | None = None,
+    *,
+    hide_host: bool = False,
+    hide_port: bool = False,
 ) -> socket.socket:
     """Connect to ``host:port`` before ``deadline``; return the connected socket.
 
@@ -104,28 +109,49 @@ def open_tcp(
 
     :param attempt_delay: seconds before the next attempt starts beside a pending one
         (default: :data:`CONNECTION_ATTEMPT_DELAY`).
+    :param hide_host: show ``***`` in messages instead of the host and its addresses.
+    :param hide_port: show ``***`` in messages instead of the port.
 
     :raises socket.gaierror: when the name cannot be resolved.
     :raises ConnectionTimeout: when the deadline passes first.
     :raises OSError: when every address failed; of the type (and with the ``errno``)
-        of the first failure, its message naming each address and why it failed.
+        of the first failure, its message naming each address and why it failed:
+        ``[Errno 111] cannot connect to 127.0.0.1:8765: connection refused``.
     """
     addresses = interleave(resolve(host, port))
+    shown = MASK if hide_host else host
     if deadline.expired():
-        raise ConnectionTimeout(f"timed out resolving {host}")
+        raise ConnectionTimeout(f"timed out resolving {shown}")
     if not addresses:
-        raise OSError(f"{host} has no address to connect to")
+        raise OSError(f"{shown} has no address to connect to")
     delay = CONNECTION_ATTEMPT_DELAY if attempt_delay is None else attempt_delay
-    return _Race(addresses, deadline, delay).run()
+    return _Race(addresses, deadline, delay, hide_host=hide_host, hide_port=hide_port).run()
+
+
+def _reason(error: OSError) -> str:
+    """Why an attempt failed, for a message: ``connection refused``."""
+    if error.strerror:
+        return error.strerror[:1].lower() + error.strerror[1:]
+    return str(error) or type(error).__name__
 
 
 class _Race:
     """Connection attempts started one after the other, running side by side."""
 
-    def __init__(self, addresses: list[Address], deadline: Deadline, attempt_delay: float) -> None:
+    def __init__(
+        self,
+        addresses: list[Address],
+        deadline: Deadline,
+        attempt_delay: float,
+        *,
+        hide_host: bool = False,
+        hide_port: bool = False,
+    ) -> None:
         self._waiting = list(reversed(addresses))  # Popped from the end.
         self._deadline = deadline
         self._delay = attempt_delay
+        self._hide_host = hide_host
+        self._hide_port = hide_port
         self._failures: list[tuple[Address, OSError]] = []
         self._selector = _Selector()
         self._attempts: dict[socket.socket, Address] = {}
@@ -208,26 +234,33 @@ class _Race:
         self._selector.unregister(sock)
         sock.close()
 
+    def _label(self, address: Address) -> str:
+        """``127.0.0.1:8765``, ``[::1]:8765``, or ``***`` for what must not be shown."""
+        host = MASK if self._hide_host else address.host
+        port = MASK if self._hide_port else str(address.sockaddr[1])
+        return f"{host}:{port}"
+
     def _describe_failures(self) -> str:
-        """``reason (address, address); reason (address)``: failures grouped by reason."""
+        """``address, address: reason; address: reason``: failures grouped by reason."""
         by_reason: dict[str, list[str]] = {}
         for address, error in self._failures[:_MAX_LISTED]:
-            reason = error.strerror or str(error) or type(error).__name__
-            by_reason.setdefault(reason, []).append(address.host)
-        text = "; ".join(f"{reason} ({', '.join(hosts)})" for reason, hosts in by_reason.items())
+            by_reason.setdefault(_reason(error), []).append(self._label(address))
+        text = "; ".join(f"{', '.join(labels)}: {reason}" for reason, labels in by_reason.items())
         hidden = len(self._failures) - _MAX_LISTED
-        return f"{text}; and {hidden} more" if hidden > 0 else text
+        if hidden > 0:
+            text += f"; and {hidden} more address{'es' if hidden > 1 else ''}"
+        return text
 
     def _all_failed(self) -> OSError:
         first = self._failures[0][1]
-        message = self._describe_failures()
+        message = f"cannot connect to {self._describe_failures()}"
         if first.errno is None:
             return OSError(message)
         # OSError(errno, ...) makes the matching subclass, e.g. ConnectionRefusedError.
         return OSError(first.errno, message)
 
     def _timed_out(self) -> ConnectionTimeout:
-        silent = [address.host for address in self._attempts.values()]
+        silent = [self._label(address) for address in self._attempts.values()]
         message = "timed out connecting"
         if silent:
             message += f": no answer from {', '.join(silent[:_MAX_LISTED])}"

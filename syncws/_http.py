@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import http
 import re
+import sys
 from collections.abc import Iterable, Mapping
+
+from ._version import __version__
 
 __all__ = [
     "MAX_HEADERS",
     "MAX_HEAD_SIZE",
     "HeadersLike",
+    "add_header",
+    "check_header_option",
     "check_headers",
     "check_request_head",
     "check_token",
+    "product",
     "response",
     "split_head",
 ]
@@ -74,6 +81,35 @@ def check_headers(headers: HeadersLike | None) -> list[tuple[bytes, bytes]]:
             raise ValueError(f"invalid value for header {name!r}: {value!r}")
         result.append((raw_name, raw_value))
     return result
+
+
+@functools.cache
+def product() -> str:
+    """Name syncws and Python, for ``User-Agent`` and ``Server``: ``syncws/0.1.0 Python/3.11``."""
+    return f"syncws/{__version__} Python/{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def check_header_option(option: str, name: str, value: str | bytes) -> tuple[bytes, bytes]:
+    """Check the value of an option that sets one header, as extra headers are checked.
+
+    :returns: the header, encoded.
+    :raises ValueError: naming the option and the header, for a value that is not
+        printable ASCII.
+    """
+    try:
+        (header,) = check_headers([(name, value)])
+    except ValueError:
+        raise ValueError(
+            f"invalid {option} {value!r}: a {name} header value must be printable ASCII"
+        ) from None
+    return header
+
+
+def add_header(headers: list[tuple[bytes, bytes]], header: tuple[bytes, bytes]) -> None:
+    """Append ``header`` to ``headers`` unless they have one of that name (any case)."""
+    name = header[0].lower()
+    if all(existing.lower() != name for existing, _ in headers):
+        headers.append(header)
 
 
 def response(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:

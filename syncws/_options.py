@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from ._http import check_header_option, product
+
 __all__ = [
     "COMPRESSION_CHOICES",
     "DEFAULT_CONNECT_TIMEOUT",
@@ -121,6 +123,19 @@ def _headers(name: str, value: object) -> None:
 def _optional_text(name: str, value: object) -> None:
     if value is not None and not isinstance(value, str):
         raise TypeError(f"{name} must be a string or None, not {type(value).__name__}")
+
+
+def _header(header: str) -> Callable[[str, object], None]:
+    """Check the value of an option that sets the header ``header`` (``None``: none)."""
+
+    def check(name: str, value: object) -> None:
+        if value is None:
+            return
+        if not isinstance(value, (str, bytes)):
+            raise TypeError(f"{name} must be a string or None, not {type(value).__name__}")
+        check_header_option(name, header, value)
+
+    return check
 
 
 def _max_connections(name: str, value: object) -> None:
@@ -248,6 +263,15 @@ OPTIONS: dict[str, Option] = {
             _optional_text,
         ),
         Option(
+            "user_agent",
+            "client",
+            product(),
+            '``"syncws/VERSION Python/X.Y"``',
+            "the ``User-Agent`` header of the request (``None``: none); an ``extra_headers`` "
+            "entry of that name replaces it",
+            _header("User-Agent"),
+        ),
+        Option(
             "max_connections",
             "server",
             None,
@@ -272,6 +296,14 @@ OPTIONS: dict[str, Option] = {
             "a function called with each request before the handler; it may reject the request",
             _callable,
         ),
+        Option(
+            "server_header",
+            "server",
+            product(),
+            '``"syncws/VERSION Python/X.Y"``',
+            "the ``Server`` header of the 101 response (``None``: none)",
+            _header("Server"),
+        ),
     )
 }
 
@@ -291,6 +323,7 @@ _ALIASES = {
     "compress": "compression",
     "permessage_deflate": "compression",
     "ping_period": "ping_interval",
+    "user_agent_header": "user_agent",
 }
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 
-__all__ = ["MASK", "hide_passwords", "redact_url"]
+__all__ = ["MASK", "hidden_span", "hide_passwords", "redact_url"]
 
 #: What a hidden password is shown as.
 MASK = "***"
@@ -62,8 +62,12 @@ def _scheme_end(text: str, limit: int) -> int:
     return end
 
 
-def _hidden_span(url: str) -> tuple[int, int] | None:
-    """``(start, end)`` of what :func:`redact_url` hides in ``url``, or ``None``."""
+def hidden_span(url: str) -> tuple[int, int] | None:
+    """``(start, end)`` of what :func:`redact_url` hides in ``url``, or ``None``.
+
+    For callers that show a part of ``url`` that a parser found (a port, a host): a
+    part that overlaps this span may be a piece of the password.
+    """
     at = _last_at(url)
     if at < 0:
         return None
@@ -91,7 +95,7 @@ def redact_url(url: str) -> str:
     :returns: the same string with what may be a password hidden; unchanged when it
         has no ``@``, or no ``:`` before its last ``@``.
     """
-    span = _hidden_span(url)
+    span = hidden_span(url)
     if span is None:
         return url
     start, end = span
@@ -107,7 +111,7 @@ def hide_passwords(text: str, urls: Iterable[str]) -> str:
     :func:`repr` escapes it.
     """
     for url in urls:
-        span = _hidden_span(url)
+        span = hidden_span(url)
         if span is None:
             continue
         secret = url[span[0] : span[1]]

@@ -15,7 +15,7 @@ import ssl
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
@@ -24,16 +24,30 @@ from wsproto.utilities import RemoteProtocolError
 from ._connect import open_tcp
 from ._deadline import Deadline
 from ._deflate import deflate_extensions
-from ._http import HeadersLike, check_headers, check_token, split_head
+from ._http import (
+    HeadersLike,
+    add_header,
+    check_header_option,
+    check_headers,
+    check_token,
+    product,
+    split_head,
+)
 from ._options import check_options, seconds
-from ._redact import redact_url
+from ._redact import MASK, hidden_span, redact_url
 from .connection import (
     ConnectionOptions,
     WebSocketConnection,
     connection_args,
     exit_close_code,
 )
-from .exceptions import ConnectionRejected, ConnectionTimeout, DisconnectionTimeout, HandshakeError
+from .exceptions import (
+    ConnectionLost,
+    ConnectionRejected,
+    ConnectionTimeout,
+    DisconnectionTimeout,
+    HandshakeError,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -70,6 +84,8 @@ class ConnectOptions(ConnectionOptions, total=False):
     extra_headers: HeadersLike | None
     #: The ``Origin`` header to send (default: none).
     origin: str | None
+    #: The ``User-Agent`` header (default: ``"syncws/VERSION Python/X.Y"``; ``None``: none).
+    user_agent: str | None
 
 
 @dataclass(frozen=True)
@@ -82,6 +98,24 @@ class _Target:
     resource: str
     host_header: str
     authorization: bytes | None = None
+    #: The host or the port may be a piece of the URL's password: messages hide it.
+    hide_host: bool = False
+    hide_port: bool = False
+
+    @property
+    def where(self) -> str:
+        """``host:port`` for messages, with ``***`` for what must not be shown.
+
+        For :func:`wrap_client_socket`, which knows no port (port 0): the ``Host``
+        header it was given.
+        """
+        if self.hide_host:
+            host = MASK
+        elif self.port == 0:
+            return self.host
+        else:
+            host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{MASK if self.hide_port else self.port}"
 
 
 def _host_header(host: str, port: int, secure: bool) -> str:
@@ -118,41 +152,65 @@ def _parse_url(url: str) -> _Target:
     taken from the parser (which may have mistaken a piece of password for a port or a
     host), and chain no exception that could hold it.
     """
-    shown = repr(redact_url(url))
     problem = _url_problem(url)
     if problem is not None:
-        raise ValueError(problem.format(url=shown))
+        raise ValueError(problem)
     return _split_url(url)
 
 
+#: The WebSocket scheme to use instead of an HTTP one (RFC 6455, section 3).
+_HTTP_SCHEMES = {"http": "ws", "https": "wss"}
+
+
 def _url_problem(url: str) -> str | None:
-    """Return what is wrong with ``url`` (``{url}`` standing for it), or ``None``."""
+    """Return what is wrong with ``url``, its password hidden, or ``None``."""
+    shown = repr(redact_url(url))
     if _UNSAFE_URL.search(url):
-        return "the URL contains whitespace or control characters: {url}"
+        return f"the URL contains whitespace or control characters: {shown}"
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:  # Its message may quote the netloc, password included.
-        return "malformed URL {url}: an invalid port or host"
+        return f"malformed URL {shown}: an invalid port or host"
     scheme = parts.scheme.lower()
     if scheme not in ("ws", "wss"):
-        if not parts.scheme:
-            return "no ws:// or wss:// scheme in URL {url}"
-        # The scheme comes before the first colon: it cannot hold the password.
-        return f"unsupported URL scheme {parts.scheme!r} in {{url}}: use ws:// or wss://"
+        return _scheme_problem(url, parts.scheme, shown)
     if not parts.hostname:
-        return "no host in URL {url}"
+        return f"no host in URL {shown}"
     if port == 0:
-        return "invalid port 0 in URL {url}"
+        return f"invalid port 0 in URL {shown}"
     if "#" in url:
         # RFC 6455, section 3: fragments must not be used; a "#" is sent as %23.
-        return "a WebSocket URL may not have a fragment: {url}"
+        return f"a WebSocket URL may not have a fragment: {shown}"
     try:
         _check_host(parts.hostname)
         _check_resource(parts.path or "/")
     except ValueError:
-        return "invalid host or path in URL {url}"
+        return f"invalid host or path in URL {shown}"
     return None
+
+
+def _scheme_problem(url: str, scheme: str, shown: str) -> str:
+    """Say what is wrong with the scheme of ``url``, and what to write instead.
+
+    ``localhost:8765/`` parses as the scheme ``localhost``: a "scheme" that is not
+    followed by ``//`` is taken for a host, and ``ws://`` is suggested in front of it.
+    The scheme is shown only when ``://`` follows it, where it cannot be part of a
+    password; suggestions go through :func:`redact_url` like the URL itself.
+    """
+    has_scheme = bool(scheme) and url[len(scheme) : len(scheme) + 3] == "://"
+    if not has_scheme:
+        suggestion = repr(redact_url("ws://" + url.removeprefix("//")))
+        return f"URL needs a ws:// or wss:// scheme: {shown} (try {suggestion})"
+    instead = _HTTP_SCHEMES.get(scheme.lower())
+    if instead is not None:
+        suggestion = repr(redact_url(instead + url[len(scheme) :]))
+        return (
+            f"use {instead}://, not {scheme.lower()}://, for a WebSocket URL: {shown} "
+            f"(try {suggestion})"
+        )
+    # The scheme comes before the first colon: it cannot hold the password.
+    return f"unsupported URL scheme {scheme!r} in {shown}: use ws:// or wss://"
 
 
 def _split_url(url: str) -> _Target:
@@ -169,6 +227,7 @@ def _split_url(url: str) -> _Target:
         authorization = b"Basic " + base64.b64encode(credentials.encode("utf-8"))
     host = _check_host(parts.hostname)
     port = parts.port or (443 if secure else 80)
+    hide_host, hide_port = _maybe_password(url, parts)
     return _Target(
         host=host,
         port=port,
@@ -176,7 +235,31 @@ def _split_url(url: str) -> _Target:
         resource=_check_resource(resource),
         host_header=_host_header(host, port, secure),
         authorization=authorization,
+        hide_host=hide_host,
+        hide_port=hide_port,
     )
+
+
+def _maybe_password(url: str, parts: SplitResult) -> tuple[bool, bool]:
+    """Whether the host and the port that the parser found may be pieces of a password.
+
+    ``ws://alice:12/34@host/`` may be the password ``12/34`` of ``alice``, which the
+    parser reads as the host ``alice`` and the port 12: a host or a port that overlaps
+    what :func:`redact_url` hides is not shown in messages.
+    """
+    span = hidden_span(url)
+    if span is None:
+        return False, False
+    netloc_start = len(parts.scheme) + len("://")
+    netloc_end = netloc_start + len(parts.netloc)
+    host_start = netloc_start + parts.netloc.rfind("@") + 1
+    host_end = netloc_end
+    if parts.port is not None:
+        host_end = netloc_start + parts.netloc.rfind(":")
+    hidden_start, hidden_end = span
+    hide_host = host_start < hidden_end and hidden_start < host_end
+    hide_port = parts.port is not None and host_end + 1 < hidden_end and hidden_start < netloc_end
+    return hide_host, hide_port
 
 
 def _request(target: _Target, options: ConnectOptions) -> Request:
@@ -190,6 +273,10 @@ def _request(target: _Target, options: ConnectOptions) -> Request:
         headers += check_headers([("Origin", origin)])
     if target.authorization is not None:
         headers.append((b"Authorization", target.authorization))
+    user_agent = options.get("user_agent", product())
+    if user_agent is not None:
+        # Checked even when an extra header of that name takes its place.
+        add_header(headers, check_header_option("user_agent", "User-Agent", user_agent))
     return Request(
         host=target.host_header,
         target=target.resource,
@@ -206,61 +293,176 @@ def _settimeout(sock: socket.socket, deadline: Deadline) -> None:
     sock.settimeout(remaining)
 
 
+#: What a socket raises when the server goes away; an end of stream is ``b""``.
+_LOST = (ConnectionError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
+
+#: The hints for TLS on one side only.
+_TRY_WS = "is it ws:// rather than wss://?"
+_TRY_WSS = "is it wss:// rather than ws://?"
+#: What OpenSSL says when the server's first bytes are not a TLS record (HTTP, say).
+_NOT_TLS_REASONS = frozenset(
+    {
+        "WRONG_VERSION_NUMBER",
+        "UNKNOWN_PROTOCOL",
+        "PACKET_LENGTH_TOO_LONG",
+        "RECORD_LAYER_FAILURE",
+        "RECORD_LENGTH_MISMATCH",
+    }
+)
+#: The start of a TLS record: an alert (21) or a handshake (22), then version 3.x.
+_TLS_RECORD = re.compile(rb"[\x15\x16](?:\x03|\Z)")
+#: What servers answer in a 400 to a plain HTTP request on their TLS port (nginx:
+#: "The plain HTTP request was sent to HTTPS port").
+_TLS_PORT_400 = re.compile(rb"\b(?:https|tls|ssl)\b", re.IGNORECASE)
+
+
+def _lost(
+    target: _Target, error: BaseException | None, when: str, hint: str | None = None
+) -> ConnectionLost:
+    """Make the :class:`ConnectionLost` for an end of stream (``None``) or a socket error."""
+    how = "reset" if isinstance(error, ConnectionResetError) else "closed"
+    message = f"the server at {target.where} {how} the connection {when}"
+    return ConnectionLost(f"{message}; {hint}" if hint else message)
+
+
+def _not_tls(error: ssl.SSLError, target: _Target) -> ssl.SSLError:
+    """Remake a TLS error about bytes that are not TLS, saying what they may mean."""
+    remade = ssl.SSLError(
+        error.errno,
+        f"the server at {target.where} did not answer the TLS handshake; {_TRY_WS} "
+        f"({error.reason})",
+    )
+    remade.reason = error.reason
+    remade.library = error.library
+    return remade
+
+
+class _Response:
+    """What arrived of the server's answer to the upgrade request, fed to wsproto."""
+
+    def __init__(self, ws: WSConnection, target: _Target) -> None:
+        self._ws = ws
+        self._target = target
+        #: The bytes of the response until it turned out to be a rejection.
+        self.received = bytearray()
+        self._rejection: RejectConnection | None = None
+        self._body = bytearray()
+
+    def feed(self, chunk: bytes) -> AcceptConnection | None:
+        """Take the next bytes; return the acceptance once complete, else ``None``.
+
+        ``b""`` stands for the end of stream.
+
+        :raises ConnectionRejected: when the server refused, with the body as far as
+            it goes (at most :data:`MAX_REJECT_BODY` bytes).
+        :raises ConnectionLost: at the end of stream before a complete response head.
+        :raises HandshakeError: for a response that is not a valid handshake.
+        """
+        if not chunk and self._rejection is None:
+            raise self.lost(None)
+        if self._rejection is None:
+            self.received += chunk
+            if not self._target.secure and _TLS_RECORD.match(self.received):
+                raise HandshakeError(
+                    f"the server at {self._target.where} answered in TLS, not HTTP; {_TRY_WSS}"
+                )
+        try:
+            self._ws.receive_data(chunk or None)
+        except (RemoteProtocolError, UnicodeError) as exc:
+            # UnicodeError: wsproto could not decode a header it parses.
+            if self._rejection is not None:
+                raise self.rejected() from exc  # A body cut short or badly framed.
+            raise HandshakeError(f"invalid handshake response: {exc}") from exc
+        # Iterate lazily: frames that came with the response stay in wsproto, for the
+        # connection's reader to pick up after AcceptConnection.
+        for event in self._ws.events():
+            if isinstance(event, AcceptConnection):
+                return event
+            if isinstance(event, RejectConnection):
+                self._rejection = event
+                if not event.has_body:
+                    raise self.rejected()
+            elif isinstance(event, RejectData) and self._rejection is not None:
+                self._body += event.data
+                if event.body_finished or len(self._body) >= MAX_REJECT_BODY:
+                    raise self.rejected()
+        if not chunk:
+            raise self.rejected()
+        return None
+
+    def lost(self, error: BaseException | None) -> HandshakeError:
+        """Make the error for a server that went away, at an end of stream (``None``) or not.
+
+        A rejection is still one, with what arrived of its body.
+        """
+        if self._rejection is not None:
+            return self.rejected()
+        if self.received:
+            return _lost(self._target, error, "during its handshake response")
+        # What TLS servers do with a plain request, among other reasons.
+        hint = None if self._target.secure else _TRY_WSS
+        return _lost(self._target, error, "before answering the WebSocket handshake", hint)
+
+    def rejected(self) -> ConnectionRejected:
+        """Make the rejection received, with its body as far as it arrived."""
+        assert self._rejection is not None
+        status_line = bytes(self.received).split(b"\n", 1)[0].rstrip(b"\r")
+        body = bytes(self._body[:MAX_REJECT_BODY])
+        tls_port = self._rejection.status_code == 400 and _TLS_PORT_400.search(body)
+        return ConnectionRejected(
+            self._rejection.status_code,
+            tuple(self._rejection.headers),
+            body,
+            status_line=status_line.decode("latin-1"),
+            hint=_TRY_WSS if tls_port and not self._target.secure else None,
+        )
+
+    @property
+    def rejecting(self) -> bool:
+        """Whether the head of a rejection arrived (its body may not have)."""
+        return self._rejection is not None
+
+
 def _handshake(
     sock: socket.socket, target: _Target, deadline: Deadline, options: ConnectOptions
 ) -> WebSocketConnection:
     """Run the HTTP upgrade on a connected socket; return the open connection."""
     ws = WSConnection(ConnectionType.CLIENT)
     data = ws.send(_request(target, options))
-    rejection: RejectConnection | None = None
-    body = bytearray()
-    received = bytearray()
+    response = _Response(ws, target)
     try:
         _settimeout(sock, deadline)
-        sock.sendall(data)
+        try:
+            sock.sendall(data)
+        except _LOST as exc:
+            raise response.lost(exc) from exc
         while True:
             _settimeout(sock, deadline)
-            chunk = sock.recv(65536)
-            if not chunk and rejection is None:
-                raise HandshakeError("the server closed the connection during the handshake")
-            if rejection is None:
-                received += chunk
             try:
-                ws.receive_data(chunk or None)
-            except (RemoteProtocolError, UnicodeError) as exc:
-                # UnicodeError: wsproto could not decode a header it parses.
-                raise HandshakeError(f"invalid handshake response: {exc}") from exc
-            # Iterate lazily: frames that came with the response stay in wsproto,
-            # for the connection's reader to pick up after AcceptConnection.
-            for event in ws.events():
-                if isinstance(event, AcceptConnection):
-                    head_end = _check_response_head(bytes(received))
-                    return WebSocketConnection(
-                        sock,
-                        ws,
-                        path=target.resource,
-                        subprotocol=event.subprotocol,
-                        handshake_headers=tuple(
-                            (name.lower(), value) for name, value in event.extra_headers
-                        ),
-                        received=bytes(received[head_end:]),
-                        **connection_args(options),
-                    )
-                if isinstance(event, RejectConnection):
-                    rejection = event
-                    if not event.has_body:
-                        raise ConnectionRejected(event.status_code, tuple(event.headers), None)
-                elif isinstance(event, RejectData) and rejection is not None:
-                    body += event.data
-                    if event.body_finished or len(body) >= MAX_REJECT_BODY:
-                        raise ConnectionRejected(
-                            rejection.status_code,
-                            tuple(rejection.headers),
-                            bytes(body[:MAX_REJECT_BODY]),
-                        )
-            if not chunk:
-                raise HandshakeError("the server closed the connection during its response")
+                chunk = sock.recv(65536)
+            except _LOST as exc:
+                raise response.lost(exc) from exc
+            event = response.feed(chunk)
+            if event is not None:
+                head_end = _check_response_head(bytes(response.received))
+                return WebSocketConnection(
+                    sock,
+                    ws,
+                    path=target.resource,
+                    subprotocol=event.subprotocol,
+                    handshake_headers=tuple(
+                        (name.lower(), value) for name, value in event.extra_headers
+                    ),
+                    received=bytes(response.received[head_end:]),
+                    **connection_args(options),
+                )
     except TimeoutError as exc:
+        if response.rejecting:
+            # Still a timeout, but the status says more: the rejection is its cause.
+            rejection = response.rejected()
+            raise ConnectionTimeout(
+                f"timed out waiting for the end of the server's response; {rejection}"
+            ) from rejection
         if isinstance(exc, ConnectionTimeout):
             raise
         raise ConnectionTimeout("timed out during the WebSocket handshake") from exc
@@ -272,7 +474,7 @@ def _verification_error(
     """Remake the error with a message that names the server and what to do."""
     error = ssl.SSLCertVerificationError(
         exc.errno,
-        f"the TLS certificate of {target.host}:{target.port} could not be verified: "
+        f"the TLS certificate of {target.where} could not be verified: "
         f"{exc.verify_message or exc.reason}. To trust a private certificate authority, "
         "pass ssl_context=ssl.create_default_context(cafile=...)",
     )
@@ -311,7 +513,9 @@ def _open(
     check_options(options, "client")
     _request(target, options)  # Check every option before touching the network.
     deadline = Deadline(seconds(options, "connect_timeout"))
-    sock = open_tcp(target.host, target.port, deadline)
+    sock = open_tcp(
+        target.host, target.port, deadline, hide_host=target.hide_host, hide_port=target.hide_port
+    )
     try:
         if target.secure:
             context = ssl_context if ssl_context is not None else ssl.create_default_context()
@@ -319,9 +523,18 @@ def _open(
             try:
                 sock = context.wrap_socket(sock, server_hostname=target.host)
             except TimeoutError as exc:
-                raise ConnectionTimeout("timed out during the TLS handshake") from exc
+                # A plain server waits for a request head that never comes.
+                raise ConnectionTimeout(
+                    f"timed out during the TLS handshake with {target.where}; {_TRY_WS}"
+                ) from exc
             except ssl.SSLCertVerificationError as exc:
                 raise _verification_error(exc, target) from exc
+            except _LOST as exc:
+                raise _lost(target, exc, "during the TLS handshake", _TRY_WS) from exc
+            except ssl.SSLError as exc:
+                if exc.reason in _NOT_TLS_REASONS:
+                    raise _not_tls(exc, target) from exc
+                raise
         return _handshake(sock, target, deadline, options)
     except BaseException:
         sock.close()
@@ -339,13 +552,18 @@ def connect_websocket_url(
         trusted certificates, with certificate and host name verification).
     :param options: see :class:`ConnectOptions`.
     :raises ValueError: for a malformed URL or option.
-    :raises ConnectionRejected: when the server answers with an HTTP error.
+    :raises ConnectionRejected: when the server answers with a status other than 101
+        (an HTTP error, or a web page: it did not upgrade).
+    :raises ConnectionLost: when the server closes or resets the connection during the
+        TLS handshake or the upgrade (also a :class:`ConnectionError`).
     :raises ConnectionTimeout: when opening takes longer than ``connect_timeout``, which
         bounds the attempts on every address of the host, TLS and the upgrade together.
-    :raises HandshakeError: when the server's answer is not a valid handshake.
-    :raises OSError: when the connection fails (DNS, refused, TLS verification). When
-        every address of the host failed, the error of the first one, its message
-        naming each address and why it failed.
+    :raises HandshakeError: when the server's answer is not a valid handshake (TLS bytes
+        to a ``ws://`` URL among them).
+    :raises OSError: when the connection fails (DNS, refused, TLS verification, TLS
+        from a server that does not speak it). When every address of the host failed,
+        the error of the first one, its message naming each address and port and why it
+        failed.
     """
     return _open(_parse_url(url), ssl_context, options)
 
@@ -414,7 +632,11 @@ def wrap_client_socket(
         if not host or _UNSAFE_URL.search(host):
             raise ValueError(f"invalid host {host!r}")
         target = _Target(
-            host=host, port=0, secure=False, resource=_check_resource(resource), host_header=host
+            host=host,
+            port=0,
+            secure=isinstance(sock, ssl.SSLSocket),
+            resource=_check_resource(resource),
+            host_header=host,
         )
         deadline = Deadline(seconds(options, "connect_timeout"))
         return _handshake(sock, target, deadline, options)

@@ -22,7 +22,15 @@ from wsproto.utilities import RemoteProtocolError
 from ._core import ConnectionCore, endpoint, logger
 from ._deadline import Deadline
 from ._deflate import deflate_extensions
-from ._http import HeadersLike, check_headers, check_request_head, response
+from ._http import (
+    HeadersLike,
+    add_header,
+    check_header_option,
+    check_headers,
+    check_request_head,
+    product,
+    response,
+)
 from ._options import check_options as check_option_values
 from ._options import seconds
 from .connection import ConnectionOptions, WebSocketConnection, connection_args
@@ -69,6 +77,9 @@ class ServeOptions(ConnectionOptions, total=False):
     #: refuse the request with :meth:`WebSocketRequest.reject` (e.g. HTTP 401), and
     #: the handler then never runs. See :func:`~syncws.basic_auth`. Default: ``None``.
     process_request: RequestHook | None
+    #: The ``Server`` header of the 101 response (default: ``"syncws/VERSION Python/X.Y"``;
+    #: ``None``: none).
+    server_header: str | None
 
 
 def check_handler(handler: object) -> None:
@@ -237,7 +248,8 @@ class WebSocketRequest:
         """Accept the handshake and return the open connection.
 
         :param subprotocol: the subprotocol to use, one of :attr:`proposed_subprotocols`.
-        :param extra_headers: extra headers for the ``101`` response.
+        :param extra_headers: extra headers for the ``101`` response; a ``Server`` header
+            among them replaces the one of the ``server_header`` option.
         :raises ValueError: for a subprotocol the client did not offer, or a bad header.
         :raises RuntimeError: when the request was already accepted or rejected, or
             when called from a ``process_request`` hook, which may only reject.
@@ -251,6 +263,9 @@ class WebSocketRequest:
         if subprotocol is not None and subprotocol not in self._event.subprotocols:
             raise ValueError(f"the client did not offer the subprotocol {subprotocol!r}")
         headers = check_headers(extra_headers)
+        server = self._options.get("server_header", product())
+        if server is not None:
+            add_header(headers, check_header_option("server_header", "Server", server))
         self._answer()
         try:
             extensions = deflate_extensions(self._options)

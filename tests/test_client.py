@@ -680,5 +680,5 @@ def test_server_closing_during_handshake_is_reported(raw_peer) -> None:
         return b""  # read the request, answer nothing, close
 
     peer = raw_peer(handshake=handshake, close_after_handshake=True)
-    with pytest.raises(HandshakeError, match="closed the connection during the handshake"):
+    with pytest.raises(HandshakeError, match="closed the connection before answering"):
         syncws.connect(peer.url, connect_timeout=WAIT)
