@@ -9,8 +9,8 @@ Two measurements on one connection, against any server that sends every message 
 
 Each echo is compared with the message sent. On a terminal, a progress bar on
 standard error follows runs longer than half a second; the summary goes to standard
-output. Exit status: 0, or 1 with a one-line ``error:`` when the connection fails,
-times out, or the server does not echo.
+output. Exit status: 0, 1 with a one-line ``error:`` when the connection fails, times
+out, or the server does not echo, 2 for a bad argument, 130 after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -25,7 +25,17 @@ from typing import TextIO
 from .. import WebSocketConnection
 from .. import connect as open_connection
 from .._redact import redact_url
-from ._common import CONNECT_ERRORS, add_client_tls_arguments, client_ssl_context, describe_error
+from ._common import (
+    CONNECT_ERRORS,
+    EXIT_INTERRUPTED,
+    add_client_tls_arguments,
+    client_ssl_context,
+    connection_failure,
+    count,
+    describe_error,
+    positive_int,
+    seconds,
+)
 from ._console import for_stream
 
 __all__ = ["DESCRIPTION", "Progress", "configure", "percentile", "run"]
@@ -46,25 +56,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``bench`` to ``parser``."""
     parser.add_argument("url", help="ws:// or wss:// URL of an echo server")
     parser.add_argument(
-        "--count", type=int, default=1000, help="round trips to time (default: %(default)s)"
+        "--count",
+        type=positive_int,
+        default=1000,
+        help="round trips to time (default: %(default)s)",
     )
     parser.add_argument(
         "--size",
-        type=int,
+        type=count,
         default=32,
         metavar="BYTES",
         help="size of the round-trip messages (default: %(default)s)",
     )
     parser.add_argument(
         "--throughput-count",
-        type=int,
+        type=count,
         default=100,
         metavar="N",
         help="messages of the throughput run; 0 skips it (default: %(default)s)",
     )
     parser.add_argument(
         "--throughput-size",
-        type=int,
+        type=count,
         default=64 * 1024,
         metavar="BYTES",
         help="size of the throughput messages (default: %(default)s)",
@@ -72,7 +85,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text", action="store_true", help="send text messages (default: binary)")
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=seconds,
         default=10.0,
         metavar="SECONDS",
         help="limit for connecting and for each echo (default: %(default)s)",
@@ -85,20 +98,18 @@ def run(args: argparse.Namespace) -> int:
     url: str = args.url
     shown = redact_url(url)
     timeout: float = args.timeout
-    if args.count < 1 or args.size < 0 or args.throughput_count < 0 or args.throughput_size < 0:
-        print("error: counts and sizes may not be negative, --count at least 1", file=sys.stderr)
-        return 2
     biggest = max(args.size, args.throughput_size)
+    context = client_ssl_context(args.cafile, args.insecure)
     try:
         ws = open_connection(
             url,
-            ssl_context=client_ssl_context(args.cafile, args.insecure),
+            ssl_context=context,
             connect_timeout=timeout,
             disconnect_timeout=timeout,
             max_message_size=max(biggest, 1024 * 1024),
         )
     except CONNECT_ERRORS as exc:
-        message = f"error: cannot connect to {shown}: {describe_error(exc)}"
+        message = f"error: {connection_failure(url, exc)}"
         print(for_stream(message, sys.stderr), file=sys.stderr)
         return 1
     progress = Progress(sys.stderr, enabled=sys.stderr.isatty())
@@ -125,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         progress.clear()
-        return 130
+        return EXIT_INTERRUPTED
     return 0
 
 

@@ -14,7 +14,8 @@ At the end of the input (Ctrl-D on a terminal), the client keeps printing messag
 for ``--wait`` seconds at most, less if the server closes first, then closes the
 connection. Exit status: 0 after a normal close (code 1000 or 1001, from either side),
 1 when the connection could not be opened or ended abnormally (with a one-line
-``error:`` on standard error), 130 after Ctrl-C, which closes the connection first.
+``error:`` on standard error), 2 for a bad argument (a malformed URL, a host name that
+does not exist), 130 after Ctrl-C, which closes the connection first.
 """
 
 from __future__ import annotations
@@ -35,14 +36,18 @@ from .._redact import redact_url
 from ..exceptions import ConnectionClosed
 from ._common import (
     CONNECT_ERRORS,
+    EXIT_INTERRUPTED,
     add_client_tls_arguments,
     client_ssl_context,
-    describe_error,
+    connection_failure,
     parse_header,
+    positive_int,
+    seconds,
+    seconds_or_inf,
 )
 from ._console import Console, for_stream
 
-__all__ = ["DESCRIPTION", "Session", "configure", "run"]
+__all__ = ["DESCRIPTION", "EXIT_INTERRUPTED", "Session", "configure", "run"]
 
 DESCRIPTION = (
     "Connect to a WebSocket server, send each line of standard input as a text message "
@@ -50,8 +55,6 @@ DESCRIPTION = (
     "in a pipe, standard output carries the received messages only."
 )
 
-#: Exit status after Ctrl-C, as a shell reports a process killed by SIGINT.
-EXIT_INTERRUPTED = 130
 #: How long to wait for the receiver thread once the connection is closed.
 _JOIN_TIMEOUT = 10.0
 _NORMAL_CLOSE = (1000, 1001)
@@ -81,26 +84,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_client_tls_arguments(parser)
     parser.add_argument(
         "--ping",
-        type=float,
+        type=seconds,
         metavar="SECONDS",
         help="send a keepalive ping this often (on a terminal, the latency is shown)",
     )
     parser.add_argument(
         "--max-size",
-        type=int,
+        type=positive_int,
         metavar="BYTES",
         help="largest message accepted (default: the library's, 1 MiB)",
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=seconds,
         default=10.0,
         metavar="SECONDS",
         help="limit for the opening and the closing handshakes (default: %(default)s)",
     )
     parser.add_argument(
         "--wait",
-        type=float,
+        type=seconds_or_inf,
         default=1.0,
         metavar="SECONDS",
         help="at the end of the input, wait this long at most for the server's replies "
@@ -127,12 +130,12 @@ def run(args: argparse.Namespace) -> int:
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
     console = Console(sys.stdout, sys.stderr)
+    context = client_ssl_context(args.cafile, args.insecure)
     try:
-        context = client_ssl_context(args.cafile, args.insecure)
         ws = open_connection(url, ssl_context=context, **options)
     except CONNECT_ERRORS as exc:
-        message = f"error: cannot connect to {redact_url(url)}: {describe_error(exc)}"
-        print(for_stream(message, sys.stderr), file=sys.stderr)
+        message = connection_failure(url, exc)
+        print(for_stream(f"error: {message}", sys.stderr), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -9,7 +9,9 @@ sends its standard output back (see :class:`CommandHandler`).
 
 The server prints the URL of each listening socket on standard output, logs
 connections on standard error, and runs until Ctrl-C or SIGTERM; it then closes every
-connection with code 1001 and exits with status 0.
+connection with code 1001 and exits with status 0. A bad argument (a port out of
+range, a certificate file that cannot be read, a host name that does not exist, an
+option value the library refuses) exits with status 2.
 """
 
 from __future__ import annotations
@@ -19,18 +21,26 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
-from typing import TextIO
+from typing import Any, TextIO
 
 from .. import Handler, WebSocketConnection, WebSocketRequest, WebSocketServer, broadcast
 from .._redact import redact_url
 from ..exceptions import ConnectionClosed
-from ._common import describe_error
+from ._common import (
+    BadArgument,
+    describe_error,
+    is_bad_argument,
+    port_number,
+    positive_int,
+    seconds,
+)
 from ._console import for_stream
 
 __all__ = [
@@ -85,7 +95,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--exec-timeout",
-        type=float,
+        type=seconds,
         default=10.0,
         metavar="SECONDS",
         help="kill a command of --exec that runs longer (default: %(default)s)",
@@ -96,7 +106,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-size",
-        type=int,
+        type=positive_int,
         metavar="BYTES",
         help="largest message accepted (default: the library's, 1 MiB)",
     )
@@ -122,39 +132,28 @@ def _add_address_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--port",
-        type=int,
+        type=port_number,
         default=8765,
         help="port to listen on; 0 picks a free one (default: %(default)s)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``serve`` with the parsed ``args`` until interrupted; return the exit status."""
-    log_handler = logging.StreamHandler(sys.stderr)
-    log_handler.setFormatter(_TerminalSafeFormatter(sys.stderr))
-    logging.basicConfig(level=logging.INFO, handlers=[log_handler])
+    """Run ``serve`` with the parsed ``args`` until interrupted; return the exit status.
+
+    :raises BadArgument: for an argument found wrong when the server starts.
+    """
     handler: Handler = echo_handler
     if args.exec_command is not None:
         handler = CommandHandler(args.exec_command, args.exec_timeout)
     elif args.mode == "broadcast":
         handler = ChatRoom()
-    try:
-        context = _server_ssl_context(args.tls_cert, args.tls_key)
-        server = WebSocketServer(
-            handler,
-            args.host,
-            args.port,
-            context,
-            disconnect_timeout=DISCONNECT_TIMEOUT,
-            **({} if args.max_size is None else {"max_message_size": args.max_size}),
-        )
-    except (OSError, ValueError) as exc:
-        print(
-            # A URL given as the host by mistake may hold a password.
-            f"error: cannot serve on {redact_url(args.host)}:{args.port}: {describe_error(exc)}",
-            file=sys.stderr,
-        )
+    server = _start(args, handler)
+    if server is None:
         return 1
+    log_handler = logging.StreamHandler(sys.stderr)
+    log_handler.setFormatter(_TerminalSafeFormatter(sys.stderr))
+    logging.basicConfig(level=logging.INFO, handlers=[log_handler])
     with _sigterm_interrupts():
         try:
             for listener in server.listeners:
@@ -165,6 +164,34 @@ def run(args: argparse.Namespace) -> int:
         finally:
             server.shutdown()
     return 0
+
+
+def _start(args: argparse.Namespace, handler: Handler) -> WebSocketServer | None:
+    """Bind the server; ``None`` after an ``error:`` line when that fails.
+
+    :raises BadArgument: for a certificate or key that cannot be loaded, a host name
+        that does not exist, or an option value the library refuses.
+    """
+    context = _server_ssl_context(args.tls_cert, args.tls_key)
+    options: dict[str, Any] = {"disconnect_timeout": DISCONNECT_TIMEOUT}
+    if args.max_size is not None:
+        options["max_message_size"] = args.max_size
+    # A URL given as the host by mistake may hold a password.
+    host = redact_url(args.host)
+    try:
+        return WebSocketServer(handler, args.host, args.port, context, **options)
+    except (OSError, ValueError, TypeError) as exc:
+        if isinstance(exc, socket.gaierror) and is_bad_argument(exc):
+            raise BadArgument(
+                f"argument --host: cannot resolve {host!r}: {describe_error(exc)}"
+            ) from None
+        if is_bad_argument(exc):
+            raise BadArgument(describe_error(exc)) from None
+        print(
+            f"error: cannot serve on {host}:{args.port}: {describe_error(exc)}",
+            file=sys.stderr,
+        )
+        return None
 
 
 class _TerminalSafeFormatter(logging.Formatter):
@@ -186,12 +213,29 @@ class _TerminalSafeFormatter(logging.Formatter):
 
 
 def _server_ssl_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """Load ``--tls-cert`` and ``--tls-key``; raise BadArgument if they do not load."""
     if cert is None:
         if key is not None:
-            raise ValueError("--tls-key needs --tls-cert")
+            raise BadArgument("argument --tls-key: needs --tls-cert")
         return None
+    for option, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if path is not None:
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                raise BadArgument(
+                    f"argument {option}: cannot read {path!r}: {describe_error(exc)}"
+                ) from None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ValueError) as exc:
+        options = "--tls-cert" if key is None else "--tls-cert and --tls-key"
+        raise BadArgument(
+            f"argument {options}: not a PEM certificate chain and its private key: "
+            f"{describe_error(exc)}"
+        ) from None
     return context
 
 
