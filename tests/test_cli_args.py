@@ -57,6 +57,7 @@ def bad_arguments(tmp_path: Path, tls_ca: Any) -> list[tuple[str, ...]]:
         ("bench", "127.0.0.1:1"),
         ("bench", url, "--count", "0"),
         ("bench", url, "--throughput-size", "-5"),
+        ("bench", url, "--max-size", "1000", "--size", "2000"),
         ("bench", url, "--timeout", "inf"),
         ("bench", url, "--cafile", missing),
         ("demo", "--port", "1"),
