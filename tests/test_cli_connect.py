@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from clihelpers import ANSI, TIMESTAMP, Cli, Terminal, child_env, no_traceback
 from helpers import WAIT, SyncwsServer, server_echo, unused_port
+from rawpeer import RawPeer
 
 from syncws.cli._console import escape_controls
 from syncws.testing import RecordingHandler, ServerFactory
@@ -124,6 +125,22 @@ def test_subprotocols_and_headers(syncws_server: Server) -> None:
         child.stop()
     assert srv.get() == (("chat.v1", "chat.v2"), "s3cret value")
     assert "(subprotocol chat.v2)" in child.errors
+
+
+@pytest.mark.parametrize("value", ["deflate", "none"])
+def test_compression(value: str, raw_peer: Callable[..., RawPeer]) -> None:
+    peer = raw_peer(auto=True)
+    child = Cli("connect", peer.url, "--compression", value, "--wait", "0")
+    try:
+        offer = peer.wait_request().header("Sec-WebSocket-Extensions")
+        child.close_stdin()
+        assert child.wait() == 0, child.errors
+    finally:
+        child.stop()
+    if value == "deflate":
+        assert offer is not None and offer.startswith("permessage-deflate"), offer
+    else:
+        assert offer is None
 
 
 def test_malformed_header_is_a_usage_error() -> None:

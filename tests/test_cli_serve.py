@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from clihelpers import LISTENING, Cli, ServeCli, Terminal, no_traceback
 from helpers import WAIT
+from rawpeer import read_http_response, upgrade_request
 
 import syncws
 from syncws import ConnectionClosed
@@ -182,3 +183,61 @@ def test_log_lines_on_a_terminal_escape_what_clients_send(mode: str) -> None:
         term.stop()
     for raw in ("\x1b]0;", "\x07", "\x1b[2J", "\x9b"):
         assert raw not in term.output
+
+
+# ------------------------------------------------------------ library options
+
+
+def extensions_answered(port: int, offer: str) -> str | None:
+    """Offer ``offer`` in an upgrade request; return the server's extensions header."""
+    with socket.create_connection(("127.0.0.1", port), WAIT) as sock:
+        sock.sendall(
+            upgrade_request(f"127.0.0.1:{port}", headers=[("Sec-WebSocket-Extensions", offer)])
+        )
+        response = read_http_response(sock, WAIT, until_eof=False)
+    assert response.status == 101, response
+    return response.header("Sec-WebSocket-Extensions")
+
+
+@pytest.mark.parametrize("value", ["deflate", "none"])
+def test_compression(value: str) -> None:
+    server = ServeCli("serve", "--port", "0", "--compression", value)
+    try:
+        port = int(server.url.rsplit(":", 1)[1].rstrip("/"))
+        answer = extensions_answered(port, "permessage-deflate; client_max_window_bits")
+        if value == "deflate":
+            assert answer is not None and answer.startswith("permessage-deflate"), answer
+        else:
+            assert answer is None
+        # And messages still go through, compressed or not.
+        with syncws.connect(server.url, compression="deflate") as ws:
+            ws.send_message("squeeze me " * 100)
+            assert ws.get_message(WAIT) == "squeeze me " * 100
+        stop(server)
+    finally:
+        server.stop()
+
+
+def test_origins() -> None:
+    server = ServeCli("serve", "--port", "0", "--origin", "https://example.com")
+    try:
+        with syncws.connect(server.url, origin="https://example.com") as ws:
+            ws.send_message("allowed")
+            assert ws.get_message(WAIT) == "allowed"
+        for origin in ("https://evil.example", None):
+            with pytest.raises(syncws.ConnectionRejected) as caught:
+                syncws.connect(server.url, origin=origin)
+            assert caught.value.status_code == 403
+        stop(server)
+    finally:
+        server.stop()
+    server = ServeCli("serve", "--port", "0", "--origin", "https://example.com", "--origin", "none")
+    try:
+        with syncws.connect(server.url) as ws:  # No Origin header: admitted now.
+            ws.send_message("no origin")
+            assert ws.get_message(WAIT) == "no origin"
+        with pytest.raises(syncws.ConnectionRejected):
+            syncws.connect(server.url, origin="https://evil.example")
+        stop(server)
+    finally:
+        server.stop()

@@ -25,6 +25,7 @@ __all__ = [
     "BadArgument",
     "add_client_tls_arguments",
     "client_ssl_context",
+    "compression",
     "connection_failure",
     "count",
     "describe_error",
@@ -115,6 +116,14 @@ def seconds(text: str) -> float:
 def seconds_or_inf(text: str) -> float:
     """Parse a duration in seconds: 0 or more, ``inf`` for no limit."""
     return _seconds(text, allow_inf=True)
+
+
+def compression(text: str) -> str | None:
+    """Parse the ``compression`` option: ``none`` for ``None``, other values as they are.
+
+    The library checks the value.
+    """
+    return None if text.lower() == "none" else text
 
 
 def parse_header(text: str) -> tuple[str, str]:

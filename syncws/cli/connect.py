@@ -39,6 +39,7 @@ from ._common import (
     EXIT_INTERRUPTED,
     add_client_tls_arguments,
     client_ssl_context,
+    compression,
     connection_failure,
     parse_header,
     positive_int,
@@ -95,6 +96,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="largest message accepted (default: the library's, 1 MiB)",
     )
     parser.add_argument(
+        "--compression",
+        type=compression,
+        default=argparse.SUPPRESS,
+        metavar="deflate|none",
+        help="offer permessage-deflate (deflate) or not (none) (default: the library's)",
+    )
+    parser.add_argument(
         "--timeout",
         type=seconds,
         default=10.0,
@@ -123,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.max_size is not None:
         options["max_message_size"] = args.max_size
+    if "compression" in args:
+        options["compression"] = args.compression
     wait: float = args.wait
     for stream in (sys.stdout, sys.stderr):
         # Messages in a script the terminal cannot show must not crash the printer.

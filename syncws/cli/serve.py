@@ -35,6 +35,7 @@ from .._redact import redact_url
 from ..exceptions import ConnectionClosed
 from ._common import (
     BadArgument,
+    compression,
     describe_error,
     is_bad_argument,
     port_number,
@@ -110,6 +111,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="BYTES",
         help="largest message accepted (default: the library's, 1 MiB)",
     )
+    parser.add_argument(
+        "--compression",
+        type=compression,
+        default=argparse.SUPPRESS,
+        metavar="deflate|none",
+        help="accept permessage-deflate when a client offers it (deflate) or not (none) "
+        "(default: the library's)",
+    )
+    parser.add_argument(
+        "--origin",
+        action="append",
+        dest="origins",
+        type=_origin,
+        metavar="ORIGIN",
+        help="accept only browsers of this origin, e.g. https://example.com, and 'none' "
+        "for clients that send no Origin header (repeatable; default: any)",
+    )
     parser.set_defaults(mode="echo")
 
 
@@ -123,6 +141,7 @@ def configure_echo_server(parser: argparse.ArgumentParser) -> None:
         tls_cert=None,
         tls_key=None,
         max_size=None,
+        origins=None,
     )
 
 
@@ -136,6 +155,11 @@ def _add_address_arguments(parser: argparse.ArgumentParser) -> None:
         default=8765,
         help="port to listen on; 0 picks a free one (default: %(default)s)",
     )
+
+
+def _origin(text: str) -> str | None:
+    """Parse an ``--origin`` value: ``none`` (any case) for ``None``, others as they are."""
+    return None if text.lower() == "none" else text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -176,6 +200,10 @@ def _start(args: argparse.Namespace, handler: Handler) -> WebSocketServer | None
     options: dict[str, Any] = {"disconnect_timeout": DISCONNECT_TIMEOUT}
     if args.max_size is not None:
         options["max_message_size"] = args.max_size
+    if "compression" in args:
+        options["compression"] = args.compression
+    if args.origins is not None:
+        options["origins"] = args.origins
     # A URL given as the host by mistake may hold a password.
     host = redact_url(args.host)
     try:
