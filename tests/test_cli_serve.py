@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import ssl
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from clihelpers import LISTENING, Cli, ServeCli, Terminal, no_traceback
-from helpers import WAIT
+from helpers import MARGIN, WAIT, wait_for
 from rawpeer import read_http_response, upgrade_request
 
 import syncws
@@ -42,6 +44,38 @@ def test_echo_is_the_default_and_sigterm_stops_it() -> None:
             assert caught.value.reason.code == 1001
     finally:
         server.stop()
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_second_interrupt_exits_at_once_with_130(signum: int) -> None:
+    # The handler waits for a command that sleeps: the first interrupt says what the
+    # server waits for, the second one ends the wait, kills the command and exits 130.
+    command = "echo command $$ >&2; exec sleep 60"
+    server = ServeCli("serve", "--port", "0", "--exec", command, "--exec-timeout", "120")
+    try:
+        with syncws.connect(server.url) as ws:
+            ws.send_message("sleep")
+            pid = int(server.wait_line(r"^command (\d+)$").group(1))
+            server.proc.send_signal(signum)
+            server.wait_line(r"waiting up to 5 s for 1 handler; .* again to exit now$")
+            started = time.monotonic()
+            server.proc.send_signal(signum)
+            assert server.wait() == 130, server.errors
+            elapsed = time.monotonic() - started
+    finally:
+        server.stop()
+    assert elapsed < 2 * MARGIN, f"exited {elapsed:.2f}s after the second interrupt"
+    assert "interrupted again: stopped waiting" in server.errors
+    no_traceback(server)
+    wait_for(lambda: process_gone(pid), what="the command to be killed")
 
 
 def test_echo_server_is_an_alias_of_serve_echo() -> None:

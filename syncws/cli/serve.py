@@ -9,9 +9,11 @@ sends its standard output back (see :class:`CommandHandler`).
 
 The server prints the URL of each listening socket on standard output, logs
 connections on standard error, and runs until Ctrl-C or SIGTERM; it then closes every
-connection with code 1001 and exits with status 0. A bad argument (a port out of
-range, a certificate file that cannot be read, a host name that does not exist, an
-option value the library refuses) exits with status 2.
+connection with code 1001 and exits with status 0. While handlers are still running it
+says so; a second Ctrl-C or SIGTERM then aborts the connections at once, and the exit
+status is 130. A command of ``--exec`` still running when the server stops is killed.
+A bad argument (a port out of range, a certificate file that cannot be read, a host
+name that does not exist, an option value the library refuses) exits with status 2.
 """
 
 from __future__ import annotations
@@ -26,14 +28,14 @@ import ssl
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from types import FrameType
 from typing import Any, TextIO
 
 from .. import Handler, WebSocketConnection, WebSocketRequest, WebSocketServer, broadcast
 from .._redact import redact_url
+from .._signals import sigterm_interrupts
 from ..exceptions import ConnectionClosed
 from ._common import (
+    EXIT_INTERRUPTED,
     BadArgument,
     compression,
     describe_error,
@@ -65,6 +67,8 @@ DESCRIPTION = (
 SEND_TIMEOUT = 5.0
 #: Seconds for each closing handshake, so that a stuck client cannot delay the exit long.
 DISCONNECT_TIMEOUT = 5.0
+#: Once the server stopped, how long handlers whose commands were killed get to return.
+STOP_TIMEOUT = 1.0
 
 _log = logging.getLogger("syncws.cli")
 
@@ -178,16 +182,18 @@ def run(args: argparse.Namespace) -> int:
     log_handler = logging.StreamHandler(sys.stderr)
     log_handler.setFormatter(_TerminalSafeFormatter(sys.stderr))
     logging.basicConfig(level=logging.INFO, handlers=[log_handler])
-    with _sigterm_interrupts():
+    with sigterm_interrupts():
         try:
             for listener in server.listeners:
                 print(f"listening on {listener}/", flush=True)
             server.serve_forever()
         except KeyboardInterrupt:
-            pass  # serve_forever() shut the server down gracefully.
+            pass  # serve_forever() shut the server down.
         finally:
-            server.shutdown()
-    return 0
+            server.shutdown()  # At once when serve_forever() did it.
+            if isinstance(handler, CommandHandler):
+                handler.stop(STOP_TIMEOUT)
+    return EXIT_INTERRUPTED if server.shutdown_cut_short else 0
 
 
 def _start(args: argparse.Namespace, handler: Handler) -> WebSocketServer | None:
@@ -267,23 +273,6 @@ def _server_ssl_context(cert: str | None, key: str | None) -> ssl.SSLContext | N
     return context
 
 
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """Make SIGTERM stop the server as Ctrl-C does (in the main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 # ---------------------------------------------------------------------------- handlers
 
 
@@ -351,9 +340,25 @@ class CommandHandler:
     def __init__(self, command: str, timeout: float) -> None:
         self.command = command
         self.timeout = timeout
+        # Guarded by _changed: the commands running, the clients being served, and
+        # whether stop() was called.
+        self._changed = threading.Condition()
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self._clients = 0
+        self._stopped = False
 
     def __call__(self, request: WebSocketRequest) -> None:
         """Serve one client: run the command for each of its messages."""
+        with self._changed:
+            self._clients += 1
+        try:
+            self._serve(request)
+        finally:
+            with self._changed:
+                self._clients -= 1
+                self._changed.notify_all()
+
+    def _serve(self, request: WebSocketRequest) -> None:
         ws = request.accept()
         env = dict(os.environ, SYNCWS_PATH=request.path, SYNCWS_REMOTE=str(request.remote))
         _log.info("%s connected to %s", ws.remote, request.path)
@@ -372,7 +377,10 @@ class CommandHandler:
         _log.info("%s disconnected: %s", ws.remote, ws.close_reason)
 
     def run_command(self, data: bytes, env: dict[str, str]) -> bytes | None:
-        """Run the command with ``data`` on its input; its output, or ``None`` on timeout."""
+        """Run the command with ``data`` on its input; its output, or ``None`` on timeout.
+
+        Also ``None`` once :meth:`stop` was called: the command is not run, or killed.
+        """
         with subprocess.Popen(
             self.command,
             shell=True,
@@ -381,14 +389,45 @@ class CommandHandler:
             env=env,
             start_new_session=True,
         ) as process:
+            with self._changed:
+                self._running.add(process)
+                stopped = self._stopped
             try:
+                if stopped:
+                    _kill(process)
                 output, _ = process.communicate(data, self.timeout)
             except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
+                _kill(process)
                 process.communicate()
                 _log.warning("command killed after %ss: %s", self.timeout, self.command)
                 return None
+            finally:
+                with self._changed:
+                    self._running.discard(process)
+        if self._stopped:
+            return None  # Killed by stop(): nothing to say.
         if process.returncode:
             _log.warning("command exited with status %d: %s", process.returncode, self.command)
         return output
+
+    def stop(self, timeout: float) -> None:
+        """Kill the commands still running, and every process of their sessions.
+
+        For when the server has stopped: no command runs any more, and the clients'
+        handlers, whose connections are closed, get up to ``timeout`` seconds to
+        return.
+        """
+        with self._changed:
+            self._stopped = True
+            running = list(self._running)
+        for process in running:
+            _kill(process)
+        with self._changed:
+            self._changed.wait_for(lambda: self._clients == 0, timeout)
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    """Kill a command of ``--exec`` with every process of its session, unless it ended."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
