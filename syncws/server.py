@@ -669,12 +669,11 @@ class WebSocketServer:
             late = [c for c in self._connections if not c._closed.is_set()]
         for connection in late:
             connection._abort("server shut down")
-        if late:
-            # Aborted connections wake their handlers at once: a short grace suffices
-            # (and a further interrupt ends it).
-            grace = Deadline(_SHUTDOWN_GRACE)
-            since = 0 if hurry is None else hurry.count
-            _wait(hurry, since, functools.partial(self._wait_for_handlers, threads, grace))
+        # Aborted connections wake their handlers at once, as closed sockets wake
+        # handshakes: a short grace suffices (and a further interrupt ends it).
+        grace = Deadline(_SHUTDOWN_GRACE)
+        since = 0 if hurry is None else hurry.count
+        _wait(hurry, since, functools.partial(self._wait_for_handlers, threads, grace))
         with self._lock:
             left = [thread for thread in threads if thread in self._threads]
         for thread in threads:
