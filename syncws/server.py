@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import itertools
 import logging
 import os
@@ -20,12 +21,14 @@ import ssl
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._core import ConnectionCore, endpoint, logger
 from ._deadline import Deadline
 from ._http import response
 from ._options import seconds
+from ._signals import SIGTERM_MESSAGE, SecondInterrupt, sigterm_interrupts
 from .connection import WebSocketConnection
 from .request import Handler, ServeOptions, check_handler, check_options, serve_socket
 from .types import Endpoint
@@ -253,9 +256,13 @@ class WebSocketServer:
         self._loop_done = threading.Event()
         self._loop_done.set()
         self._closed = False
+        self._shut_down = False
+        self._cut_short = False
         self._background: threading.Thread | None = None
         # Guarded by _lock.
         self._threads: set[threading.Thread] = set()
+        # Notified when a thread leaves _threads.
+        self._threads_changed = threading.Condition(self._lock)
         self._sockets: dict[threading.Thread, socket.socket] = {}
         self._connections: set[WebSocketConnection] = set()
         # New connections, with the time to check whether they need a reader thread.
@@ -302,6 +309,15 @@ class WebSocketServer:
         with self._lock:
             return frozenset(c for c in self._connections if not c.is_closed)
 
+    @property
+    def shutdown_cut_short(self) -> bool:
+        """Whether a second interrupt cut the graceful shutdown after Ctrl-C short.
+
+        :meth:`serve_forever` then aborted the connections still open instead of
+        waiting for their handlers (see :meth:`serve_forever`).
+        """
+        return self._cut_short
+
     def __repr__(self) -> str:
         return f"<WebSocketServer {', '.join(map(str, self.listeners))}>"
 
@@ -310,8 +326,13 @@ class WebSocketServer:
     def serve_forever(self) -> None:
         """Accept clients until :meth:`shutdown` is called from another thread.
 
-        On :exc:`KeyboardInterrupt` the server shuts down gracefully, then the
-        exception propagates.
+        On :exc:`KeyboardInterrupt` (Ctrl-C) the server shuts down gracefully, then
+        the exception propagates. While handlers are still running, a warning says
+        how many and how long the shutdown waits for them (``disconnect_timeout``).
+        In the main thread, a second Ctrl-C during that wait (or a second SIGTERM
+        under :func:`serve_websocket`) stops it at once: the connections still open
+        are aborted, handlers get half a second to return, and
+        :attr:`shutdown_cut_short` becomes true.
 
         :raises RuntimeError: when the server is already serving or was shut down.
         """
@@ -326,13 +347,37 @@ class WebSocketServer:
             for address in self.listeners:
                 logger.info("syncws server listening on %s", address)
             self._accept_loop()
-        except KeyboardInterrupt:
-            logger.info("interrupted, shutting down")
+        except KeyboardInterrupt as exc:
             self._loop_done.set()
-            self.shutdown()
+            self._shutdown_interrupted(exc)
             raise
         finally:
             self._loop_done.set()
+
+    def _shutdown_interrupted(self, interrupt: KeyboardInterrupt) -> None:
+        """Shut down gracefully after an interrupt; a second one stops the waiting."""
+        # First of all: from here on, a second interrupt no longer raises anywhere.
+        with SecondInterrupt() as hurry:
+            sigterm = interrupt.args == (SIGTERM_MESSAGE,)
+            timeout = seconds(self._options, "disconnect_timeout")
+            with self._lock:
+                running = len(self._threads)
+            if running:
+                again = ""
+                if hurry.installed:
+                    again = "; send SIGTERM again" if sigterm else "; press Ctrl-C again"
+                    again += " to exit now"
+                logger.warning(
+                    "%s: waiting up to %g s for %d handler%s%s",
+                    "SIGTERM" if sigterm else "interrupted",
+                    timeout,
+                    running,
+                    "" if running == 1 else "s",
+                    again,
+                )
+            else:
+                logger.info("%s, shutting down", "SIGTERM" if sigterm else "interrupted")
+            self._shutdown(timeout, hurry)
 
     def _accept_loop(self) -> None:
         with selectors.DefaultSelector() as selector:
@@ -522,6 +567,7 @@ class WebSocketServer:
                 if overloaded:
                     self._overflow -= 1
                 self._connections = {c for c in self._connections if not c.is_closed}
+                self._threads_changed.notify_all()
 
     def _track_socket(self, thread: threading.Thread, sock: socket.socket) -> None:
         with self._lock:
@@ -568,11 +614,18 @@ class WebSocketServer:
         connections still open then are aborted. Messages a handler has received stay
         readable by it. Every thread the server started is joined; a handler that
         ignores its closed connection and never returns is left running as a daemon
-        thread and a warning is logged. Idempotent; callable from any thread.
+        thread and a warning is logged. Idempotent; callable from any thread; once a
+        shutdown has finished, later calls return at once.
 
         :param timeout: seconds to wait for the handlers (default:
             ``disconnect_timeout``).
         """
+        self._shutdown(timeout, None)
+
+    def _shutdown(self, timeout: float | None, hurry: SecondInterrupt | None) -> None:
+        """Shut down; ``hurry``, after an interrupt, may cut the waits short."""
+        if self._shut_down:
+            return
         if timeout is None:
             timeout = seconds(self._options, "disconnect_timeout")
         deadline = Deadline(timeout)
@@ -598,31 +651,63 @@ class WebSocketServer:
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
         for connection in connections:
             connection._start_close(1001, "server shutting down")
-        self._join_handlers(deadline)
+        self._join_handlers(deadline, hurry)
         self._join_background(deadline)
         if not already_closed:
             self._wake_r.close()
             self._wake_w.close()
             logger.info("syncws server stopped")
+        self._shut_down = True
 
-    def _join_handlers(self, deadline: Deadline) -> None:
+    def _join_handlers(self, deadline: Deadline, hurry: SecondInterrupt | None) -> None:
         me = threading.current_thread()
         with self._lock:
             threads = [t for t in self._threads if t is not me]
-        for thread in threads:
-            thread.join(deadline.remaining())
+        # Any interrupt since the shutdown began (hurry counts from there) ends the wait.
+        _wait(hurry, 0, functools.partial(self._wait_for_handlers, threads, deadline))
+        cut_short = hurry is not None and hurry.count > 0
         with self._lock:
             # Not is_closed: that is already true for the connections this shutdown
             # began to close, which may be stuck in their closing handshake.
             late = [c for c in self._connections if not c._closed.is_set()]
         for connection in late:
             connection._abort("server shut down")
-        # Aborted connections wake their handlers at once: a short grace suffices.
+        # Aborted connections wake their handlers at once, as closed sockets wake
+        # handshakes: a short grace suffices (and a further interrupt ends it).
         grace = Deadline(_SHUTDOWN_GRACE)
+        since = 0 if hurry is None else hurry.count
+        _wait(hurry, since, functools.partial(self._wait_for_handlers, threads, grace))
+        with self._lock:
+            left = [thread for thread in threads if thread in self._threads]
         for thread in threads:
-            thread.join(grace.remaining())
-            if thread.is_alive():
-                logger.warning("handler thread %s did not return after shutdown", thread.name)
+            if thread not in left:
+                # Its handler is done: the thread is only returning.
+                thread.join(_SHUTDOWN_GRACE)
+        if cut_short:
+            self._cut_short = True
+            logger.warning(
+                "interrupted again: stopped waiting, aborted %d connection%s; "
+                "%d handler%s left running",
+                len(late),
+                "" if len(late) == 1 else "s",
+                len(left),
+                "" if len(left) == 1 else "s",
+            )
+            return
+        for thread in left:
+            logger.warning("handler thread %s did not return after shutdown", thread.name)
+
+    def _wait_for_handlers(self, threads: list[threading.Thread], deadline: Deadline) -> None:
+        """Wait until each of ``threads`` is done with its client, or the deadline.
+
+        A wait on a condition rather than :meth:`threading.Thread.join`: an exception
+        raised inside ``join()`` by a signal handler (the second interrupt) can leave
+        the thread marked as stopped while it still runs (seen with Python 3.11).
+        """
+        with self._threads_changed:
+            self._threads_changed.wait_for(
+                lambda: self._threads.isdisjoint(threads), deadline.remaining()
+            )
 
     def _join_background(self, deadline: Deadline) -> None:
         background = self._background
@@ -652,7 +737,13 @@ def serve_websocket(
     """Serve WebSocket clients until interrupted.
 
     Creates a :class:`WebSocketServer` and serves in the calling thread. Ctrl-C
-    (:exc:`KeyboardInterrupt`) shuts the server down gracefully and returns.
+    (:exc:`KeyboardInterrupt`) shuts the server down gracefully and returns; a second
+    Ctrl-C during that shutdown aborts the connections still open and returns at once
+    (see :meth:`WebSocketServer.serve_forever`).
+
+    In the main thread, SIGTERM, what service managers and container runtimes send to
+    stop a process, does the same as Ctrl-C while the server runs: the handler that was
+    in place before is restored on return. An ignored SIGTERM stays ignored.
 
     :param handler: called with a :class:`WebSocketRequest` for each client, in a
         thread of its own.
@@ -663,8 +754,17 @@ def serve_websocket(
     """
     server = WebSocketServer(handler, host, port, ssl_context, **options)
     try:
-        server.serve_forever()
+        with sigterm_interrupts():
+            server.serve_forever()
     except KeyboardInterrupt:
-        pass  # serve_forever() has shut the server down gracefully.
+        pass  # serve_forever() has shut the server down.
     finally:
-        server.shutdown()
+        server.shutdown()  # Returns at once when serve_forever() did it.
+
+
+def _wait(hurry: SecondInterrupt | None, since: int, wait: Callable[[], object]) -> bool:
+    """Call ``wait()`` unless ``hurry`` says to stop; see :meth:`SecondInterrupt.wait`."""
+    if hurry is None:
+        wait()
+        return True
+    return hurry.wait(wait, since)

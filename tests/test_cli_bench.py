@@ -79,6 +79,51 @@ def test_bench_times_out_when_nothing_comes_back(syncws_server: Server) -> None:
     no_traceback(child)
 
 
+def test_bench_says_which_message_size_limit_tripped(syncws_server: Server) -> None:
+    # The server keeps the library's limit, 1 MiB: it closes with 1009. The error used
+    # to be "connection closed: 1009" and nothing more.
+    srv = syncws_server(server_echo)
+    child = Cli(
+        "bench", srv.url, "--count", "2", "--throughput-count", "2", "--throughput-size", "2000000"
+    )
+    try:
+        assert child.wait() == 1
+    finally:
+        child.stop()
+    assert child.errors.startswith("error: connection closed: 1009"), child.errors
+    assert "the server's limit on message size is below the 2000000 bytes of --throughput-size" in (
+        child.errors
+    )
+    assert len(child.errors.splitlines()) == 1, child.errors
+    no_traceback(child)
+
+
+def test_bench_max_size_sets_the_client_limit(syncws_server: Server) -> None:
+    # A server that sends back each message doubled: the client's own limit, raised
+    # with --max-size, decides whether it takes the answer.
+    def doubler(request: Any, srv: SyncwsServer) -> None:
+        ws = request.accept()
+        for message in ws:
+            ws.send_message(message * 2)
+
+    srv = syncws_server(doubler, max_message_size=4_000_000)
+    args = ("bench", srv.url, "--count", "1", "--size", "1500000", "--throughput-count", "0")
+    child = Cli(*args)
+    try:
+        assert child.wait() == 1
+    finally:
+        child.stop()
+    # By default the client takes up to the largest message it sends.
+    assert "the server sent a message over this client's limit of 1500000 bytes" in child.errors
+    child = Cli(*args, "--max-size", "3000000")
+    try:
+        assert child.wait() == 1
+    finally:
+        child.stop()
+    # The doubled message came in: the client's limit let it through.
+    assert "error: the server did not send the message back unchanged" in child.errors
+
+
 def test_progress_bar_on_a_terminal_and_ctrl_c(syncws_server: Server) -> None:
     srv = syncws_server(server_echo)
     term = Terminal("bench", srv.url, "--count", "10000000")

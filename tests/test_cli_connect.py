@@ -7,13 +7,15 @@ import signal
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from clihelpers import ANSI, TIMESTAMP, Cli, Terminal, child_env, no_traceback
-from helpers import WAIT, SyncwsServer, server_echo, unused_port
+from helpers import MARGIN, WAIT, SyncwsServer, server_echo, unused_port
+from rawpeer import RawPeer
 
 from syncws.cli._console import escape_controls
 from syncws.testing import RecordingHandler, ServerFactory
@@ -126,6 +128,22 @@ def test_subprotocols_and_headers(syncws_server: Server) -> None:
     assert "(subprotocol chat.v2)" in child.errors
 
 
+@pytest.mark.parametrize("value", ["deflate", "none"])
+def test_compression(value: str, raw_peer: Callable[..., RawPeer]) -> None:
+    peer = raw_peer(auto=True)
+    child = Cli("connect", peer.url, "--compression", value, "--wait", "0")
+    try:
+        offer = peer.wait_request().header("Sec-WebSocket-Extensions")
+        child.close_stdin()
+        assert child.wait() == 0, child.errors
+    finally:
+        child.stop()
+    if value == "deflate":
+        assert offer is not None and offer.startswith("permessage-deflate"), offer
+    else:
+        assert offer is None
+
+
 def test_malformed_header_is_a_usage_error() -> None:
     child = Cli("connect", "ws://127.0.0.1:1/", "--header", "no colon")
     try:
@@ -184,6 +202,55 @@ def test_ctrl_c_closes_the_connection(ws_server: ServerFactory) -> None:
         child.stop()
     assert recorder.wait_closed(timeout=WAIT)[0].code == 1000
     no_traceback(child)
+
+
+def silent_close(peer: RawPeer) -> None:
+    """Take the client's close frame and never answer it."""
+    conn = peer.connection()
+    conn.expect_close(WAIT)
+
+
+@pytest.mark.parametrize("first", ["ctrl-c", "end of input"])
+def test_ctrl_c_during_the_closing_handshake_exits_at_once(
+    first: str, raw_peer: Callable[..., RawPeer]
+) -> None:
+    # The server never answers the close frame: the closing handshake would take the
+    # whole --timeout. Ctrl-C then exits at once.
+    peer = raw_peer()
+    child = Cli("connect", peer.url, "--timeout", "60", "--wait", "0")
+    try:
+        child.wait_line("connected to")
+        if first == "ctrl-c":
+            child.proc.send_signal(signal.SIGINT)
+            child.wait_line("press Ctrl-C again to exit now")
+        else:
+            child.close_stdin()
+        silent_close(peer)
+        started = time.monotonic()
+        child.proc.send_signal(signal.SIGINT)
+        assert child.wait() == 130, child.errors
+        elapsed = time.monotonic() - started
+    finally:
+        child.stop()
+    assert elapsed < 2 * MARGIN, f"exited {elapsed:.2f}s after Ctrl-C"
+    assert "interrupted: exiting without waiting for the server to close" in child.errors
+    no_traceback(child)
+
+
+def test_terminal_second_ctrl_c(raw_peer: Callable[..., RawPeer]) -> None:
+    peer = raw_peer()
+    term = Terminal("connect", peer.url, "--timeout", "60")
+    try:
+        term.expect(r"> $")
+        term.proc.send_signal(signal.SIGINT)
+        term.expect("press Ctrl-C again to exit now")
+        silent_close(peer)
+        term.proc.send_signal(signal.SIGINT)
+        assert term.wait() == 130, term.output
+    finally:
+        term.stop()
+    assert "exiting without waiting for the server to close" in term.output
+    assert "Traceback" not in term.output
 
 
 # ---------------------------------------------------------------------------------- TLS

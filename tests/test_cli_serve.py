@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import ssl
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from clihelpers import LISTENING, Cli, ServeCli, Terminal, no_traceback
-from helpers import WAIT
+from helpers import MARGIN, WAIT, wait_for
+from rawpeer import read_http_response, upgrade_request
 
 import syncws
 from syncws import ConnectionClosed
@@ -41,6 +44,38 @@ def test_echo_is_the_default_and_sigterm_stops_it() -> None:
             assert caught.value.reason.code == 1001
     finally:
         server.stop()
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_second_interrupt_exits_at_once_with_130(signum: int) -> None:
+    # The handler waits for a command that sleeps: the first interrupt says what the
+    # server waits for, the second one ends the wait, kills the command and exits 130.
+    command = "echo command $$ >&2; exec sleep 60"
+    server = ServeCli("serve", "--port", "0", "--exec", command, "--exec-timeout", "120")
+    try:
+        with syncws.connect(server.url) as ws:
+            ws.send_message("sleep")
+            pid = int(server.wait_line(r"^command (\d+)$").group(1))
+            server.proc.send_signal(signum)
+            server.wait_line(r"waiting up to 5 s for 1 handler; .* again to exit now$")
+            started = time.monotonic()
+            server.proc.send_signal(signum)
+            assert server.wait() == 130, server.errors
+            elapsed = time.monotonic() - started
+    finally:
+        server.stop()
+    assert elapsed < 2 * MARGIN, f"exited {elapsed:.2f}s after the second interrupt"
+    assert "interrupted again: stopped waiting" in server.errors
+    no_traceback(server)
+    wait_for(lambda: process_gone(pid), what="the command to be killed")
 
 
 def test_echo_server_is_an_alias_of_serve_echo() -> None:
@@ -132,12 +167,14 @@ def test_tls(
 
 
 def test_missing_certificate_file(tmp_path: Path) -> None:
+    # A bad argument: the usage, one error line, status 2 (it was 1).
     child = Cli("serve", "--port", "0", "--tls-cert", str(tmp_path / "missing.pem"))
     try:
-        assert child.wait() == 1
+        assert child.wait() == 2
     finally:
         child.stop()
-    assert child.errors.startswith("error: cannot serve on 127.0.0.1:0: ")
+    assert child.errors.startswith("usage: ")
+    assert "error: argument --tls-cert: cannot read" in child.errors
     no_traceback(child)
 
 
@@ -180,3 +217,61 @@ def test_log_lines_on_a_terminal_escape_what_clients_send(mode: str) -> None:
         term.stop()
     for raw in ("\x1b]0;", "\x07", "\x1b[2J", "\x9b"):
         assert raw not in term.output
+
+
+# ------------------------------------------------------------ library options
+
+
+def extensions_answered(port: int, offer: str) -> str | None:
+    """Offer ``offer`` in an upgrade request; return the server's extensions header."""
+    with socket.create_connection(("127.0.0.1", port), WAIT) as sock:
+        sock.sendall(
+            upgrade_request(f"127.0.0.1:{port}", headers=[("Sec-WebSocket-Extensions", offer)])
+        )
+        response = read_http_response(sock, WAIT, until_eof=False)
+    assert response.status == 101, response
+    return response.header("Sec-WebSocket-Extensions")
+
+
+@pytest.mark.parametrize("value", ["deflate", "none"])
+def test_compression(value: str) -> None:
+    server = ServeCli("serve", "--port", "0", "--compression", value)
+    try:
+        port = int(server.url.rsplit(":", 1)[1].rstrip("/"))
+        answer = extensions_answered(port, "permessage-deflate; client_max_window_bits")
+        if value == "deflate":
+            assert answer is not None and answer.startswith("permessage-deflate"), answer
+        else:
+            assert answer is None
+        # And messages still go through, compressed or not.
+        with syncws.connect(server.url, compression="deflate") as ws:
+            ws.send_message("squeeze me " * 100)
+            assert ws.get_message(WAIT) == "squeeze me " * 100
+        stop(server)
+    finally:
+        server.stop()
+
+
+def test_origins() -> None:
+    server = ServeCli("serve", "--port", "0", "--origin", "https://example.com")
+    try:
+        with syncws.connect(server.url, origin="https://example.com") as ws:
+            ws.send_message("allowed")
+            assert ws.get_message(WAIT) == "allowed"
+        for origin in ("https://evil.example", None):
+            with pytest.raises(syncws.ConnectionRejected) as caught:
+                syncws.connect(server.url, origin=origin)
+            assert caught.value.status_code == 403
+        stop(server)
+    finally:
+        server.stop()
+    server = ServeCli("serve", "--port", "0", "--origin", "https://example.com", "--origin", "none")
+    try:
+        with syncws.connect(server.url) as ws:  # No Origin header: admitted now.
+            ws.send_message("no origin")
+            assert ws.get_message(WAIT) == "no origin"
+        with pytest.raises(syncws.ConnectionRejected):
+            syncws.connect(server.url, origin="https://evil.example")
+        stop(server)
+    finally:
+        server.stop()

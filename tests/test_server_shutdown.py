@@ -196,6 +196,32 @@ def test_shutdown_with_a_handler_stuck_before_accepting(syncws_server) -> None:
         released.set()
 
 
+@pytest.mark.allow_syncws_errors(logging.WARNING)
+def test_a_finished_shutdown_is_not_repeated(syncws_server, caplog) -> None:
+    # serve_websocket() shuts down again after serve_forever() did: with a stuck
+    # handler, the second call used to wait its whole timeout again, and warn again.
+    released = threading.Event()
+
+    def handler(request, srv: SyncwsServer) -> None:
+        request.accept()
+        srv.record.put("stuck")
+        released.wait(WAIT * 2)
+
+    srv = syncws_server(handler)
+    try:
+        with syncws.connect(srv.url):
+            assert srv.get() == "stuck"
+            srv.server.shutdown(timeout=SHORT)
+            caplog.clear()
+            started = time.monotonic()
+            with caplog.at_level(logging.WARNING, logger="syncws"):
+                srv.server.shutdown(timeout=WAIT)
+            assert time.monotonic() - started < SHORT
+            assert caplog.records == []
+    finally:
+        released.set()
+
+
 def test_shutdown_is_idempotent_and_thread_safe(syncws_server) -> None:
     srv = syncws_server(server_echo)
     with syncws.connect(srv.url) as ws:

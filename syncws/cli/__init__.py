@@ -21,6 +21,7 @@ from typing import NoReturn
 
 from .._redact import hide_passwords
 from . import bench, connect, demo, serve
+from ._common import BadArgument
 
 __all__ = ["UsageError", "build_parser", "main"]
 
@@ -58,34 +59,41 @@ def build_parser() -> argparse.ArgumentParser:
         description="syncws command line: WebSocket client, servers, benchmark, demonstration.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, help: str, description: str) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help, description=description)
+        # A BadArgument found once the command runs is reported with its usage.
+        command.set_defaults(command_parser=command)
+        return command
+
     connect.configure(
-        commands.add_parser(
+        add(
             "connect",
             help="interactive client: send lines typed, print messages received",
             description=connect.DESCRIPTION,
         )
     )
     serve.configure(
-        commands.add_parser(
+        add(
             "serve",
             help="run an echo, broadcast or command server until Ctrl-C",
             description=serve.DESCRIPTION,
         )
     )
     bench.configure(
-        commands.add_parser(
+        add(
             "bench",
             help="measure round trips and throughput against an echo server",
             description=bench.DESCRIPTION,
         )
     )
-    commands.add_parser(
+    add(
         "demo",
         help="run an echo server and a client against each other (default)",
         description="Run an echo server and a client on 127.0.0.1 and print the messages.",
     )
     serve.configure_echo_server(
-        commands.add_parser(
+        add(
             "echo-server",
             help="run an echo server until Ctrl-C (same as: serve --echo)",
             description="Run a WebSocket echo server until interrupted (same as serve --echo).",
@@ -109,17 +117,24 @@ def _as_script() -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command given by ``argv`` (default: ``sys.argv[1:]``); return the exit status.
 
-    Without a command, runs the demonstration. A usage error returns 2, after a
-    message on standard error that shows no password of a URL argument.
+    Without a command, runs the demonstration. A usage error returns 2, after the
+    command's usage and one ``error:`` line on standard error that shows no password of
+    a URL argument: an argument :mod:`argparse` refuses, or one the command finds wrong
+    once it uses it (:class:`~syncws.cli._common.BadArgument`).
     """
     arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(arguments)
+        args = parser.parse_args(arguments)
     except UsageError as exc:
-        exc.parser.print_usage(sys.stderr)
-        message = hide_passwords(exc.message, _argument_values(arguments))
-        print(f"{exc.parser.prog}: error: {message}", file=sys.stderr)
-        return 2
+        return _usage_error(exc.parser, exc.message, arguments)
+    try:
+        return _run(args)
+    except BadArgument as exc:
+        return _usage_error(getattr(args, "command_parser", parser), str(exc), arguments)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "connect":
         return connect.run(args)
     if args.command in ("serve", "echo-server"):
@@ -127,3 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "bench":
         return bench.run(args)
     return demo.main()
+
+
+def _usage_error(parser: argparse.ArgumentParser, message: str, arguments: list[str]) -> int:
+    """Print the usage and ``PROG: error: MESSAGE``, as argparse does; return 2."""
+    parser.print_usage(sys.stderr)
+    message = hide_passwords(message, _argument_values(arguments))
+    print(f"{parser.prog}: error: {message}", file=sys.stderr)
+    return 2

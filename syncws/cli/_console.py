@@ -89,6 +89,18 @@ class Console:
         self._colour = self.interactive and not os.environ.get("NO_COLOR")
         self._lock = threading.Lock()
         self._prompting = False
+        self._silent = False
+
+    def silence(self, timeout: float) -> None:
+        """Write nothing more from now on: the process exits while threads still print.
+
+        Waits up to ``timeout`` seconds for a line being written, so that no thread
+        is inside a write when the interpreter shuts down.
+        """
+        acquired = self._lock.acquire(timeout=timeout)
+        self._silent = True
+        if acquired:
+            self._lock.release()
 
     def _style(self, colour: str, text: str) -> str:
         return f"{colour}{text}{_RESET}" if self._colour else text
@@ -103,6 +115,8 @@ class Console:
         clear = _CLEAR_PREVIOUS_LINE if replace_input else _CLEAR_LINE
         line = f"{self._style(_DIM, now)} {self._style(colour, f'{mark} {text}')}\n"
         with self._lock:
+            if self._silent:
+                return
             self._out.write(clear + line + (PROMPT if self._prompting else ""))
             self._out.flush()
 
@@ -110,6 +124,8 @@ class Console:
         """Show the input prompt from now on (terminal only)."""
         if self.interactive:
             with self._lock:
+                if self._silent:
+                    return
                 self._prompting = True
                 self._out.write(PROMPT)
                 self._out.flush()
@@ -119,6 +135,8 @@ class Console:
         if self.interactive:
             with self._lock:
                 self._prompting = False
+                if self._silent:
+                    return
                 self._out.write(_CLEAR_LINE)
                 self._out.flush()
 
@@ -128,6 +146,8 @@ class Console:
             self._line(_RECEIVED, "<", escape_controls(format_message(message), True))
         else:
             with self._lock:
+                if self._silent:
+                    return
                 self._out.write(format_message(message) + "\n")
                 self._out.flush()
 
@@ -154,5 +174,7 @@ class Console:
         if self._escape_errors:
             text = escape_controls(text)
         with self._lock:
+            if self._silent:
+                return
             self._err.write(text + "\n")
             self._err.flush()

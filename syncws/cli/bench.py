@@ -7,10 +7,13 @@ Two measurements on one connection, against any server that sends every message 
 * ``--throughput-count`` messages of ``--throughput-size`` bytes, sent by one thread
   while the main thread reads the echoes: megabytes per second, each way.
 
-Each echo is compared with the message sent. On a terminal, a progress bar on
-standard error follows runs longer than half a second; the summary goes to standard
-output. Exit status: 0, or 1 with a one-line ``error:`` when the connection fails,
-times out, or the server does not echo.
+Each echo is compared with the message sent. The client accepts messages of up to
+``--max-size`` bytes, by default the largest message it sends or 1 MiB, whichever is
+more; a server whose own limit is lower closes the connection with 1009, and the
+error says so. On a terminal, a progress bar on standard error follows runs longer
+than half a second; the summary goes to standard output. Exit status: 0, 1 with a
+one-line ``error:`` when the connection fails, times out, or the server does not echo,
+2 for a bad argument, 130 after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -25,7 +28,19 @@ from typing import TextIO
 from .. import WebSocketConnection
 from .. import connect as open_connection
 from .._redact import redact_url
-from ._common import CONNECT_ERRORS, add_client_tls_arguments, client_ssl_context, describe_error
+from ..exceptions import ConnectionClosed
+from ._common import (
+    CONNECT_ERRORS,
+    EXIT_INTERRUPTED,
+    BadArgument,
+    add_client_tls_arguments,
+    client_ssl_context,
+    connection_failure,
+    count,
+    describe_error,
+    positive_int,
+    seconds,
+)
 from ._console import for_stream
 
 __all__ = ["DESCRIPTION", "Progress", "configure", "percentile", "run"]
@@ -39,6 +54,9 @@ DESCRIPTION = (
 PROGRESS_AFTER = 0.5
 #: Seconds between two redraws of the progress bar.
 PROGRESS_EVERY = 0.1
+#: The client's message size limit when --max-size is not given, unless a message
+#: sent is larger: the library's default, 1 MiB.
+MIN_MAX_SIZE = 1024 * 1024
 _BAR_WIDTH = 30
 
 
@@ -46,33 +64,43 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``bench`` to ``parser``."""
     parser.add_argument("url", help="ws:// or wss:// URL of an echo server")
     parser.add_argument(
-        "--count", type=int, default=1000, help="round trips to time (default: %(default)s)"
+        "--count",
+        type=positive_int,
+        default=1000,
+        help="round trips to time (default: %(default)s)",
     )
     parser.add_argument(
         "--size",
-        type=int,
+        type=count,
         default=32,
         metavar="BYTES",
         help="size of the round-trip messages (default: %(default)s)",
     )
     parser.add_argument(
         "--throughput-count",
-        type=int,
+        type=count,
         default=100,
         metavar="N",
         help="messages of the throughput run; 0 skips it (default: %(default)s)",
     )
     parser.add_argument(
         "--throughput-size",
-        type=int,
+        type=count,
         default=64 * 1024,
         metavar="BYTES",
         help="size of the throughput messages (default: %(default)s)",
     )
     parser.add_argument("--text", action="store_true", help="send text messages (default: binary)")
     parser.add_argument(
+        "--max-size",
+        type=positive_int,
+        metavar="BYTES",
+        help="largest message the client accepts (default: the largest message sent, "
+        "at least 1 MiB)",
+    )
+    parser.add_argument(
         "--timeout",
-        type=float,
+        type=seconds,
         default=10.0,
         metavar="SECONDS",
         help="limit for connecting and for each echo (default: %(default)s)",
@@ -85,24 +113,30 @@ def run(args: argparse.Namespace) -> int:
     url: str = args.url
     shown = redact_url(url)
     timeout: float = args.timeout
-    if args.count < 1 or args.size < 0 or args.throughput_count < 0 or args.throughput_size < 0:
-        print("error: counts and sizes may not be negative, --count at least 1", file=sys.stderr)
-        return 2
-    biggest = max(args.size, args.throughput_size)
+    biggest = max(args.size, args.throughput_size if args.throughput_count else 0)
+    max_size: int = max(biggest, MIN_MAX_SIZE) if args.max_size is None else args.max_size
+    if max_size < biggest:
+        option = "--size" if biggest == args.size else "--throughput-size"
+        raise BadArgument(
+            f"argument --max-size: {max_size} is below the {biggest} bytes of {option}: "
+            "the echoes would not fit"
+        )
+    context = client_ssl_context(args.cafile, args.insecure)
     try:
         ws = open_connection(
             url,
-            ssl_context=client_ssl_context(args.cafile, args.insecure),
+            ssl_context=context,
             connect_timeout=timeout,
             disconnect_timeout=timeout,
-            max_message_size=max(biggest, 1024 * 1024),
+            max_message_size=max_size,
         )
     except CONNECT_ERRORS as exc:
-        message = f"error: cannot connect to {shown}: {describe_error(exc)}"
+        message = f"error: {connection_failure(url, exc)}"
         print(for_stream(message, sys.stderr), file=sys.stderr)
         return 1
     progress = Progress(sys.stderr, enabled=sys.stderr.isatty())
     kind = "text" if args.text else "binary"
+    option, size = "--size", args.size  # What the run under way sends.
     try:
         with ws:
             latencies = round_trips(
@@ -111,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{shown}: {kind} messages")
             _print_round_trips(latencies, args.size)
             if args.throughput_count:
+                option, size = "--throughput-size", args.throughput_size
                 elapsed = throughput(
                     ws,
                     _payload(args.throughput_size, args.text),
@@ -121,12 +156,34 @@ def run(args: argparse.Namespace) -> int:
                 _print_throughput(args.throughput_count, args.throughput_size, elapsed)
     except (*CONNECT_ERRORS, TimeoutError, EchoMismatch) as exc:
         progress.clear()
-        print(for_stream(f"error: {describe_error(exc)}", sys.stderr), file=sys.stderr)
+        message = describe_error(exc)
+        if isinstance(exc, ConnectionClosed) and exc.reason.code == 1009:
+            message += "; " + _which_limit(exc, size, option, max_size)
+        print(for_stream(f"error: {message}", sys.stderr), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         progress.clear()
-        return 130
+        return EXIT_INTERRUPTED
     return 0
+
+
+def _which_limit(exc: ConnectionClosed, size: int, option: str, max_size: int) -> str:
+    """Say which side's message size limit closed the connection with 1009.
+
+    This client's limit holds every message it sends (see :func:`run`), so an echo
+    cannot trip it: the server's did, unless the server sent something larger than
+    an echo, which the close reason then shows (syncws names its limit there).
+    """
+    if f" {max_size} bytes" in (exc.reason.reason or ""):
+        return (
+            f"the server sent a message over this client's limit of {max_size} bytes "
+            "(--max-size): it does not only echo"
+        )
+    return (
+        f"the server's limit on message size is below the {size} bytes of {option} "
+        f"(this client's is {max_size}, set with --max-size; syncws serve sets its own "
+        "with --max-size)"
+    )
 
 
 class EchoMismatch(Exception):

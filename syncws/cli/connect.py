@@ -14,7 +14,9 @@ At the end of the input (Ctrl-D on a terminal), the client keeps printing messag
 for ``--wait`` seconds at most, less if the server closes first, then closes the
 connection. Exit status: 0 after a normal close (code 1000 or 1001, from either side),
 1 when the connection could not be opened or ended abnormally (with a one-line
-``error:`` on standard error), 130 after Ctrl-C, which closes the connection first.
+``error:`` on standard error), 2 for a bad argument (a malformed URL, a host name that
+does not exist), 130 after Ctrl-C, which closes the connection first; a second Ctrl-C
+during that closing handshake exits at once.
 """
 
 from __future__ import annotations
@@ -35,14 +37,19 @@ from .._redact import redact_url
 from ..exceptions import ConnectionClosed
 from ._common import (
     CONNECT_ERRORS,
+    EXIT_INTERRUPTED,
     add_client_tls_arguments,
     client_ssl_context,
-    describe_error,
+    compression,
+    connection_failure,
     parse_header,
+    positive_int,
+    seconds,
+    seconds_or_inf,
 )
 from ._console import Console, for_stream
 
-__all__ = ["DESCRIPTION", "Session", "configure", "run"]
+__all__ = ["DESCRIPTION", "EXIT_INTERRUPTED", "Session", "configure", "run"]
 
 DESCRIPTION = (
     "Connect to a WebSocket server, send each line of standard input as a text message "
@@ -50,10 +57,10 @@ DESCRIPTION = (
     "in a pipe, standard output carries the received messages only."
 )
 
-#: Exit status after Ctrl-C, as a shell reports a process killed by SIGINT.
-EXIT_INTERRUPTED = 130
 #: How long to wait for the receiver thread once the connection is closed.
 _JOIN_TIMEOUT = 10.0
+#: After a second Ctrl-C, how long to wait for a line being printed before exiting.
+_SILENCE_TIMEOUT = 1.0
 _NORMAL_CLOSE = (1000, 1001)
 _Selector: type[selectors.BaseSelector] = getattr(
     selectors, "PollSelector", selectors.SelectSelector
@@ -81,26 +88,33 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_client_tls_arguments(parser)
     parser.add_argument(
         "--ping",
-        type=float,
+        type=seconds,
         metavar="SECONDS",
         help="send a keepalive ping this often (on a terminal, the latency is shown)",
     )
     parser.add_argument(
         "--max-size",
-        type=int,
+        type=positive_int,
         metavar="BYTES",
         help="largest message accepted (default: the library's, 1 MiB)",
     )
     parser.add_argument(
+        "--compression",
+        type=compression,
+        default=argparse.SUPPRESS,
+        metavar="deflate|none",
+        help="offer permessage-deflate (deflate) or not (none) (default: the library's)",
+    )
+    parser.add_argument(
         "--timeout",
-        type=float,
+        type=seconds,
         default=10.0,
         metavar="SECONDS",
         help="limit for the opening and the closing handshakes (default: %(default)s)",
     )
     parser.add_argument(
         "--wait",
-        type=float,
+        type=seconds_or_inf,
         default=1.0,
         metavar="SECONDS",
         help="at the end of the input, wait this long at most for the server's replies "
@@ -120,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.max_size is not None:
         options["max_message_size"] = args.max_size
+    if "compression" in args:
+        options["compression"] = args.compression
     wait: float = args.wait
     for stream in (sys.stdout, sys.stderr):
         # Messages in a script the terminal cannot show must not crash the printer.
@@ -127,19 +143,22 @@ def run(args: argparse.Namespace) -> int:
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
     console = Console(sys.stdout, sys.stderr)
+    context = client_ssl_context(args.cafile, args.insecure)
     try:
-        context = client_ssl_context(args.cafile, args.insecure)
         ws = open_connection(url, ssl_context=context, **options)
     except CONNECT_ERRORS as exc:
-        message = f"error: cannot connect to {redact_url(url)}: {describe_error(exc)}"
-        print(for_stream(message, sys.stderr), file=sys.stderr)
+        message = connection_failure(url, exc)
+        print(for_stream(f"error: {message}", sys.stderr), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     subprotocol = f" (subprotocol {ws.subprotocol})" if ws.subprotocol else ""
-    console.info(f"connected to {redact_url(url)}{subprotocol}")
     session = Session(ws, console, args.ping)
-    status = session.run(sys.stdin.fileno(), None if math.isinf(wait) else wait)
+    status = session.run(
+        sys.stdin.fileno(),
+        None if math.isinf(wait) else wait,
+        greeting=f"connected to {redact_url(url)}{subprotocol}",
+    )
     if session.output_lost:
         # Nothing more can be written: keep the interpreter's final flush quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -164,32 +183,53 @@ class Session:
         self._ended = threading.Event()
         # The receiver writes here when the connection ends: it wakes the input loop.
         self._wake_r, self._wake_w = os.pipe()
-        self._receiver = threading.Thread(target=self._receive, name="syncws-cli-receiver")
+        # A daemon: after a second Ctrl-C the process exits without waiting for it.
+        self._receiver = threading.Thread(
+            target=self._receive, name="syncws-cli-receiver", daemon=True
+        )
         #: Whether standard output was closed by its reader (a broken pipe).
         self.output_lost = False
 
-    def run(self, stdin: int, wait: float | None) -> int:
+    def run(self, stdin: int, wait: float | None, greeting: str | None = None) -> int:
         """Send the lines read from the file descriptor ``stdin``; return the exit status.
+
+        Ctrl-C closes the connection (status 130); Ctrl-C during the closing handshake
+        returns at once, leaving the connection to the end of the process.
 
         :param stdin: a file descriptor to read lines from.
         :param wait: seconds to go on receiving after the end of the input
             (``None``: until the server closes).
+        :param greeting: a line to show first (after it, Ctrl-C closes the session).
         """
-        self._receiver.start()
+        interrupted = False
         try:
-            self._console.prompt()
-            self._send_lines(stdin)
-            self._console.end_prompt()
-            self._ended.wait(wait)
-        except KeyboardInterrupt:
-            self._console.end_prompt()
-            return EXIT_INTERRUPTED
-        finally:
+            try:
+                if greeting is not None:
+                    self._console.info(greeting)
+                self._receiver.start()
+                self._console.prompt()
+                self._send_lines(stdin)
+                self._console.end_prompt()
+                self._ended.wait(wait)
+            except KeyboardInterrupt:
+                interrupted = True
+                self._console.end_prompt()
+                self._console.info(
+                    "interrupted: closing the connection; press Ctrl-C again to exit now"
+                )
             self._ws.close()  # Also ends the receiver thread.
-            self._receiver.join(_JOIN_TIMEOUT)
-            os.close(self._wake_r)
-            os.close(self._wake_w)
-        return self._status()
+            if self._receiver.is_alive():  # Not if Ctrl-C came before it started.
+                self._receiver.join(_JOIN_TIMEOUT)
+        except KeyboardInterrupt:
+            # Ctrl-C during the closing handshake: leave now, as the connection is.
+            # The receiver thread, a daemon, may still print: silence it first.
+            self._console.end_prompt()
+            self._console.info("interrupted: exiting without waiting for the server to close")
+            self._console.silence(_SILENCE_TIMEOUT)
+            return EXIT_INTERRUPTED
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        return EXIT_INTERRUPTED if interrupted else self._status()
 
     def _status(self) -> int:
         reason = self._ws.close_reason

@@ -9,7 +9,11 @@ sends its standard output back (see :class:`CommandHandler`).
 
 The server prints the URL of each listening socket on standard output, logs
 connections on standard error, and runs until Ctrl-C or SIGTERM; it then closes every
-connection with code 1001 and exits with status 0.
+connection with code 1001 and exits with status 0. While handlers are still running it
+says so; a second Ctrl-C or SIGTERM then aborts the connections at once, and the exit
+status is 130. A command of ``--exec`` still running when the server stops is killed.
+A bad argument (a port out of range, a certificate file that cannot be read, a host
+name that does not exist, an option value the library refuses) exits with status 2.
 """
 
 from __future__ import annotations
@@ -19,18 +23,27 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from types import FrameType
-from typing import TextIO
+from typing import Any, TextIO
 
 from .. import Handler, WebSocketConnection, WebSocketRequest, WebSocketServer, broadcast
 from .._redact import redact_url
+from .._signals import sigterm_interrupts
 from ..exceptions import ConnectionClosed
-from ._common import describe_error
+from ._common import (
+    EXIT_INTERRUPTED,
+    BadArgument,
+    compression,
+    describe_error,
+    is_bad_argument,
+    port_number,
+    positive_int,
+    seconds,
+)
 from ._console import for_stream
 
 __all__ = [
@@ -54,6 +67,8 @@ DESCRIPTION = (
 SEND_TIMEOUT = 5.0
 #: Seconds for each closing handshake, so that a stuck client cannot delay the exit long.
 DISCONNECT_TIMEOUT = 5.0
+#: Once the server stopped, how long handlers whose commands were killed get to return.
+STOP_TIMEOUT = 1.0
 
 _log = logging.getLogger("syncws.cli")
 
@@ -85,7 +100,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--exec-timeout",
-        type=float,
+        type=seconds,
         default=10.0,
         metavar="SECONDS",
         help="kill a command of --exec that runs longer (default: %(default)s)",
@@ -96,9 +111,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-size",
-        type=int,
+        type=positive_int,
         metavar="BYTES",
         help="largest message accepted (default: the library's, 1 MiB)",
+    )
+    parser.add_argument(
+        "--compression",
+        type=compression,
+        default=argparse.SUPPRESS,
+        metavar="deflate|none",
+        help="accept permessage-deflate when a client offers it (deflate) or not (none) "
+        "(default: the library's)",
+    )
+    parser.add_argument(
+        "--origin",
+        action="append",
+        dest="origins",
+        type=_origin,
+        metavar="ORIGIN",
+        help="accept only browsers of this origin, e.g. https://example.com, and 'none' "
+        "for clients that send no Origin header (repeatable; default: any)",
     )
     parser.set_defaults(mode="echo")
 
@@ -113,6 +145,7 @@ def configure_echo_server(parser: argparse.ArgumentParser) -> None:
         tls_cert=None,
         tls_key=None,
         max_size=None,
+        origins=None,
     )
 
 
@@ -122,49 +155,77 @@ def _add_address_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--port",
-        type=int,
+        type=port_number,
         default=8765,
         help="port to listen on; 0 picks a free one (default: %(default)s)",
     )
 
 
+def _origin(text: str) -> str | None:
+    """Parse an ``--origin`` value: ``none`` (any case) for ``None``, others as they are."""
+    return None if text.lower() == "none" else text
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run ``serve`` with the parsed ``args`` until interrupted; return the exit status."""
-    log_handler = logging.StreamHandler(sys.stderr)
-    log_handler.setFormatter(_TerminalSafeFormatter(sys.stderr))
-    logging.basicConfig(level=logging.INFO, handlers=[log_handler])
+    """Run ``serve`` with the parsed ``args`` until interrupted; return the exit status.
+
+    :raises BadArgument: for an argument found wrong when the server starts.
+    """
     handler: Handler = echo_handler
     if args.exec_command is not None:
         handler = CommandHandler(args.exec_command, args.exec_timeout)
     elif args.mode == "broadcast":
         handler = ChatRoom()
-    try:
-        context = _server_ssl_context(args.tls_cert, args.tls_key)
-        server = WebSocketServer(
-            handler,
-            args.host,
-            args.port,
-            context,
-            disconnect_timeout=DISCONNECT_TIMEOUT,
-            **({} if args.max_size is None else {"max_message_size": args.max_size}),
-        )
-    except (OSError, ValueError) as exc:
-        print(
-            # A URL given as the host by mistake may hold a password.
-            f"error: cannot serve on {redact_url(args.host)}:{args.port}: {describe_error(exc)}",
-            file=sys.stderr,
-        )
+    server = _start(args, handler)
+    if server is None:
         return 1
-    with _sigterm_interrupts():
+    log_handler = logging.StreamHandler(sys.stderr)
+    log_handler.setFormatter(_TerminalSafeFormatter(sys.stderr))
+    logging.basicConfig(level=logging.INFO, handlers=[log_handler])
+    with sigterm_interrupts():
         try:
             for listener in server.listeners:
                 print(f"listening on {listener}/", flush=True)
             server.serve_forever()
         except KeyboardInterrupt:
-            pass  # serve_forever() shut the server down gracefully.
+            pass  # serve_forever() shut the server down.
         finally:
-            server.shutdown()
-    return 0
+            server.shutdown()  # At once when serve_forever() did it.
+            if isinstance(handler, CommandHandler):
+                handler.stop(STOP_TIMEOUT)
+    return EXIT_INTERRUPTED if server.shutdown_cut_short else 0
+
+
+def _start(args: argparse.Namespace, handler: Handler) -> WebSocketServer | None:
+    """Bind the server; ``None`` after an ``error:`` line when that fails.
+
+    :raises BadArgument: for a certificate or key that cannot be loaded, a host name
+        that does not exist, or an option value the library refuses.
+    """
+    context = _server_ssl_context(args.tls_cert, args.tls_key)
+    options: dict[str, Any] = {"disconnect_timeout": DISCONNECT_TIMEOUT}
+    if args.max_size is not None:
+        options["max_message_size"] = args.max_size
+    if "compression" in args:
+        options["compression"] = args.compression
+    if args.origins is not None:
+        options["origins"] = args.origins
+    # A URL given as the host by mistake may hold a password.
+    host = redact_url(args.host)
+    try:
+        return WebSocketServer(handler, args.host, args.port, context, **options)
+    except (OSError, ValueError, TypeError) as exc:
+        if isinstance(exc, socket.gaierror) and is_bad_argument(exc):
+            raise BadArgument(
+                f"argument --host: cannot resolve {host!r}: {describe_error(exc)}"
+            ) from None
+        if is_bad_argument(exc):
+            raise BadArgument(describe_error(exc)) from None
+        print(
+            f"error: cannot serve on {host}:{args.port}: {describe_error(exc)}",
+            file=sys.stderr,
+        )
+        return None
 
 
 class _TerminalSafeFormatter(logging.Formatter):
@@ -186,30 +247,30 @@ class _TerminalSafeFormatter(logging.Formatter):
 
 
 def _server_ssl_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """Load ``--tls-cert`` and ``--tls-key``; raise BadArgument if they do not load."""
     if cert is None:
         if key is not None:
-            raise ValueError("--tls-key needs --tls-cert")
+            raise BadArgument("argument --tls-key: needs --tls-cert")
         return None
+    for option, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if path is not None:
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                raise BadArgument(
+                    f"argument {option}: cannot read {path!r}: {describe_error(exc)}"
+                ) from None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    return context
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """Make SIGTERM stop the server as Ctrl-C does (in the main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        context.load_cert_chain(cert, key)
+    except (OSError, ValueError) as exc:
+        options = "--tls-cert" if key is None else "--tls-cert and --tls-key"
+        raise BadArgument(
+            f"argument {options}: not a PEM certificate chain and its private key: "
+            f"{describe_error(exc)}"
+        ) from None
+    return context
 
 
 # ---------------------------------------------------------------------------- handlers
@@ -279,9 +340,25 @@ class CommandHandler:
     def __init__(self, command: str, timeout: float) -> None:
         self.command = command
         self.timeout = timeout
+        # Guarded by _changed: the commands running, the clients being served, and
+        # whether stop() was called.
+        self._changed = threading.Condition()
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self._clients = 0
+        self._stopped = False
 
     def __call__(self, request: WebSocketRequest) -> None:
         """Serve one client: run the command for each of its messages."""
+        with self._changed:
+            self._clients += 1
+        try:
+            self._serve(request)
+        finally:
+            with self._changed:
+                self._clients -= 1
+                self._changed.notify_all()
+
+    def _serve(self, request: WebSocketRequest) -> None:
         ws = request.accept()
         env = dict(os.environ, SYNCWS_PATH=request.path, SYNCWS_REMOTE=str(request.remote))
         _log.info("%s connected to %s", ws.remote, request.path)
@@ -300,7 +377,10 @@ class CommandHandler:
         _log.info("%s disconnected: %s", ws.remote, ws.close_reason)
 
     def run_command(self, data: bytes, env: dict[str, str]) -> bytes | None:
-        """Run the command with ``data`` on its input; its output, or ``None`` on timeout."""
+        """Run the command with ``data`` on its input; its output, or ``None`` on timeout.
+
+        Also ``None`` once :meth:`stop` was called: the command is not run, or killed.
+        """
         with subprocess.Popen(
             self.command,
             shell=True,
@@ -309,14 +389,45 @@ class CommandHandler:
             env=env,
             start_new_session=True,
         ) as process:
+            with self._changed:
+                self._running.add(process)
+                stopped = self._stopped
             try:
+                if stopped:
+                    _kill(process)
                 output, _ = process.communicate(data, self.timeout)
             except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
+                _kill(process)
                 process.communicate()
                 _log.warning("command killed after %ss: %s", self.timeout, self.command)
                 return None
+            finally:
+                with self._changed:
+                    self._running.discard(process)
+        if self._stopped:
+            return None  # Killed by stop(): nothing to say.
         if process.returncode:
             _log.warning("command exited with status %d: %s", process.returncode, self.command)
         return output
+
+    def stop(self, timeout: float) -> None:
+        """Kill the commands still running, and every process of their sessions.
+
+        For when the server has stopped: no command runs any more, and the clients'
+        handlers, whose connections are closed, get up to ``timeout`` seconds to
+        return.
+        """
+        with self._changed:
+            self._stopped = True
+            running = list(self._running)
+        for process in running:
+            _kill(process)
+        with self._changed:
+            self._changed.wait_for(lambda: self._clients == 0, timeout)
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    """Kill a command of ``--exec`` with every process of its session, unless it ended."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)

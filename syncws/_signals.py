@@ -1,0 +1,140 @@
+"""Signals that stop a server: SIGTERM as Ctrl-C, and a second one that stops the wait.
+
+:func:`sigterm_interrupts` makes SIGTERM, what service managers and container runtimes
+send, raise :exc:`KeyboardInterrupt` as Ctrl-C does, for as long as a server runs.
+
+:class:`SecondInterrupt` serves the graceful shutdown that follows the first
+interrupt: while it waits for handlers, another SIGINT (or SIGTERM, when it raises
+:exc:`KeyboardInterrupt`) stops the waiting at once instead of landing anywhere in
+the shutdown as an exception. Its handler raises only inside :meth:`SecondInterrupt.wait`,
+which catches it; elsewhere it only counts the interrupt.
+
+Signal handlers run in the main thread only: off it, both do nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any, NoReturn
+
+from ._core import on_main_thread
+
+__all__ = ["SIGTERM_MESSAGE", "SecondInterrupt", "raise_interrupt", "sigterm_interrupts"]
+
+#: The argument of the :exc:`KeyboardInterrupt` that SIGTERM raises.
+SIGTERM_MESSAGE = "SIGTERM"
+
+
+def raise_interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+    """Handle SIGTERM as Python handles SIGINT: raise :exc:`KeyboardInterrupt`."""
+    raise KeyboardInterrupt(SIGTERM_MESSAGE)
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM raises :exc:`KeyboardInterrupt` in the main thread.
+
+    The handler in place before is restored when the block ends. Nothing changes off
+    the main thread, when SIGTERM is ignored (a choice of whoever started the
+    process, as Python leaves an ignored SIGINT ignored), or when its handler was not
+    installed from Python and so could not be restored.
+    """
+    if not on_main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is None or previous == signal.SIG_IGN:
+        yield
+        return
+    try:
+        # Inside the try: a SIGTERM right after this call still restores the handler.
+        signal.signal(signal.SIGTERM, raise_interrupt)
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raises_interrupt(handler: object) -> bool:
+    """Whether a signal's handler is one that raises :exc:`KeyboardInterrupt`."""
+    return handler is signal.default_int_handler or handler is raise_interrupt
+
+
+class SecondInterrupt:
+    """Within ``with``: SIGINT and SIGTERM cut the waits of :meth:`wait` short.
+
+    Only the signals whose handler raised :exc:`KeyboardInterrupt` (Python's own for
+    SIGINT, :func:`raise_interrupt` for SIGTERM) are taken over, so that a handler an
+    application installed keeps working; the handlers are restored on exit.
+    :attr:`count` counts the signals that arrived meanwhile.
+    """
+
+    def __init__(self) -> None:
+        #: How many signals arrived since :meth:`__enter__`.
+        self.count = 0
+        self._armed = False
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def installed(self) -> bool:
+        """Whether a signal was taken over: only then can :meth:`wait` end early."""
+        return bool(self._previous)
+
+    def __enter__(self) -> SecondInterrupt:
+        """Take SIGINT and SIGTERM over (main thread only)."""
+        if not on_main_thread():
+            return self
+        try:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                handler = signal.getsignal(signum)
+                if _raises_interrupt(handler):
+                    self._previous[signum] = handler
+                    signal.signal(signum, self._handle)
+        except BaseException:
+            # The signal not yet taken over raised KeyboardInterrupt in between.
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Restore the handlers taken over."""
+        self._armed = False
+        while self._previous:
+            signum, handler = self._previous.popitem()
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+        if self._armed:
+            self._armed = False  # One exception per wait, raised where it is caught.
+            raise KeyboardInterrupt
+
+    def wait(self, wait: Callable[[], object], since: int = 0) -> bool:
+        """Call ``wait()``, a blocking call, unless a signal came.
+
+        ``wait()`` must be safe to interrupt with an exception at any point, as a
+        wait on a :class:`threading.Condition` is; :meth:`threading.Thread.join` is
+        not (an exception inside it can mark a running thread as stopped).
+
+        :param since: the :attr:`count` from which on a signal ends the wait.
+        :returns: ``False`` when a signal came after ``since`` (before or during the
+            call, which it then ended), ``True`` when ``wait()`` returned by itself.
+        """
+        if self.count > since:
+            return False
+        if not self._previous:  # Nothing taken over: nothing to catch.
+            wait()
+            return True
+        try:
+            try:
+                self._armed = True
+                if self.count <= since:
+                    wait()
+            finally:
+                self._armed = False
+        except KeyboardInterrupt:
+            if self.count <= since:  # Not raised by this object's handler.
+                raise
+        return self.count <= since

@@ -1,0 +1,227 @@
+"""SIGTERM and a second interrupt, for a server in a child process.
+
+SIGTERM, what systemd, Docker and Kubernetes send, stops :func:`syncws.serve_websocket`
+as Ctrl-C does (every client gets 1001), and the handler in place before is restored.
+A second Ctrl-C (or SIGTERM) during the graceful shutdown stops waiting for handlers
+that do not return.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+
+import pytest
+from helpers import MARGIN, WAIT, Background, ChildProcess
+from rawpeer import OP_CLOSE, raw_client
+
+import syncws
+from syncws import ConnectionClosed
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+#: The child's preamble: SIGINT back to Python's handler (a child started in the
+#: background of a shell inherits it ignored), an echo handler, and a handler that is
+#: stuck in something other than syncws until the process ends.
+PREAMBLE = """
+import logging, signal, sys, threading, syncws
+
+signal.signal(signal.SIGINT, signal.default_int_handler)
+logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                    format="%(levelname)s %(name)s: %(message)s")
+
+def echo(request):
+    ws = request.accept()
+    try:
+        for message in ws:
+            ws.send_message(message)
+    except syncws.ConnectionClosed:
+        pass
+
+def stuck(request):
+    request.accept()
+    print("stuck", flush=True)
+    threading.Event().wait()
+"""
+
+SERVE_WEBSOCKET = (
+    PREAMBLE
+    + """
+handler = stuck if sys.argv[1] == "stuck" else echo
+syncws.serve_websocket(handler, "127.0.0.1", 0, disconnect_timeout=float(sys.argv[2]))
+print("serve_websocket returned", flush=True)
+"""
+)
+
+LISTENING = r"listening on ws://127\.0\.0\.1:(\d+)"
+
+
+def start(*args: str) -> tuple[ChildProcess, int]:
+    child = ChildProcess(SERVE_WEBSOCKET, *args)
+    try:
+        port = int(child.wait_line(LISTENING).group(1))
+    except BaseException:
+        child.stop()
+        raise
+    return child, port
+
+
+def test_sigterm_closes_every_client_with_1001_and_exits_0() -> None:
+    child, port = start("echo", str(WAIT))
+    try:
+        url = f"ws://127.0.0.1:{port}/"
+        with syncws.connect(url) as first, syncws.connect(url) as second:
+            for ws in (first, second):
+                ws.send_message("before SIGTERM")
+                assert ws.get_message(timeout=WAIT) == "before SIGTERM"
+            waiters = [Background(ws.get_message, WAIT) for ws in (first, second)]
+            child.proc.send_signal(signal.SIGTERM)
+            errors = [waiter.exception() for waiter in waiters]
+        assert child.wait() == 0, child.errors
+    finally:
+        child.stop()
+    for error in errors:
+        assert isinstance(error, ConnectionClosed), error
+        assert error.reason.code == 1001
+    assert "serve_websocket returned" in child.output
+    assert "Traceback" not in child.errors
+    assert "KeyboardInterrupt" not in child.errors
+
+
+RESTORED = (
+    PREAMBLE
+    + """
+def own(signum, frame):
+    print("own handler", signum, flush=True)
+    sys.exit(0)
+
+previous = own if sys.argv[1] == "own" else signal.SIG_IGN
+signal.signal(signal.SIGTERM, previous)
+syncws.serve_websocket(echo, "127.0.0.1", 0, disconnect_timeout=5)
+print("restored:", signal.getsignal(signal.SIGTERM) is previous, flush=True)
+print("waiting", flush=True)
+threading.Event().wait(float(sys.argv[2]))
+print("wait over", flush=True)
+"""
+)
+
+
+def echo_once(port: int) -> None:
+    with syncws.connect(f"ws://127.0.0.1:{port}/") as ws:
+        ws.send_message("x")
+        assert ws.get_message(timeout=WAIT) == "x"
+
+
+def test_the_previous_sigterm_handler_is_restored() -> None:
+    child = ChildProcess(RESTORED, "own", str(WAIT))
+    try:
+        port = int(child.wait_line(LISTENING).group(1))
+        echo_once(port)  # The accept loop runs.
+        child.proc.send_signal(signal.SIGTERM)  # serve_websocket's handler: it returns.
+        child.wait_line("^waiting$")
+        child.proc.send_signal(signal.SIGTERM)  # The program's own handler again.
+        assert child.wait() == 0, child.errors
+    finally:
+        child.stop()
+    assert "serve_websocket returned" not in child.output
+    assert "restored: True" in child.output
+    assert "own handler 15" in child.output
+    assert "wait over" not in child.output
+    assert "Traceback" not in child.errors
+
+
+def test_an_ignored_sigterm_stays_ignored() -> None:
+    child = ChildProcess(RESTORED, "ignored", "0")
+    try:
+        port = int(child.wait_line(LISTENING).group(1))
+        echo_once(port)
+        child.proc.send_signal(signal.SIGTERM)  # Discarded by the kernel at once.
+        echo_once(port)  # Still serving.
+        child.proc.send_signal(signal.SIGINT)
+        assert child.wait() == 0, child.errors
+    finally:
+        child.stop()
+    assert "restored: True" in child.output
+    assert "wait over" in child.output
+    assert "Traceback" not in child.errors
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_second_interrupt_stops_waiting_for_a_stuck_handler(signum: int) -> None:
+    # The handler never returns and the client never answers the close frame: the
+    # first interrupt would wait the whole disconnect_timeout (a minute); the second
+    # one aborts the connection and serve_websocket returns at once.
+    child, port = start("stuck", "60")
+    try:
+        client = raw_client(port)
+        try:
+            child.wait_line("^stuck$")
+            child.proc.send_signal(signum)
+            again = "press Ctrl-C again" if signum == signal.SIGINT else "send SIGTERM again"
+            child.wait_line(f"waiting up to 60 s for 1 handler; {again} to exit now$")
+            assert client.recv_frame(WAIT).opcode == OP_CLOSE  # 1001, not answered
+            started = time.monotonic()
+            child.proc.send_signal(signum)
+            assert child.wait() == 0, child.errors
+            elapsed = time.monotonic() - started
+            client.wait_eof(WAIT)  # Aborted.
+        finally:
+            client.close()
+    finally:
+        child.stop()
+    assert elapsed < 2 * MARGIN, f"exited {elapsed:.2f}s after the second interrupt"
+    assert "aborted 1 connection; 1 handler left running" in child.errors
+    assert "serve_websocket returned" in child.output
+    assert "Traceback" not in child.errors
+
+
+SERVE_FOREVER = (
+    PREAMBLE
+    + """
+server = syncws.WebSocketServer(stuck, "127.0.0.1", 0, disconnect_timeout=60)
+print("port", server.port, flush=True)
+try:
+    server.serve_forever()
+except KeyboardInterrupt:
+    print("KeyboardInterrupt; cut short:", server.shutdown_cut_short, flush=True)
+"""
+)
+
+
+def test_serve_forever_after_a_second_ctrl_c() -> None:
+    child = ChildProcess(SERVE_FOREVER)
+    try:
+        port = int(child.wait_line(r"^port (\d+)").group(1))
+        with syncws.connect(f"ws://127.0.0.1:{port}/", disconnect_timeout=WAIT) as ws:
+            child.wait_line("^stuck$")
+            child.proc.send_signal(signal.SIGINT)
+            child.wait_line("press Ctrl-C again to exit now")
+            with pytest.raises(ConnectionClosed) as caught:
+                ws.get_message(timeout=WAIT)
+            assert caught.value.reason.code == 1001
+            child.proc.send_signal(signal.SIGINT)
+            assert child.wait() == 0, child.errors
+    finally:
+        child.stop()
+    assert "KeyboardInterrupt; cut short: True" in child.output
+    assert "1 handler left running" in child.errors
+    assert "Traceback" not in child.errors
+
+
+def test_one_ctrl_c_without_a_stuck_handler_is_not_cut_short() -> None:
+    code = SERVE_FOREVER.replace("syncws.WebSocketServer(stuck,", "syncws.WebSocketServer(echo,")
+    child = ChildProcess(code)
+    try:
+        port = int(child.wait_line(r"^port (\d+)").group(1))
+        with syncws.connect(f"ws://127.0.0.1:{port}/") as ws:
+            ws.send_message("x")
+            assert ws.get_message(timeout=WAIT) == "x"
+            child.proc.send_signal(signal.SIGINT)
+            assert child.wait() == 0, child.errors
+    finally:
+        child.stop()
+    assert "KeyboardInterrupt; cut short: False" in child.output
+    assert "waiting up to 60 s for 1 handler; press Ctrl-C again to exit now" in child.errors
+    assert "interrupted again" not in child.errors
+    assert "did not return" not in child.errors
