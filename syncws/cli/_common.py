@@ -199,7 +199,10 @@ def connection_failure(url: str, exc: BaseException) -> str:
         raise BadArgument(f"cannot resolve the host of {shown}: {describe_error(exc)}")
     if is_bad_argument(exc):
         raise BadArgument(describe_error(exc))
-    return f"cannot connect to {shown}: {describe_error(exc)}"
+    text = describe_error(exc)
+    if text.startswith("cannot connect to "):
+        return text  # The library's message names the address already.
+    return f"cannot connect to {shown}: {text}"
 
 
 def describe_error(exc: BaseException) -> str:
@@ -211,6 +214,8 @@ def describe_error(exc: BaseException) -> str:
         )
     if isinstance(exc, ConnectionRejected):
         return str(exc)
+    if isinstance(exc, ssl.SSLError) and " rather than " in str(exc):
+        return str(exc)  # The client's own explanation (ws:// against a TLS server, ...).
     if isinstance(exc, ssl.SSLError):
         # Without a reason, the message of OpenSSL's error: "[SSL] PEM lib (_ssl.c:3905)".
         text = exc.reason or _SSL_SOURCE.sub("", str(exc.args[-1])).removeprefix("[SSL] ")

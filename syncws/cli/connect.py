@@ -90,7 +90,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--ping",
         type=seconds,
         metavar="SECONDS",
-        help="send a keepalive ping this often (on a terminal, the latency is shown)",
+        help="send a keepalive ping this often, and show the latency on a terminal "
+        "(default: the library's keepalive, every 20 s, latency not shown)",
     )
     parser.add_argument(
         "--max-size",
@@ -130,8 +131,9 @@ def run(args: argparse.Namespace) -> int:
         "extra_headers": args.headers,
         "connect_timeout": args.timeout,
         "disconnect_timeout": args.timeout,
-        "ping_interval": args.ping,
     }
+    if args.ping is not None:  # Else the library's keepalive.
+        options["ping_interval"] = args.ping
     if args.max_size is not None:
         options["max_message_size"] = args.max_size
     if "compression" in args:
