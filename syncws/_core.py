@@ -518,7 +518,7 @@ class ConnectionCore:
         """Split received bytes into messages and wsproto's events, and act on them."""
         with self._lock:
             if data is None:  # Only what wsproto got with the handshake.
-                events: list[str | bytes | CloseConnection] = []
+                events: list[str | bytes | CloseConnection | Pong] = []
                 too_big = self._parse_events(events)
             else:
                 events, too_big = self._parse(self._splitter.feed(data))
@@ -530,6 +530,11 @@ class ConnectionCore:
                 trace_logger.debug("%s < %s", self, describe(event))
             if isinstance(event, CloseConnection):
                 self._on_close_frame(event)
+            elif isinstance(event, Pong):
+                # Matched in frame order, after the messages before it are queued: a
+                # ping that returns guarantees that they can be read.
+                with self._lock:
+                    self._match_pong(event.payload)
             else:
                 self._deliver(event, block)
         if too_big is not None and not self._input_done:
@@ -538,7 +543,7 @@ class ConnectionCore:
 
     def _parse(
         self, items: Iterable[str | bytes | memoryview]
-    ) -> tuple[list[str | bytes | CloseConnection], str | None]:
+    ) -> tuple[list[str | bytes | CloseConnection | Pong], str | None]:
         """Collect messages and close frames (lock held); also say if a message was too big.
 
         ``items`` are what the frame splitter made of the received bytes: messages it
@@ -548,7 +553,7 @@ class ConnectionCore:
         make pongs impossible), and parsing stops at the frame that makes a message
         too big, so nothing after it is acted on.
         """
-        events: list[str | bytes | CloseConnection] = []
+        events: list[str | bytes | CloseConnection | Pong] = []
         for item in items:
             state = self._ws.state
             if isinstance(item, (str, bytes)):
@@ -563,12 +568,12 @@ class ConnectionCore:
                 return events, too_big
         return events, None
 
-    def _parse_events(self, events: list[str | bytes | CloseConnection]) -> str | None:
-        """Act on wsproto's pending events (lock held): keep messages and close frames.
+    def _parse_events(self, events: list[str | bytes | CloseConnection | Pong]) -> str | None:
+        """Act on wsproto's pending events (lock held): keep messages, pongs and close frames.
 
         Everything else is done here, one frame at a time, so that no object is kept
-        per frame: the frames of a fragmented message are joined into one buffer,
-        pings are answered and pongs matched.
+        per frame: the frames of a fragmented message are joined into one buffer and
+        pings are answered. Pongs are kept, to be matched in order with the messages.
 
         :returns: why the message being received is too big, or ``None``; nothing
             after that message is parsed.
@@ -577,10 +582,10 @@ class ConnectionCore:
         for event in self._ws.events():
             if (
                 tracing
-                and not isinstance(event, CloseConnection)
+                and not isinstance(event, (CloseConnection, Pong))
                 and not (isinstance(event, (TextMessage, BytesMessage)) and event.message_finished)
             ):
-                # Whole messages and close frames are traced as they are acted on.
+                # Whole messages, pongs and close frames are traced as they are acted on.
                 trace_logger.debug("%s < %s", self, describe(event))
             if isinstance(event, (TextMessage, BytesMessage)):
                 data = event.data
@@ -604,7 +609,7 @@ class ConnectionCore:
                 if self._ws.state is ConnectionState.OPEN:
                     self._pongs.append(self._transport.queue(self._ws.send(event.response())))
             elif isinstance(event, Pong):
-                self._match_pong(event.payload)
+                events.append(event)
             elif isinstance(event, CloseConnection):
                 if self._ws.state is ConnectionState.REMOTE_CLOSING:
                     # Messages before it may wait for room in the queue; senders fail

@@ -335,7 +335,10 @@ class WebSocketConnection(ConnectionCore):
         """Send a ping and wait for the matching pong.
 
         A peer may answer several pings with one pong, so a pong also completes
-        every ping sent before the one it answers.
+        every ping sent before the one it answers. The pong is taken in order with
+        the messages: when this method returns, every message the peer sent before
+        its pong is in the queue, ready for :meth:`get_message` (the wait includes
+        any time the reader spent waiting for room in a full queue).
 
         :param payload: up to 125 bytes, unique among the pings in flight
             (``None``: 4 random bytes).

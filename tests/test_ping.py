@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import pytest
 from helpers import MARGIN, SHORT, WAIT, Background, WsServer, echo_handler
-from rawpeer import OP_CLOSE, OP_PING, OP_PONG
+from rawpeer import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, encode_frame
 
 import syncws
 from syncws import ConnectionClosed
@@ -126,6 +127,33 @@ def test_pong_for_later_ping_wakes_earlier_pings(raw_peer) -> None:
         conn.send_pong(b"second")
         assert second.result() > 0
         assert first.result() > 0
+        finish(ws, conn)
+
+
+@pytest.fixture
+def eager_switching():
+    """Let a thread that was woken run at once, as it may on a busy machine."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(interval)
+
+
+@pytest.mark.usefixtures("eager_switching")
+def test_messages_before_the_pong_are_queued_when_ping_returns(raw_peer) -> None:
+    # Messages and the pong arrive in one write: the pong is matched only after the
+    # messages before it are queued, so they can all be taken without waiting.
+    peer = raw_peer()
+    with syncws.connect(peer.url) as ws:
+        conn = peer.connection()
+        for round_ in range(20):
+            pinger = Background(ws.ping, b"p%d" % round_)
+            assert conn.recv_frame().payload == b"p%d" % round_
+            texts = [f"{round_}-{i}" for i in range(15)]  # the queue holds 16
+            frames = b"".join(encode_frame(OP_TEXT, t.encode()) for t in texts)
+            conn.send_raw(frames + encode_frame(OP_PONG, b"p%d" % round_))
+            pinger.result()
+            assert [ws.get_message(timeout=0) for _ in texts] == texts
         finish(ws, conn)
 
 
