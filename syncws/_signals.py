@@ -9,20 +9,30 @@ interrupt: while it waits for handlers, another SIGINT (or SIGTERM, when it rais
 the shutdown as an exception. Its handler raises only inside :meth:`SecondInterrupt.wait`,
 which catches it; elsewhere it only counts the interrupt.
 
-Signal handlers run in the main thread only: off it, both do nothing.
+:class:`SignalWakeup` lets a signal wake the main thread's ``select`` in whichever
+thread the kernel delivered it.
+
+Signal handlers run in the main thread only: off it, all three do nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import socket
 from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any, NoReturn
 
 from ._core import on_main_thread
 
-__all__ = ["SIGTERM_MESSAGE", "SecondInterrupt", "raise_interrupt", "sigterm_interrupts"]
+__all__ = [
+    "SIGTERM_MESSAGE",
+    "SecondInterrupt",
+    "SignalWakeup",
+    "raise_interrupt",
+    "sigterm_interrupts",
+]
 
 #: The argument of the :exc:`KeyboardInterrupt` that SIGTERM raises.
 SIGTERM_MESSAGE = "SIGTERM"
@@ -138,3 +148,59 @@ class SecondInterrupt:
             if self.count <= since:  # Not raised by this object's handler.
                 raise
         return self.count <= since
+
+
+class SignalWakeup:
+    """Within ``with``: a signal arriving in any thread makes :attr:`reader` readable.
+
+    The kernel may deliver SIGINT or SIGTERM to any thread of the process, while
+    Python runs signal handlers in the main thread only, the next time it runs
+    Python code. A main thread blocked in ``select`` with no timeout would not notice
+    a signal that landed on a reader thread until something else woke it. With a
+    socket as the process's signal wakeup descriptor (:func:`signal.set_wakeup_fd`),
+    the interpreter's low-level handler writes a byte to it in whichever thread the
+    signal lands, and a ``select`` on :attr:`reader` returns.
+
+    :attr:`reader` is ``None`` off the main thread, and when the wakeup descriptor is
+    already someone else's (an event loop's), which is left in place.
+    """
+
+    def __init__(self) -> None:
+        #: The socket to select on for reading (drain it when readable), or ``None``.
+        self.reader: socket.socket | None = None
+        self._writer: socket.socket | None = None
+
+    def __enter__(self) -> SignalWakeup:
+        """Make a socket pair the signal wakeup descriptor (main thread only)."""
+        if not on_main_thread():
+            return self
+        self.reader, self._writer = socket.socketpair()
+        self.reader.setblocking(False)
+        self._writer.setblocking(False)
+        try:
+            try:
+                previous = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+            except (ValueError, OSError):
+                previous = None
+            if previous != -1:
+                if previous is not None:
+                    signal.set_wakeup_fd(previous)  # Someone else's: give it back.
+                self.reader.close()
+                self._writer.close()
+                self.reader = self._writer = None
+        except BaseException:
+            # An interrupt in between: leave no descriptor about to be closed in place.
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Stop using the socket pair, then close it."""
+        if self._writer is None or self.reader is None:
+            return
+        current = signal.set_wakeup_fd(-1)
+        if current not in (-1, self._writer.fileno()):
+            signal.set_wakeup_fd(current)  # Set by someone else since: leave theirs.
+        self.reader.close()
+        self._writer.close()
+        self.reader = self._writer = None

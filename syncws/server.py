@@ -28,7 +28,7 @@ from ._core import ConnectionCore, endpoint, logger
 from ._deadline import Deadline
 from ._http import response
 from ._options import seconds
-from ._signals import SIGTERM_MESSAGE, SecondInterrupt, sigterm_interrupts
+from ._signals import SIGTERM_MESSAGE, SecondInterrupt, SignalWakeup, sigterm_interrupts
 from .connection import WebSocketConnection
 from .request import Handler, ServeOptions, check_handler, check_options, serve_socket
 from .types import Endpoint
@@ -78,6 +78,9 @@ _REFUSAL = response(
 _REFUSED = "refused"
 #: After shutdown()'s timeout, how long aborted handlers get to return.
 _SHUTDOWN_GRACE = 0.5
+#: Seconds between two checks for a signal while the main thread waits for handlers
+#: after an interrupt (see :meth:`WebSocketServer._wait_for_handlers`).
+_SIGNAL_CHECK = 0.1
 #: How long after a connection opened the server starts its reader thread unless the
 #: handler is reading by then (a handler usually calls get_message at once).
 READER_CHECK_DELAY = 0.05
@@ -346,7 +349,8 @@ class WebSocketServer:
         try:
             for address in self.listeners:
                 logger.info("syncws server listening on %s", address)
-            self._accept_loop()
+            with SignalWakeup() as wakeup:
+                self._accept_loop(wakeup.reader)
         except KeyboardInterrupt as exc:
             self._loop_done.set()
             self._shutdown_interrupted(exc)
@@ -379,9 +383,12 @@ class WebSocketServer:
                 logger.info("%s, shutting down", "SIGTERM" if sigterm else "interrupted")
             self._shutdown(timeout, hurry)
 
-    def _accept_loop(self) -> None:
+    def _accept_loop(self, signals: socket.socket | None) -> None:
+        """Accept clients until shut down; ``signals`` is readable when a signal came."""
         with selectors.DefaultSelector() as selector:
             selector.register(self._wake_r, selectors.EVENT_READ)
+            if signals is not None:
+                selector.register(signals, selectors.EVENT_READ)
             for listener in self._listeners:
                 selector.register(listener, selectors.EVENT_READ)
             try:
@@ -393,9 +400,10 @@ class WebSocketServer:
                         for listener in self._listeners:
                             selector.register(listener, selectors.EVENT_READ)
                     for key, _ in events:
-                        if key.fileobj is self._wake_r:
+                        if key.fileobj is self._wake_r or key.fileobj is signals:
+                            # Drained; a signal's handler runs as this thread goes on.
                             with contextlib.suppress(OSError):
-                                self._wake_r.recv(4096)
+                                key.fileobj.recv(4096)
                         elif key.data == _REFUSED:
                             self._read_refused(key.fileobj, selector)  # type: ignore[arg-type]
                         elif self._paused_until is None:
@@ -664,7 +672,8 @@ class WebSocketServer:
         with self._lock:
             threads = [t for t in self._threads if t is not me]
         # Any interrupt since the shutdown began (hurry counts from there) ends the wait.
-        _wait(hurry, 0, functools.partial(self._wait_for_handlers, threads, deadline))
+        watch = hurry is not None and hurry.installed
+        _wait(hurry, 0, functools.partial(self._wait_for_handlers, threads, deadline, watch))
         cut_short = hurry is not None and hurry.count > 0
         with self._lock:
             # Not is_closed: that is already true for the connections this shutdown
@@ -676,7 +685,7 @@ class WebSocketServer:
         # handshakes: a short grace suffices (and a further interrupt ends it).
         grace = Deadline(_SHUTDOWN_GRACE)
         since = 0 if hurry is None else hurry.count
-        _wait(hurry, since, functools.partial(self._wait_for_handlers, threads, grace))
+        _wait(hurry, since, functools.partial(self._wait_for_handlers, threads, grace, watch))
         with self._lock:
             left = [thread for thread in threads if thread in self._threads]
         for thread in threads:
@@ -697,17 +706,27 @@ class WebSocketServer:
         for thread in left:
             logger.warning("handler thread %s did not return after shutdown", thread.name)
 
-    def _wait_for_handlers(self, threads: list[threading.Thread], deadline: Deadline) -> None:
+    def _wait_for_handlers(
+        self, threads: list[threading.Thread], deadline: Deadline, watch: bool = False
+    ) -> None:
         """Wait until each of ``threads`` is done with its client, or the deadline.
 
         A wait on a condition rather than :meth:`threading.Thread.join`: an exception
         raised inside ``join()`` by a signal handler (the second interrupt) can leave
         the thread marked as stopped while it still runs (seen with Python 3.11).
+
+        :param watch: wake every ``_SIGNAL_CHECK`` seconds, so that the main thread
+            runs the handler of a signal the kernel delivered to another thread (a
+            condition's wait is only cut short by a signal delivered to its own thread).
         """
         with self._threads_changed:
-            self._threads_changed.wait_for(
-                lambda: self._threads.isdisjoint(threads), deadline.remaining()
-            )
+            while not self._threads.isdisjoint(threads):
+                remaining = deadline.remaining()
+                if remaining == 0:
+                    return
+                if watch and (remaining is None or remaining > _SIGNAL_CHECK):
+                    remaining = _SIGNAL_CHECK
+                self._threads_changed.wait(remaining)
 
     def _join_background(self, deadline: Deadline) -> None:
         background = self._background

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import queue
 import re
+import signal
 import socket
 import threading
 import time
@@ -284,11 +286,12 @@ class ChildProcess:
     """A Python child process whose output lines are collected by two threads.
 
     ``wait_line(pattern)`` waits (bounded) for a line of stdout or stderr matching
-    ``pattern``. ``stop()`` kills the child if it is still running and joins the
-    reader threads; call it in a ``finally``.
+    ``pattern``; with ``stdin``, ``send_line(text)`` writes a line to its standard
+    input. ``stop()`` kills the child if it is still running and joins the reader
+    threads; call it in a ``finally``.
     """
 
-    def __init__(self, code: str, *args: str) -> None:
+    def __init__(self, code: str, *args: str, stdin: bool = False) -> None:
         import subprocess
         import sys
         from pathlib import Path
@@ -297,10 +300,11 @@ class ChildProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT dumps every thread's stack (see wait).
         self.proc = subprocess.Popen(
             [sys.executable, *(["-c", code] if code else []), *args],
             env=env,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -335,13 +339,26 @@ class ChildProcess:
             if match:
                 return match
 
+    def send_line(self, text: str) -> None:
+        assert self.proc.stdin is not None, "started without stdin=True"
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+
     def wait(self, timeout: float = WAIT) -> int:
         import subprocess
 
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"the child did not exit in {timeout}s") from None
+            # Show where it hangs: the fault handler prints each thread's stack.
+            self.proc.send_signal(signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(WAIT)
+            for reader in self._readers:
+                reader.join(WAIT)
+            raise AssertionError(
+                f"the child did not exit in {timeout}s; stderr:\n{self.errors}"
+            ) from None
         for reader in self._readers:
             reader.join(WAIT)
         return code
@@ -358,6 +375,9 @@ class ChildProcess:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(WAIT)
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
         for reader in self._readers:
             reader.join(WAIT)
 

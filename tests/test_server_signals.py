@@ -9,6 +9,7 @@ that do not return.
 from __future__ import annotations
 
 import signal
+import socket
 import sys
 import time
 
@@ -43,12 +44,21 @@ def stuck(request):
     request.accept()
     print("stuck", flush=True)
     threading.Event().wait()
+
+def elsewhere(request):
+    # Each line of standard input: the signal in argv[3], delivered to this thread, not
+    # to the main thread (the kernel may pick any thread for a process's signal).
+    request.accept()
+    print("stuck", flush=True)
+    for line in sys.stdin:
+        signal.pthread_kill(threading.get_ident(), int(sys.argv[3]))
+    threading.Event().wait()
 """
 
 SERVE_WEBSOCKET = (
     PREAMBLE
     + """
-handler = stuck if sys.argv[1] == "stuck" else echo
+handler = {"stuck": stuck, "elsewhere": elsewhere}.get(sys.argv[1], echo)
 syncws.serve_websocket(handler, "127.0.0.1", 0, disconnect_timeout=float(sys.argv[2]))
 print("serve_websocket returned", flush=True)
 """
@@ -57,8 +67,8 @@ print("serve_websocket returned", flush=True)
 LISTENING = r"listening on ws://127\.0\.0\.1:(\d+)"
 
 
-def start(*args: str) -> tuple[ChildProcess, int]:
-    child = ChildProcess(SERVE_WEBSOCKET, *args)
+def start(*args: str, stdin: bool = False) -> tuple[ChildProcess, int]:
+    child = ChildProcess(SERVE_WEBSOCKET, *args, stdin=stdin)
     try:
         port = int(child.wait_line(LISTENING).group(1))
     except BaseException:
@@ -87,6 +97,29 @@ def test_sigterm_closes_every_client_with_1001_and_exits_0() -> None:
     assert "serve_websocket returned" in child.output
     assert "Traceback" not in child.errors
     assert "KeyboardInterrupt" not in child.errors
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_signals_delivered_to_another_thread_are_not_missed(signum: int) -> None:
+    # The kernel delivers a process's signal to any thread that does not block it.
+    # Landing on a handler thread, the first one must still wake the accept loop (it
+    # waits in select() with no timeout), and the second one the wait for handlers.
+    child, port = start("elsewhere", "60", str(int(signum)), stdin=True)
+    try:
+        client = raw_client(port)
+        try:
+            child.wait_line("^stuck$")
+            child.send_line("signal")
+            child.wait_line("waiting up to 60 s for 1 handler; .* to exit now$")
+            assert client.recv_frame(WAIT).opcode == OP_CLOSE  # 1001, not answered
+            child.send_line("signal")
+            assert child.wait() == 0, child.errors
+        finally:
+            client.close()
+    finally:
+        child.stop()
+    assert "aborted 1 connection; 1 handler left running" in child.errors
+    assert "serve_websocket returned" in child.output
 
 
 RESTORED = (
@@ -225,3 +258,41 @@ def test_one_ctrl_c_without_a_stuck_handler_is_not_cut_short() -> None:
     assert "waiting up to 60 s for 1 handler; press Ctrl-C again to exit now" in child.errors
     assert "interrupted again" not in child.errors
     assert "did not return" not in child.errors
+
+
+def _serve_in_main_thread_until_a_client_echoes() -> None:
+    server = syncws.WebSocketServer(_echo, "127.0.0.1", 0)
+
+    def client() -> None:
+        try:
+            echo_once(server.port)
+        finally:
+            server.shutdown()
+
+    background = Background(client)
+    server.serve_forever()
+    background.result()
+
+
+def _echo(request: syncws.WebSocketRequest) -> None:
+    ws = request.accept()
+    for message in ws:
+        ws.send_message(message)
+
+
+def test_serve_forever_leaves_no_signal_wakeup_descriptor_behind() -> None:
+    assert signal.set_wakeup_fd(-1) == -1
+    _serve_in_main_thread_until_a_client_echoes()
+    assert signal.set_wakeup_fd(-1) == -1
+
+
+def test_serve_forever_leaves_an_event_loops_wakeup_descriptor_alone() -> None:
+    reader, writer = socket.socketpair()
+    with reader, writer:
+        writer.setblocking(False)
+        previous = signal.set_wakeup_fd(writer.fileno())
+        try:
+            _serve_in_main_thread_until_a_client_echoes()
+            assert signal.set_wakeup_fd(previous) == writer.fileno()
+        finally:
+            signal.set_wakeup_fd(previous)
