@@ -157,13 +157,14 @@ def reset_peak() -> bool:
 class StressServer:
     """The handler and state of the stress server (see the module docstring)."""
 
-    def __init__(self, mode: str, disconnect_timeout: float) -> None:
+    def __init__(self, mode: str, disconnect_timeout: float, keepalive: bool = True) -> None:
         self.mode = mode
         self.lock = threading.Condition()
         #: Registered subscribers and their names (guarded by ``lock``).
         self.subscribers: dict[syncws.WebSocketConnection, str] = {}
+        extra: dict[str, Any] = {} if keepalive else {"ping_interval": None}
         self.server = syncws.WebSocketServer(
-            self.handle, "127.0.0.1", 0, disconnect_timeout=disconnect_timeout
+            self.handle, "127.0.0.1", 0, disconnect_timeout=disconnect_timeout, **extra
         )
 
     def figures(self) -> dict[str, Any]:
@@ -300,13 +301,16 @@ def main(argv: list[str] | None = None) -> int:
         "--disconnect-timeout", type=float, default=10.0, help="seconds (default 10)"
     )
     parser.add_argument("--max-fds", type=int, help="soft limit on open files")
+    parser.add_argument(
+        "--no-keepalive", action="store_true", help="send no pings (default: the library's)"
+    )
     parser.add_argument("--log-level", default="WARNING", help="default WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
     set_fd_limit(args.max_fds)
-    stress = StressServer(args.mode, args.disconnect_timeout)
+    stress = StressServer(args.mode, args.disconnect_timeout, not args.no_keepalive)
     with stress.server:
         print("PORT", stress.server.port, flush=True)
         with contextlib.suppress(KeyboardInterrupt):

@@ -557,7 +557,11 @@ def echo_once(server: ServerProcess) -> None:
 def test_out_of_file_descriptors_for_a_minute(
     server_process: Callable[..., ServerProcess],
 ) -> None:
-    server = server_process("echo", "--max-fds", str(FD_LIMIT), "--log-level", "INFO")
+    # Without keepalive: the held clients never answer pings, and the default keepalive
+    # would drop them (freeing descriptors) in the middle of the episode.
+    server = server_process(
+        "echo", "--max-fds", str(FD_LIMIT), "--log-level", "INFO", "--no-keepalive"
+    )
     socks = hold_clients(server, FD_CLIENTS, request=True)
     try:
         wait_for(
