@@ -45,7 +45,7 @@ from ._options import (
     UNLIMITED,
 )
 from ._readrole import ReadRole
-from ._transport import BLOCKED, BUSY, Transport, TransportError, retry_wait
+from ._transport import BLOCKED, BUSY, Progress, Transport, TransportError, retry_wait
 from .types import CloseReason, Endpoint
 
 if TYPE_CHECKING:
@@ -376,8 +376,21 @@ class ConnectionCore:
             raise RuntimeError(f"invalid transition {self._state} -> {state}")
         self._state = state
 
-    def _abort(self, why: str | None) -> None:
-        """Give up on the connection now: no closing handshake (code 1006)."""
+    # -- the interface for syncws's own tools ------------------------------------------
+    #
+    # broadcast, notify, the server and syncws.testing use a connection through these
+    # methods (and enqueue, start_close and close_within_timeout of the connection) and
+    # nothing else of its insides. They are not public API: the API reference leaves
+    # them out, and they may change in any release.
+
+    def abort(self, why: str | None) -> None:
+        """Give up on the connection now: no closing handshake (code 1006).
+
+        Part of the interface for syncws's own tools; not public API.
+
+        :param why: the reason recorded in :attr:`close_reason` (with code 1006), unless
+            the connection had a reason already.
+        """
         with self._lock:
             if self._state is State.CLOSED:
                 return
@@ -388,6 +401,64 @@ class ConnectionCore:
         self._queue.release()
         self._transport.abort()
         self._reclaim()
+
+    def progress(self, end: int) -> Progress:
+        """Write what the socket takes now, without waiting, up to offset ``end``.
+
+        Part of the interface for syncws's own tools (:func:`~syncws.broadcast.broadcast`);
+        not public API.
+
+        :param end: a write-queue offset returned by ``enqueue``.
+        :returns: whether the bytes up to ``end`` are written, the socket is full,
+            another thread is writing, or the connection failed.
+        """
+        return self._transport.progress(end)
+
+    @property
+    def socket_fileno(self) -> int:
+        """The socket's file descriptor, to wait until it can be written.
+
+        Part of the interface for syncws's own tools; not public API. Never read from
+        it: the connection's reader does.
+        """
+        return self._transport.fileno
+
+    def read_in_background(self) -> None:
+        """Let the reader thread read now, even if a caller of ``get_message`` just read.
+
+        Part of the interface for syncws's own tools (:class:`~syncws.notify.MessageNotifier`,
+        whose thread goes back to an event loop after it takes messages); not public API.
+        """
+        self._reclaim()
+
+    def set_message_listener(self, listener: Callable[[], None] | None) -> None:
+        """Call ``listener()`` each time a message is queued (``None``: stop).
+
+        Part of the interface for syncws's own tools (:class:`~syncws.notify.MessageNotifier`);
+        not public API. The listener runs on the thread that queues the message, with
+        the queue's lock held: it must only wake another thread.
+
+        :raises RuntimeError: when another listener is set already.
+        """
+        self._queue.set_listener(listener)
+
+    @property
+    def has_ended(self) -> bool:
+        """Whether the connection has ended: its socket closed and its reader done.
+
+        Part of the interface for syncws's own tools; not public API. Unlike
+        ``is_closed``, false during the closing handshake.
+        """
+        return self._closed.is_set()
+
+    @property
+    def reader_thread(self) -> threading.Thread | None:
+        """The connection's reader thread, once started (``None`` before).
+
+        Part of the interface for syncws's own tools (:mod:`syncws.testing` checks that
+        it ended); not public API.
+        """
+        return self._reader
 
     def _new_ping_payload(self) -> bytes:
         while True:
@@ -714,7 +785,7 @@ class ConnectionCore:
         if self._close_deadline is not None and now >= self._close_deadline:
             with self._lock:
                 self._close_timed_out = True
-            self._abort("closing handshake timed out")
+            self.abort("closing handshake timed out")
             return
         if (
             self._awaiting_peer_since is not None

@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import logging
 import re
 from collections.abc import Callable, Iterable
 
-from ._core import logger
 from .request import RequestHook, WebSocketRequest
+
+logger = logging.getLogger("syncws")
 
 __all__ = ["basic_auth"]
 

@@ -8,14 +8,16 @@ its copy when the timeout passes is cut off.
 
 from __future__ import annotations
 
+import logging
 import selectors
 from collections.abc import Iterable
 
-from ._core import logger
 from ._deadline import Deadline
 from ._transport import Progress, retry_wait
 from .connection import WebSocketConnection, message_event
 from .exceptions import ConnectionClosed
+
+logger = logging.getLogger("syncws")
 
 __all__ = ["broadcast"]
 
@@ -61,7 +63,7 @@ def broadcast(
     waiting: dict[WebSocketConnection, int] = {}
     for connection in dict.fromkeys(connections):  # Each connection once, in order.
         try:
-            waiting[connection] = connection._enqueue(event)
+            waiting[connection] = connection.enqueue(event)
         except ConnectionClosed:
             missed.append(connection)
     blocked, busy = _push(waiting, missed)
@@ -88,13 +90,13 @@ def _wait(
         while waiting:
             if deadline.expired():
                 for connection in waiting:
-                    connection._abort("the peer did not read a broadcast in time")
+                    connection.abort("the peer did not read a broadcast in time")
                     missed.append(connection)
                 return
             registered = []
             for connection in blocked:
                 try:
-                    selector.register(connection._transport.fileno, selectors.EVENT_WRITE)
+                    selector.register(connection.socket_fileno, selectors.EVENT_WRITE)
                 except (OSError, ValueError):
                     busy = True  # Closed meanwhile: the next pass sees it failed.
                 else:
@@ -107,7 +109,7 @@ def _wait(
                 remaining = min(remaining, _BUSY_RECHECK)
             selector.select(remaining)
             for connection in registered:
-                selector.unregister(connection._transport.fileno)
+                selector.unregister(connection.socket_fileno)
             blocked, busy = _push(waiting, missed)
 
 
@@ -122,7 +124,7 @@ def _push(
     blocked = []
     busy = False
     for connection, end in list(waiting.items()):
-        progress = connection._transport.progress(end)
+        progress = connection.progress(end)
         if progress is Progress.WRITTEN:
             del waiting[connection]
         elif progress is Progress.FAILED:

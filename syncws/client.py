@@ -657,9 +657,9 @@ def _session(connect: Callable[[], WebSocketConnection]) -> Iterator[WebSocketCo
     try:
         yield ws
     except BaseException as exc:
-        ws._close(exit_close_code(type(exc)), None)
+        ws.close_within_timeout(exit_close_code(type(exc)), None)
         raise
-    if not ws._close(1000, None):
+    if not ws.close_within_timeout(1000, None):
         raise DisconnectionTimeout("the closing handshake did not finish in time")
 
 

@@ -324,7 +324,7 @@ class WebSocketConnection(ConnectionCore):
         except BaseException:
             # Interrupted (KeyboardInterrupt in the main thread) while writing: part of
             # the frame may be on the wire, so the connection cannot go on.
-            self._abort("send interrupted")
+            self.abort("send interrupted")
             raise
         if trace_logger.isEnabledFor(logging.DEBUG):
             trace_logger.debug("%s > %s", self, describe(message))
@@ -396,9 +396,9 @@ class WebSocketConnection(ConnectionCore):
             raise ConnectionClosed(self._reason())
 
     def _send(self, event: Event, deadline: Deadline) -> None:
-        self._flush(self._enqueue(event), deadline)
+        self._flush(self.enqueue(event), deadline)
 
-    def _enqueue(self, event: Event) -> int:
+    def enqueue(self, event: Event) -> int:
         """Frame ``event`` into the write queue; return the queue offset just past it."""
         if self._fast_send and isinstance(event, (TextMessage, BytesMessage)):
             pieces = encode_message(event.data, self._ws.client)
@@ -417,7 +417,7 @@ class WebSocketConnection(ConnectionCore):
         except BaseException:
             # Interrupted while wsproto framed (and compressed) the message: its state
             # and the write queue may disagree, so the connection cannot go on.
-            self._abort("send interrupted")
+            self.abort("send interrupted")
             raise
         if trace_logger.isEnabledFor(logging.DEBUG):
             trace_logger.debug("%s > %s", self, describe(event))
@@ -427,7 +427,7 @@ class WebSocketConnection(ConnectionCore):
         try:
             self._transport.flush(end, deadline)
         except TimeoutError:
-            self._abort("send timed out")
+            self.abort("send timed out")
             # Let the reader wind down, so the caller finds the connection closed.
             self._closed.wait(ABORT_JOIN_TIMEOUT)
             raise
@@ -441,14 +441,14 @@ class WebSocketConnection(ConnectionCore):
             remaining = deadline.remaining()
             wait = ABORT_JOIN_TIMEOUT if remaining is None else min(remaining, ABORT_JOIN_TIMEOUT)
             if not self._closed.wait(wait):
-                self._abort("connection lost")
+                self.abort("connection lost")
             raise ConnectionClosed(self._reason()) from exc
         except BaseException:
             # Interrupted (KeyboardInterrupt in the main thread): part of the frame may
             # be on the wire and nobody waits to write the rest, so, as after a
             # timeout, the connection cannot go on. Nothing more is waited for here.
             if not self._transport.written(end):
-                self._abort("send interrupted")
+                self.abort("send interrupted")
             raise
 
     # -- receiving ---------------------------------------------------------------------
@@ -557,11 +557,11 @@ class WebSocketConnection(ConnectionCore):
             # on a thread of its own, and return at once.
             self._close_soon(code, reason)
             return
-        self._close(code, reason)
+        self.close_within_timeout(code, reason)
 
     def _close_soon(self, code: int, reason: str | None) -> None:
         closer = threading.Thread(
-            target=self._close,
+            target=self.close_within_timeout,
             args=(code, reason),
             name=f"syncws-close-{self._id}",
             # A daemon like the reader: it ends within disconnect_timeout.
@@ -588,12 +588,12 @@ class WebSocketConnection(ConnectionCore):
         self._reclaim()
         return end
 
-    def _start_close(self, code: int, reason: str | None) -> None:
+    def start_close(self, code: int, reason: str | None) -> None:
         """Send a close frame without waiting for anything (a server shutting down)."""
         if self._begin_close(code, reason, Deadline(self._disconnect_timeout)) is not None:
             self._transport.try_flush()
 
-    def _close(self, code: int, reason: str | None) -> bool:
+    def close_within_timeout(self, code: int, reason: str | None) -> bool:
         """Close; return False when the closing handshake did not finish in time."""
         deadline = Deadline(self._disconnect_timeout)
         end = self._begin_close(code, reason, deadline)
@@ -617,7 +617,7 @@ class WebSocketConnection(ConnectionCore):
                 # of the closing handshake.
                 if self._ws.state is not ConnectionState.CLOSED:
                     self._close_timed_out = True
-            self._abort("closing handshake timed out")
+            self.abort("closing handshake timed out")
             if not self._closed.wait(ABORT_JOIN_TIMEOUT):  # pragma: no cover - a bug
                 logger.warning("%s: reader thread did not stop", self)
         reader = self._reader  # Also one that started while this call waited.
@@ -635,7 +635,7 @@ class WebSocketConnection(ConnectionCore):
         if self._role.run_here_after_caller(deadline.remaining()):
             return True
         # A caller's read outlasted the closing deadline: wake it.
-        self._abort("closing handshake timed out")
+        self.abort("closing handshake timed out")
         return self._role.run_here_after_caller(ABORT_JOIN_TIMEOUT)
 
     def __enter__(self) -> WebSocketConnection:
@@ -648,4 +648,4 @@ class WebSocketConnection(ConnectionCore):
         tb: TracebackType | None,
     ) -> None:
         """Close with code 1000; 1001 for Ctrl-C, 1011 for any other exception on its way out."""
-        self._close(exit_close_code(exc_type), None)
+        self.close_within_timeout(exit_close_code(exc_type), None)

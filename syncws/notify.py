@@ -55,7 +55,6 @@ class MessageNotifier:
 
     def __init__(self, connection: WebSocketConnection) -> None:
         self._connection = connection
-        self._queue = connection._queue
         self._reader, self._writer = socket.socketpair()
         self._reader.setblocking(False)
         self._writer.setblocking(False)
@@ -66,7 +65,7 @@ class MessageNotifier:
         # A byte is in the socket pair, or about to be: later messages need none.
         self._armed = False
         try:
-            self._queue.set_listener(self._notify)
+            connection.set_message_listener(self._notify)
         except BaseException:
             self._reader.close()
             self._writer.close()
@@ -132,7 +131,7 @@ class MessageNotifier:
             # get_message may have read the socket on this thread, which then keeps it
             # for a grace; but this thread now waits in the event loop, not in
             # get_message: the reader thread must read (and announce) the next message.
-            self._connection._reclaim()
+            self._connection.read_in_background()
 
     def close(self) -> None:
         """Stop announcing messages and close the two sockets; idempotent.
@@ -143,7 +142,7 @@ class MessageNotifier:
             if self._closed:
                 return
             self._closed = True
-            self._queue.set_listener(None)
+            self._connection.set_message_listener(None)
             self._reader.close()
             self._writer.close()
 

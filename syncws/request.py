@@ -9,6 +9,7 @@ handler, which accepts or rejects it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import socket
 import ssl
@@ -21,7 +22,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, Request
 from wsproto.utilities import RemoteProtocolError
 
-from ._core import ConnectionCore, endpoint, logger
+from ._core import ConnectionCore, endpoint
 from ._deadline import Deadline
 from ._deflate import deflate_extensions
 from ._http import (
@@ -38,6 +39,8 @@ from ._options import seconds
 from .connection import ConnectionOptions, WebSocketConnection, connection_args
 from .exceptions import ConnectionClosed
 from .types import Endpoint
+
+logger = logging.getLogger("syncws")
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -248,6 +251,15 @@ class WebSocketRequest:
     def remote(self) -> Endpoint | str:
         """The client's end of the connection (a path string for Unix sockets)."""
         return self._remote
+
+    @property
+    def connection(self) -> WebSocketConnection | None:
+        """The connection :meth:`accept` returned; ``None`` before, or after a rejection.
+
+        Part of the interface for syncws's own tools (:mod:`syncws.testing`); not public
+        API.
+        """
+        return self._connection
 
     def accept(
         self, subprotocol: str | None = None, extra_headers: HeadersLike | None = None
@@ -481,7 +493,7 @@ def _tls_handshake(sock: ssl.SSLSocket, remote: Endpoint | str) -> bool:
     return True
 
 
-def _receive_request(
+def receive_request(
     sock: socket.socket, deadline: Deadline
 ) -> tuple[WSConnection, Request, bytes] | None:
     """Read the upgrade request; answer and return None when it is not a valid one.
@@ -559,7 +571,7 @@ def serve_socket(
                     on_socket(sock)
                 if not _tls_handshake(sock, remote):
                     return
-            received = _receive_request(sock, deadline)
+            received = receive_request(sock, deadline)
         except (OSError, ValueError) as exc:
             logger.debug("opening handshake failed: %r", exc)
             return
@@ -624,7 +636,7 @@ def _run_handler(handler: Handler, request: WebSocketRequest) -> None:
         # Also on BaseException (SystemExit in a handler), which then propagates.
         connection = request._connection
         if connection is not None:
-            connection._close(1011 if failed else 1000, None)
+            connection.close_within_timeout(1011 if failed else 1000, None)
         elif not request._answered:
             if not failed:
                 logger.warning("connection handler returned without accepting or rejecting")

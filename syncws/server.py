@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._core import ConnectionCore, endpoint, logger
+from ._core import ConnectionCore, endpoint
 from ._deadline import Deadline
 from ._http import response
 from ._options import seconds
@@ -32,6 +32,8 @@ from ._signals import SIGTERM_MESSAGE, SecondInterrupt, SignalWakeup, sigterm_in
 from .connection import WebSocketConnection
 from .request import Handler, ServeOptions, check_handler, check_options, serve_socket
 from .types import Endpoint
+
+logger = logging.getLogger("syncws")
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -610,7 +612,7 @@ class WebSocketServer:
             self._connections.add(connection)
             stopping = self._stopping
         if stopping:
-            connection._start_close(1001, "server shutting down")
+            connection.start_close(1001, "server shutting down")
 
     # -- stopping ------------------------------------------------------------------------
 
@@ -658,7 +660,7 @@ class WebSocketServer:
             with contextlib.suppress(OSError):
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
         for connection in connections:
-            connection._start_close(1001, "server shutting down")
+            connection.start_close(1001, "server shutting down")
         self._join_handlers(deadline, hurry)
         self._join_background(deadline)
         if not already_closed:
@@ -678,9 +680,9 @@ class WebSocketServer:
         with self._lock:
             # Not is_closed: that is already true for the connections this shutdown
             # began to close, which may be stuck in their closing handshake.
-            late = [c for c in self._connections if not c._closed.is_set()]
+            late = [c for c in self._connections if not c.has_ended]
         for connection in late:
-            connection._abort("server shut down")
+            connection.abort("server shut down")
         # Aborted connections wake their handlers at once, as closed sockets wake
         # handshakes: a short grace suffices (and a further interrupt ends it).
         grace = Deadline(_SHUTDOWN_GRACE)

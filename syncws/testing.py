@@ -37,7 +37,7 @@ from .request import (
     Handler,
     ServeOptions,
     WebSocketRequest,
-    _receive_request,
+    receive_request,
 )
 from .server import WebSocketServer
 from .types import CloseReason
@@ -198,7 +198,7 @@ class _ServerHandshake:
     def _accept(self) -> WebSocketConnection:
         timeout = self._options.get("connect_timeout", TEST_TIMEOUT)
         try:
-            received = _receive_request(self._sock, Deadline(timeout))
+            received = receive_request(self._sock, Deadline(timeout))
         except BaseException:
             self._sock.close()
             raise
@@ -439,7 +439,7 @@ class ServerThread:
                 self.errors.append(exc)
             raise
         finally:
-            connection = request._connection
+            connection = request.connection
             if connection is not None:
                 with self._lock:
                     self._accepted.append(connection)
@@ -474,7 +474,7 @@ class ServerThread:
         self.server.shutdown()
         with self._lock:
             threads = [*self._handler_threads]
-            threads += [c._reader for c in self._accepted if c._reader is not None]
+            threads += [c.reader_thread for c in self._accepted if c.reader_thread is not None]
         if self._thread is not None:
             threads.append(self._thread)
         deadline = Deadline(THREAD_JOIN_TIMEOUT)

@@ -186,7 +186,7 @@ class Link:
         thread" alone proves nothing: the connection must also be over.
         """
         wait_for(
-            lambda: self.ws._closed.is_set() and not self.readers(),
+            lambda: self.ws.has_ended and not self.readers(),
             WAIT,
             "the connection to end and its reader thread with it",
         )
