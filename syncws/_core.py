@@ -4,14 +4,29 @@
 (:mod:`syncws.connection`) and the reader thread share, and runs the reading: it
 reads the socket, feeds wsproto, answers pings, matches pongs, runs the closing
 handshake and the keepalive timers, and hands complete messages to a bounded queue.
-Reading is done by whoever holds the read role (:mod:`._readrole`): the reader
-thread, or a caller of ``get_message`` that found no message queued.
+Reading is done by whoever has the turn (:mod:`._readturns`): the reader thread, or
+a caller of ``get_message`` that found no message queued.
 
-Locking: ``_lock`` guards the wsproto engine, the write queue, ``_state``,
-``_close_reason`` and the pending pings; it is only ever held for short,
-non-blocking work. Socket waits happen outside it. Fields marked *read role* are
-touched only by the holder of the read role; the end of the connection (lingering
-for the peer's TCP close, closing the socket) is the reader thread's alone.
+Locking: ``_lock``, the connection lock, guards the wsproto engine, the write queue,
+``_state``, ``_close_reason`` and the pending pings; it is only ever held for short,
+non-blocking work. Socket waits happen outside it. Fields marked *reading turn* are
+touched only by the thread whose turn it is to read; the end of the connection
+(lingering for the peer's TCP close, closing the socket) is the reader thread's alone.
+
+Lock order. A thread that holds one of these locks takes only those below it:
+
+1. the server's lock (``WebSocketServer``): no connection method is called with it held;
+2. the connection lock (``ConnectionCore._lock``, also the
+   :class:`~syncws._transport.Transport`'s condition);
+3. the TLS socket's lock (``Transport``: writing under the connection lock may send at
+   once) and the pings' events (set when a pong is matched).
+
+The message queue's lock (then the lock of a :class:`~syncws.notify.MessageNotifier`
+listening to it), the reading turns' lock (:mod:`._readturns`) and the ``_closed``
+latch's are never held together with the connection lock: they are taken with no other
+lock of the connection held. No thread is started and no application callback runs
+while any of these locks is held. Methods documented "(lock held)" assert that the
+connection lock is held.
 """
 
 from __future__ import annotations
@@ -44,7 +59,7 @@ from ._options import (
     OPTIONS,
     UNLIMITED,
 )
-from ._readrole import ReadRole
+from ._readturns import ReadTurns
 from ._transport import BLOCKED, BUSY, Progress, Transport, TransportError, retry_wait
 from .types import CloseReason, Endpoint
 
@@ -204,7 +219,6 @@ class ConnectionCore:
         "_queue",
         "_reader",
         "_remote",
-        "_role",
         "_sent_close",
         "_size",
         "_splitter",
@@ -212,6 +226,7 @@ class ConnectionCore:
         "_state",
         "_subprotocol",
         "_transport",
+        "_turns",
         "_ws",
     )
 
@@ -258,7 +273,8 @@ class ConnectionCore:
         self._queue = MessageQueue(
             message_queue_size, max(1, message_queue_size) * max_message_size
         )
-        self._role = ReadRole()
+        # A server connection's reader thread starts on demand: a caller may read first.
+        self._turns = ReadTurns(reader_starts_now=check_later is None)
         extensions = _negotiated_extensions(ws)
         self._extensions = extensions or ""
         plain = extensions == ""
@@ -277,7 +293,7 @@ class ConnectionCore:
         self._close_timed_out = False
         self._pings: dict[bytes, PendingPing] = {}
         self._latency = 0.0
-        # Read role only.
+        # Reading turn only.
         # The message being assembled from its frames, as UTF-8 for text: one buffer,
         # whatever the number of frames.
         self._parts = bytearray()
@@ -305,9 +321,8 @@ class ConnectionCore:
         if self._check_later is None:
             # A client's reader thread starts with the connection. A thread that cannot
             # start here fails the opening of the connection (RuntimeError).
-            self._role.start_once(self._new_reader)
+            self._turns.start_reader_once(self._new_reader)
         else:
-            self._role.lend()
             self._check_later(self)
         _live.add(self)
 
@@ -322,7 +337,7 @@ class ConnectionCore:
         if self._reader is not None:
             return True
         try:
-            self._role.start_once(self._new_reader)
+            self._turns.start_reader_once(self._new_reader)
         except RuntimeError as exc:
             if not self._start_warned:
                 self._start_warned = True
@@ -343,10 +358,10 @@ class ConnectionCore:
         reader.start()
         self._reader = reader  # Only once it runs: close() joins it.
 
-    def _reclaim(self) -> None:
+    def _hand_to_reader(self) -> None:
         """Something waits for the network: the reader thread reads now if nobody does."""
         self._start_reader()
-        self._role.reclaim()
+        self._turns.hand_to_reader()
 
     def check_reader(self) -> None:
         """Start the reader thread unless a caller is reading.
@@ -361,7 +376,7 @@ class ConnectionCore:
         """
         if self._reader is None:
             try:
-                self._role.start_once(self._new_reader, unless_reading=True)
+                self._turns.start_reader_once(self._new_reader, unless_caller_reads=True)
             except RuntimeError as exc:
                 # The system cannot start a thread now: try again shortly.
                 logger.debug("%s: cannot start the reader thread yet: %s", self, exc)
@@ -370,6 +385,7 @@ class ConnectionCore:
 
     def _set_state(self, state: State) -> None:
         """Change ``_state``; the one place where it changes (lock held)."""
+        assert self._lock.locked()
         if state not in _TRANSITIONS[self._state]:
             if state is self._state:
                 return
@@ -400,7 +416,7 @@ class ConnectionCore:
         logger.debug("%s: aborting (%s)", self, why)
         self._queue.release()
         self._transport.abort()
-        self._reclaim()
+        self._hand_to_reader()
 
     def progress(self, end: int) -> Progress:
         """Write what the socket takes now, without waiting, up to offset ``end``.
@@ -429,7 +445,7 @@ class ConnectionCore:
         Part of the interface for syncws's own tools (:class:`~syncws.notify.MessageNotifier`,
         whose thread goes back to an event loop after it takes messages); not public API.
         """
-        self._reclaim()
+        self._hand_to_reader()
 
     def set_message_listener(self, listener: Callable[[], None] | None) -> None:
         """Call ``listener()`` each time a message is queued (``None``: stop).
@@ -473,11 +489,13 @@ class ConnectionCore:
 
     def _run(self) -> None:
         try:
-            while not (self._input_done or self._eof) and self._role.acquire(self._next_timer):
+            while not (self._input_done or self._eof) and self._turns.reader_wait_turn(
+                self._next_timer
+            ):
                 self._read_step(self._next_timer(), block=True)
-                if not (self._input_done or self._eof) and self._role.release_if_wanted():
+                if not (self._input_done or self._eof) and self._turns.reader_hand_over_if_asked():
                     self._queue.wake()
-            self._role.finish()
+            self._turns.reader_keep_for_good()
             if not self._eof:
                 self._linger()
         except Exception:
@@ -489,7 +507,7 @@ class ConnectionCore:
             self._finish()
 
     def _read_step(self, wait: float | None, *, block: bool) -> bool:
-        """Read once (holder of the read role): wait up to ``wait`` seconds for bytes.
+        """Read once (the thread whose turn it is): wait up to ``wait`` seconds for bytes.
 
         Runs the timers when the wait ends without bytes, and writes the control
         frames the bytes called for. ``block`` says whether a full message queue may
@@ -543,16 +561,16 @@ class ConnectionCore:
         return len(pongs)
 
     def read_directly(self, deadline: Deadline) -> bool:
-        """Read once on the calling thread if the read role is free; return whether it was.
+        """Read once on the calling thread if the turn is free; return whether it was.
 
-        Called by ``get_message`` when no message is queued (see :mod:`._readrole`).
+        Called by ``get_message`` when no message is queued (see :mod:`._readturns`).
         """
-        if not self._role.try_take(not deadline.expired()):
+        if not self._turns.try_take(not deadline.expired()):
             return False
         if self._queue.has_items():
             # The reader thread queued a message after the caller looked, then lent
             # the role: the caller takes the message, it does not wait for the socket.
-            if self._role.give_back(False):
+            if self._turns.give_back(False):
                 self._queue.wake()
             return True
         pending = True
@@ -564,7 +582,7 @@ class ConnectionCore:
             pending = self._read_step(wait, block=False)
         finally:
             finished = self._input_done or self._eof
-            if self._role.give_back(finished):
+            if self._turns.give_back(finished):
                 self._queue.wake()
             if finished and not pending and self._reader is None and not self._ws.client:
                 # RFC 6455, section 7.1.1: the server closes TCP first. Do it now, not
@@ -582,7 +600,7 @@ class ConnectionCore:
             elif finished or pending:
                 # The reader thread ends the connection, or waits for the socket to
                 # take the rest.
-                self._reclaim()
+                self._hand_to_reader()
         return True
 
     def _handle(self, data: bytes | None, block: bool = True) -> None:
@@ -691,7 +709,7 @@ class ConnectionCore:
         return None
 
     def _joined(self, last: str | bytes | bytearray) -> str | bytes:
-        """Return the fragmented message that ``last`` ends (read role)."""
+        """Return the fragmented message that ``last`` ends (reading turn)."""
         parts = self._parts
         if isinstance(last, str):
             parts += last.encode("utf-8")
@@ -718,6 +736,7 @@ class ConnectionCore:
 
     def _match_pong(self, payload: bytes) -> None:
         """Complete the ping ``payload`` answers, and every ping sent before it (lock held)."""
+        assert self._lock.locked()
         if payload not in self._pings:
             return
         now = time.monotonic()
@@ -856,7 +875,7 @@ class ConnectionCore:
         # A caller still reading (after a failure of this thread) wakes up and gives
         # the socket back before it is closed.
         self._transport.abort()
-        self._role.finish()
+        self._turns.reader_keep_for_good()
         self._transport.close(self._disconnect_timeout)
         self._closed.set()
         logger.debug("%s: closed: %s", self, reason)
@@ -866,7 +885,7 @@ class ConnectionCore:
         reason = CloseReason(1006, "connection inherited across fork()")
         self._lock = threading.Lock()
         self._transport.forsake(self._lock)
-        self._role.forsake()
+        self._turns.after_fork()
         self._queue = MessageQueue(1, 1)
         self._queue.end(reason)
         self._closed = Latch()
@@ -875,7 +894,8 @@ class ConnectionCore:
         self._reader = None
         self._check_later = None
         self._close_reason = reason
-        self._set_state(State.CLOSED)
+        with self._lock:
+            self._set_state(State.CLOSED)
 
 
 #: Every open connection of this process, for :func:`_forsake_inherited`.

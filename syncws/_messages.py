@@ -17,7 +17,7 @@ __all__ = ["MessageQueue"]
 
 #: The end of the stream, as an item of the queue.
 _END = object()
-#: A wake-up call for a thread waiting in :meth:`MessageQueue.get`: the read role is free.
+#: A wake-up call for a thread waiting in :meth:`MessageQueue.get`: the reading turn is free.
 _WAKE = object()
 #: Never returned by the queue: the sentinel that lets ``iter()`` call ``get`` once.
 _NEVER = object()
@@ -38,7 +38,7 @@ def stored_size(message: str | bytes) -> int:
 class MessageQueue:
     r"""Complete messages waiting for :meth:`~syncws.WebSocketConnection.get_message`.
 
-    The holder of the read role :meth:`put`\\ s; any number of threads :meth:`get`;
+    The thread whose turn it is to read :meth:`put`\\ s; any number of threads :meth:`get`;
     each message goes to exactly one of them, in the order received. When the queue
     holds ``maxsize`` messages, or messages of ``max_bytes`` bytes in all (counted as
     stored in memory: see :func:`stored_size`), :meth:`put` blocks, so the reader
@@ -63,7 +63,7 @@ class MessageQueue:
         self._max_bytes = max_bytes
         # Messages travel through a SimpleQueue, whose C implementation is the
         # cheapest hand-off to a waiting get(). The end of the stream is a sentinel
-        # in it, behind the last message (only the holder of the read role puts and
+        # in it, behind the last message (only the thread whose turn it is to read puts and
         # ends). Wake-up tokens for threads waiting in get() travel the same way.
         # The bound costs nothing until the queue is full: only then does put()
         # leave a held lock in _room and wait on it, and get() release it.
@@ -241,7 +241,7 @@ class MessageQueue:
     def end(self, reason: CloseReason) -> None:
         """Mark the end of the stream: no more messages will be put.
 
-        Called by the holder of the read role, after its last :meth:`put`.
+        Called by the thread whose turn it is to read, after its last :meth:`put`.
         """
         with self._mutex:
             if self._end is not None:
@@ -256,7 +256,7 @@ class MessageQueue:
     def set_listener(self, listener: Callable[[], None] | None) -> None:
         """Have ``listener`` called after each message is put and at the end.
 
-        It is called on the thread that puts, which may hold the read role: it must
+        It is called on the thread that puts, which may be a caller reading: it must
         not block. ``None`` removes it. If something waits in the queue already, the
         new listener is called at once.
 

@@ -140,7 +140,7 @@ _CONNECTION_MODULES = frozenset(
         "_framing",
         "_latch",
         "_messages",
-        "_readrole",
+        "_readturns",
         "_transport",
         "broadcast",
         "connection",
@@ -364,7 +364,7 @@ class WebSocketConnection(ConnectionCore):
             ping = self._pings[payload] = PendingPing(time.monotonic())
             end = self._transport.queue(self._ws.send(Ping(payload=payload)))
         # The pong must be read even if no get_message() runs.
-        self._reclaim()
+        self._hand_to_reader()
         try:
             self._flush(end, deadline)
             if not ping.done.wait(deadline.remaining()):
@@ -392,6 +392,7 @@ class WebSocketConnection(ConnectionCore):
 
     def _check_open(self) -> None:
         """Raise ConnectionClosed unless messages can still be sent (lock held)."""
+        assert self._lock.locked()
         if self._state is not State.OPEN or self._ws.state is not ConnectionState.OPEN:
             raise ConnectionClosed(self._reason())
 
@@ -437,7 +438,7 @@ class WebSocketConnection(ConnectionCore):
             # without waiting for the application, so that it learns the real reason
             # and ends the connection; wait for that within this call's deadline.
             self._queue.release()
-            self._reclaim()
+            self._hand_to_reader()
             remaining = deadline.remaining()
             wait = ABORT_JOIN_TIMEOUT if remaining is None else min(remaining, ABORT_JOIN_TIMEOUT)
             if not self._closed.wait(wait):
@@ -471,9 +472,9 @@ class WebSocketConnection(ConnectionCore):
         try:
             return self._get_message(Deadline(timeout))
         finally:
-            if self._reader is None and not self._role.finished:
+            if self._reader is None and not self._turns.input_ended:
                 # The caller stops reading: from now on, the reader thread must be
-                # there to take the socket back after the grace period.
+                # there to take the socket back after the caller window.
                 self._start_reader()
 
     def _get_message_guarded(self, deadline: Deadline) -> str | bytes:
@@ -492,7 +493,7 @@ class WebSocketConnection(ConnectionCore):
             # No reader thread can start (the system is out of threads): read here
             # rather than wait for nothing.
             return self._get_message(deadline)
-        self._role.reclaim()
+        self._turns.hand_to_reader()
         while True:
             message = self._queue.get(deadline.remaining(), guard=True)
             if message is not None:
@@ -585,7 +586,7 @@ class WebSocketConnection(ConnectionCore):
         # The reader must not wait for the application any more, and must read the
         # peer's answer even if no get_message() runs.
         self._queue.release()
-        self._reclaim()
+        self._hand_to_reader()
         return end
 
     def start_close(self, code: int, reason: str | None) -> None:
@@ -601,7 +602,7 @@ class WebSocketConnection(ConnectionCore):
             with contextlib.suppress(TimeoutError, TransportError):
                 self._transport.flush(end, deadline)
         if self._reader is None and (
-            self._role.run_here() or self._run_here_if_no_reader(deadline)
+            self._turns.take_for_closing() or self._run_here_if_no_reader(deadline)
         ):
             # A server connection whose reader thread never started (or cannot start):
             # its loop ends the connection on this thread, within the closing deadline.
@@ -632,11 +633,11 @@ class WebSocketConnection(ConnectionCore):
         """
         if self._start_reader():
             return False
-        if self._role.run_here_after_caller(deadline.remaining()):
+        if self._turns.take_for_closing_after_caller(deadline.remaining()):
             return True
         # A caller's read outlasted the closing deadline: wake it.
         self.abort("closing handshake timed out")
-        return self._role.run_here_after_caller(ABORT_JOIN_TIMEOUT)
+        return self._turns.take_for_closing_after_caller(ABORT_JOIN_TIMEOUT)
 
     def __enter__(self) -> WebSocketConnection:
         return self

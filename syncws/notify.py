@@ -129,7 +129,7 @@ class MessageNotifier:
             return messages
         finally:
             # get_message may have read the socket on this thread, which then keeps it
-            # for a grace; but this thread now waits in the event loop, not in
+            # for a caller window; but this thread now waits in the event loop, not in
             # get_message: the reader thread must read (and announce) the next message.
             self._connection.read_in_background()
 

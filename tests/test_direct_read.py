@@ -1,9 +1,9 @@
 """Reading on the caller's thread: ``get_message`` reads the socket itself when it can.
 
-The read role (``syncws/_readrole.py``) moves between the reader thread and callers of
+The reading turn (``syncws/_readturns.py``) moves between the reader thread and callers of
 ``get_message``. These tests check what must hold whoever reads: every message is
 delivered once and in order, pings and closes are answered while nobody reads, and
-nothing waits out the grace period when something needs the network.
+nothing waits out the caller window when something needs the network.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from helpers import SHORT, WAIT, Background, off_main_thread, wait_for
 from rawpeer import OP_PONG
 
 import syncws
-from syncws import ConnectionClosed, _core, _readrole, _transport
+from syncws import ConnectionClosed, _core, _readturns, _transport
 
 
 def finish(ws, conn) -> None:
@@ -120,9 +120,9 @@ def test_a_message_queued_while_the_caller_takes_the_socket_is_not_left_behind(
         # The reader thread holds the socket, and a caller asked for it before (and
         # then took a message from the queue instead): the reader thread lends the
         # socket after its next read.
-        ws._role.reclaim()
+        ws._turns.hand_to_reader()
         wait_for(lambda: waits_in_receive(ws._reader), what="the reader thread to read")
-        ws._role._wanted = True
+        ws._turns._wanted = True
         original = ws._queue.take
 
         def take():
@@ -132,7 +132,7 @@ def test_a_message_queued_while_the_caller_takes_the_socket_is_not_left_behind(
                 # Between this look at the queue and the caller's try for the
                 # socket, the reader thread reads a message, queues it and lends.
                 conn.send_text("in between")
-                wait_for(lambda: ws._role._owner == _readrole._FREE, what="the lend")
+                wait_for(lambda: ws._turns.turn is _readturns.Turn.FREE, what="the lend")
             return message
 
         reads: list[bool] = []
@@ -149,8 +149,8 @@ def test_a_message_queued_while_the_caller_takes_the_socket_is_not_left_behind(
 @pytest.fixture
 def long_grace(monkeypatch) -> None:
     """Make the grace period longer than any test: whatever must not wait for it, doesn't."""
-    monkeypatch.setattr(_readrole, "GRACE", 3600.0)
-    monkeypatch.setattr(_readrole, "MIN_GRACE", 3600.0)
+    monkeypatch.setattr(_readturns, "GRACE", 3600.0)
+    monkeypatch.setattr(_readturns, "MIN_GRACE", 3600.0)
 
 
 @pytest.mark.usefixtures("long_grace")
@@ -404,7 +404,7 @@ def test_a_close_is_answered_soon_after_the_handler_stops_reading(syncws_server)
             ws.close()
             # The reader thread took the socket back after a short grace: the
             # handler read once, so the grace is the shortest.
-            assert time.monotonic() - started < _readrole.GRACE / 2
+            assert time.monotonic() - started < _readturns.GRACE / 2
             assert ws.close_reason == syncws.CloseReason(1000, None)
     finally:
         release.set()

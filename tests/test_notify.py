@@ -144,7 +144,7 @@ def test_a_message_after_an_idle_spell_is_announced_at_once(pair: Pair) -> None:
     """take() may read the socket itself; it must not keep it from the reader thread.
 
     After a GUI was idle for a while, a read on its thread would leave the socket to it
-    for a long grace (see syncws._readrole): nobody would read the next message.
+    for a long caller window (see syncws._readturns): nobody would read the next message.
     """
     local, remote = pair
     idle = threading.Event()
