@@ -58,11 +58,12 @@ class CloseRecord:
     def reason(self) -> CloseReason | None:
         """The close reason: the one rule, ``None`` while nothing is known.
 
-        The reason decided for good when there is one. Before that, during a closing
-        handshake: the close frame sent (a ``close()`` waiting for the peer's answer,
-        whatever the peer's frame that was parsed meanwhile), else the peer's close
-        frame, parsed but not acted on yet (the reader waits for room in the message
-        queue for the messages before it).
+        The reason decided for good when there is one. Before that, only a closing
+        handshake is under way: the close frame sent by a ``close()`` that waits for
+        the peer's answer (an answer parsed but not acted on yet does not count), else
+        the peer's close frame, parsed but not acted on yet (the reader waits for room
+        in the message queue for the messages before it). A close frame sent to answer
+        the peer's, or to fail the connection, comes with a decided reason.
         """
         return self.decided or self.sent or self.rcvd
 

@@ -229,6 +229,10 @@ class WebSocketConnection(ConnectionCore):
         for invalid UTF-8, 1009 for a message over ``max_message_size``, 1011 for a
         keepalive timeout). While a :meth:`close` started here waits for the peer's
         answer, the code and reason that were sent.
+
+        A :class:`~syncws.ConnectionClosed` raised by the connection carries it as
+        :attr:`~syncws.ConnectionClosed.reason`, beside the close frames received and
+        sent.
         """
         return self._close_record.reason
 
