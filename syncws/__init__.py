@@ -28,6 +28,8 @@ from .client import (
 from .connection import ConnectionOptions, WebSocketConnection
 from .exceptions import (
     ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
     ConnectionLost,
     ConnectionRejected,
     ConnectionTimeout,
@@ -46,6 +48,8 @@ __all__ = [
     "CloseReason",
     "ConnectOptions",
     "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
     "ConnectionLost",
     "ConnectionOptions",
     "ConnectionRejected",

@@ -8,7 +8,7 @@ Reading is done by whoever has the turn (:mod:`._readturns`): the reader thread,
 a caller of ``get_message`` that found no message queued.
 
 Locking: ``_lock``, the connection lock, guards the wsproto engine, the write queue,
-``_state``, ``_close_reason`` and the pending pings; it is only ever held for short,
+``_state``, ``_close_record`` and the pending pings; it is only ever held for short,
 non-blocking work. Socket waits happen outside it. Fields marked *reading turn* are
 touched only by the thread whose turn it is to read; the end of the connection
 (lingering for the peer's TCP close, closing the socket) is the reader thread's alone.
@@ -39,12 +39,13 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from wsproto.connection import Connection, ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
 
+from ._closing import CloseRecord
 from ._deadline import Deadline
 from ._framing import FrameSplitter
 from ._latch import Latch
@@ -191,7 +192,7 @@ class ConnectionCore:
         "_awaiting_peer_since",
         "_check_later",
         "_close_deadline",
-        "_close_reason",
+        "_close_record",
         "_close_timed_out",
         "_closed",
         "_disconnect_timeout",
@@ -210,7 +211,6 @@ class ConnectionCore:
         "_next_ping",
         "_parts",
         "_path",
-        "_peer_close",
         "_ping_interval",
         "_ping_timeout",
         "_pings",
@@ -219,7 +219,6 @@ class ConnectionCore:
         "_queue",
         "_reader",
         "_remote",
-        "_sent_close",
         "_size",
         "_splitter",
         "_start_warned",
@@ -285,10 +284,8 @@ class ConnectionCore:
         self._closed = Latch()
         # Guarded by _lock.
         self._state = State.OPEN
-        self._close_reason: CloseReason | None = None
-        self._sent_close: CloseReason | None = None
-        # The peer's close frame, from when wsproto parses it until the reader acts on it.
-        self._peer_close: CloseReason | None = None
+        # The close frames received and sent, and the close reason (see ._closing).
+        self._close_record = CloseRecord()
         self._close_deadline: float | None = None
         self._close_timed_out = False
         self._pings: dict[bytes, PendingPing] = {}
@@ -410,8 +407,7 @@ class ConnectionCore:
         with self._lock:
             if self._state is State.CLOSED:
                 return
-            if self._close_reason is None:
-                self._close_reason = CloseReason(1006, why)
+            self._close_record = self._close_record.decide(CloseReason(1006, why))
             self._set_state(State.CLOSING)
         logger.debug("%s: aborting (%s)", self, why)
         self._queue.release()
@@ -482,9 +478,6 @@ class ConnectionCore:
             if payload not in self._pings:
                 return payload
 
-    def _reason(self) -> CloseReason:
-        return self._close_reason or self._sent_close or self._peer_close or CloseReason(1006, None)
-
     # -- the reader thread ---------------------------------------------------------------
 
     def _run(self) -> None:
@@ -501,8 +494,7 @@ class ConnectionCore:
         except Exception:
             logger.exception("%s: reader thread failed", self)
             with self._lock:
-                if self._close_reason is None:
-                    self._close_reason = CloseReason(1011, "internal error")
+                self._close_record = self._close_record.decide(CloseReason(1011, "internal error"))
         finally:
             self._finish()
 
@@ -700,10 +692,13 @@ class ConnectionCore:
             elif isinstance(event, Pong):
                 events.append(event)
             elif isinstance(event, CloseConnection):
-                if self._ws.state is ConnectionState.REMOTE_CLOSING:
+                if self._ws.state in (ConnectionState.REMOTE_CLOSING, ConnectionState.CLOSED):
+                    # A close frame (not a protocol error), recorded as it is parsed.
                     # Messages before it may wait for room in the queue; senders fail
                     # from now on, with the peer's reason.
-                    self._peer_close = CloseReason(event.code, event.reason or None)
+                    self._close_record = self._close_record.received(
+                        CloseReason(event.code, event.reason or None)
+                    )
                 events.append(event)
                 return None  # Nothing counts after a close frame (or a protocol error).
         return None
@@ -724,9 +719,10 @@ class ConnectionCore:
         """Queue a complete message, unless the application closed the connection.
 
         Messages that arrive after :meth:`close` are discarded, as documented; those
-        that arrived before the connection failed or was aborted are kept.
+        that arrived before the connection failed or was aborted are kept. (A close
+        frame sent otherwise, as an answer or to fail the connection, ends the input.)
         """
-        if self._sent_close is not None:
+        if self._close_record.sent is not None:
             logger.debug("%s: message discarded, the connection is closing", self)
             return
         if self._queue.put(data, block) and self._awaiting_peer_since is not None:
@@ -755,13 +751,15 @@ class ConnectionCore:
             # event without leaving its state.
             protocol_error = state not in (ConnectionState.REMOTE_CLOSING, ConnectionState.CLOSED)
             if not protocol_error:
-                if self._close_reason is None:
-                    self._close_reason = CloseReason(event.code, event.reason or None)
+                record = self._close_record.decide(CloseReason(event.code, event.reason or None))
                 if state is ConnectionState.REMOTE_CLOSING:
-                    self._transport.queue(self._ws.send(event.response()))
+                    answer = event.response()
+                    self._transport.queue(self._ws.send(answer))
+                    record = record.sending(CloseReason(answer.code, answer.reason or None))
+                self._close_record = record
                 self._set_state(State.CLOSING)
                 self._input_done = True
-            reason = self._close_reason
+            record = self._close_record
         if protocol_error:
             if event.code == 1009:
                 # Also for a compressed message whose inflated size passed the limit:
@@ -770,24 +768,24 @@ class ConnectionCore:
             else:
                 self._fail(event.code, event.reason or None)
         else:
-            assert reason is not None
-            logger.debug("%s: close frame received: %s", self, reason)
-            self._end_stream(reason)
+            logger.debug("%s: close frame received: %s", self, record.reason)
+            self._end_stream(record)
 
     def _fail(self, code: int, reason: str | None) -> None:
         """Fail the connection: send a close frame with ``code``, stop parsing input."""
         with self._lock:
-            if self._close_reason is None:
-                self._close_reason = CloseReason(code, reason)
+            frame = CloseReason(code, reason)
+            record = self._close_record.decide(frame)
             if self._ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
                 # Also when the peer's close frame was parsed behind the fault: it is
                 # then never handled, and ours answers it.
                 self._transport.queue(self._ws.send(CloseConnection(code, reason)))
+                record = record.sending(frame)
+            self._close_record = record
             self._set_state(State.CLOSING)
-            close_reason = self._close_reason
         self._input_done = True
-        logger.debug("%s: failing the connection: %s", self, close_reason)
-        self._end_stream(close_reason)
+        logger.debug("%s: failing the connection: %s", self, record.reason)
+        self._end_stream(record)
 
     def _next_timer(self) -> float | None:
         """Seconds until the next keepalive or closing deadline, ``None`` for none."""
@@ -851,49 +849,50 @@ class ConnectionCore:
             if data == b"" or (data is None and deadline.expired()):
                 return
 
-    def _end_stream(self, reason: CloseReason) -> None:
+    def _end_stream(self, record: CloseRecord) -> None:
         """No more messages will come: wake pings, end the message queue.
 
         Called as soon as the close reason is known, so that ``get_message``
         returns what is queued and then raises without waiting for TCP to close.
+        ``record`` is the close record then: what ``get_message`` raises says it.
         """
         with self._lock:
             pings = list(self._pings.values())
             self._pings.clear()
         for ping in pings:
             ping.done.set()
-        self._queue.end(reason)
+        self._queue.end(record.error)
 
     def _finish(self) -> None:
         """Last act of the reader: mark the connection closed and wake everyone."""
         with self._lock:
-            if self._close_reason is None:
-                self._close_reason = CloseReason(1006, None)
+            record = self._close_record = self._close_record.decide(CloseReason(1006, None))
             self._set_state(State.CLOSED)
-            reason = self._close_reason
-        self._end_stream(reason)
+        self._end_stream(record)
         # A caller still reading (after a failure of this thread) wakes up and gives
         # the socket back before it is closed.
         self._transport.abort()
         self._turns.reader_keep_for_good()
         self._transport.close(self._disconnect_timeout)
         self._closed.set()
-        logger.debug("%s: closed: %s", self, reason)
+        logger.debug("%s: closed: %s", self, record.reason)
 
     def _forsake(self) -> None:
         """Become a closed copy of the parent's connection (child process only)."""
-        reason = CloseReason(1006, "connection inherited across fork()")
+        # The reason is this one, whatever the parent's connection had.
+        self._close_record = replace(
+            self._close_record, decided=CloseReason(1006, "connection inherited across fork()")
+        )
         self._lock = threading.Lock()
         self._transport.forsake(self._lock)
         self._turns.after_fork()
         self._queue = MessageQueue(1, 1)
-        self._queue.end(reason)
+        self._queue.end(self._close_record.error)
         self._closed = Latch()
         self._closed.set()
         self._pings = {}
         self._reader = None
         self._check_later = None
-        self._close_reason = reason
         with self._lock:
             self._set_state(State.CLOSED)
 

@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable
 
 from .exceptions import ConnectionClosed
-from .types import CloseReason
 
 __all__ = ["MessageQueue"]
 
@@ -83,7 +82,8 @@ class MessageQueue:
         self._mutex = threading.Lock()  # guards _room, _released and _end
         self._room: threading.Lock | None = None
         self._released = False
-        self._end: CloseReason | None = None
+        # Makes the exception that get() raises at the end of the stream.
+        self._end: Callable[[], ConnectionClosed] | None = None
         # Called after each put() and at the end (a MessageNotifier's), or None.
         self._listener: Callable[[], None] | None = None
 
@@ -181,7 +181,7 @@ class MessageQueue:
                 if item is _END:
                     self._items.put(_END)  # For the other threads waiting.
                     assert self._end is not None
-                    raise ConnectionClosed(self._end)
+                    raise self._end()
                 return None if item is _WAKE else item  # type: ignore[return-value]
             if not guard:
                 return self.get(timeout if block else 0)
@@ -220,7 +220,7 @@ class MessageQueue:
         if item is _END:
             self._items.put(_END)  # For the other threads waiting, and the next call.
             assert self._end is not None
-            raise ConnectionClosed(self._end)
+            raise self._end()
         if self._room is not None:
             self._make_room()
         return None if item is _WAKE else item  # type: ignore[return-value]
@@ -238,15 +238,18 @@ class MessageQueue:
             self._released = True
         self._make_room()
 
-    def end(self, reason: CloseReason) -> None:
+    def end(self, closed: Callable[[], ConnectionClosed]) -> None:
         """Mark the end of the stream: no more messages will be put.
 
         Called by the thread whose turn it is to read, after its last :meth:`put`.
+
+        :param closed: makes the exception that :meth:`get` raises once nothing is
+            left (a new one for each call).
         """
         with self._mutex:
             if self._end is not None:
                 return
-            self._end = reason
+            self._end = closed
             self._released = True
         self._make_room()
         self._items.put(_END)

@@ -22,7 +22,7 @@ from ._options import check_options
 from ._redact import redact_url
 from .client import connect
 from .connection import WebSocketConnection, check_close_arguments, exit_close_code
-from .exceptions import ConnectionClosed, ConnectionRejected, HandshakeError
+from .exceptions import ConnectionClosed, ConnectionClosedError, ConnectionRejected, HandshakeError
 from .types import CloseReason
 
 if TYPE_CHECKING:
@@ -405,7 +405,7 @@ class CallbackClient:
         """
         ws = self._ws
         if ws is None:
-            raise ConnectionClosed(CloseReason(1006, "not connected"))
+            raise ConnectionClosedError(CloseReason(1006, "not connected"))
         ws.send_message(message, timeout)
 
     def close(

@@ -37,7 +37,7 @@ from ._deadline import Deadline
 from ._framing import encode_message
 from ._options import value
 from ._transport import TransportError
-from .exceptions import ConnectionClosed
+from .exceptions import ConnectionClosed, ConnectionClosedOK
 from .types import CloseReason, Endpoint
 
 if TYPE_CHECKING:
@@ -100,7 +100,6 @@ def connection_args(options: Mapping[str, Any]) -> _ConnectionArgs:
 
 #: Close codes an application may send (RFC 6455, section 7.4).
 _SENDABLE_CODES = frozenset([1000, 1001, 1002, 1003, *range(1007, 1015), *range(3000, 5000)])
-_NORMAL_CODES = frozenset([1000, 1001])
 
 
 def message_event(message: str | bytes | bytearray | memoryview) -> Message[Any]:
@@ -230,8 +229,12 @@ class WebSocketConnection(ConnectionCore):
         for invalid UTF-8, 1009 for a message over ``max_message_size``, 1011 for a
         keepalive timeout). While a :meth:`close` started here waits for the peer's
         answer, the code and reason that were sent.
+
+        A :class:`~syncws.ConnectionClosed` raised by the connection carries it as
+        :attr:`~syncws.ConnectionClosed.reason`, beside the close frames received and
+        sent.
         """
-        return self._close_reason or self._sent_close or self._peer_close
+        return self._close_record.reason
 
     @property
     def extensions(self) -> str:
@@ -374,7 +377,7 @@ class WebSocketConnection(ConnectionCore):
                 if self._pings.get(payload) is ping:
                     del self._pings[payload]
         if ping.rtt is None:
-            raise ConnectionClosed(self._reason())
+            raise self._close_record.error()
         return ping.rtt
 
     def pong(self, payload: bytes | None = None, timeout: float | None = None) -> None:
@@ -394,7 +397,7 @@ class WebSocketConnection(ConnectionCore):
         """Raise ConnectionClosed unless messages can still be sent (lock held)."""
         assert self._lock.locked()
         if self._state is not State.OPEN or self._ws.state is not ConnectionState.OPEN:
-            raise ConnectionClosed(self._reason())
+            raise self._close_record.error()
 
     def _send(self, event: Event, deadline: Deadline) -> None:
         self._flush(self.enqueue(event), deadline)
@@ -443,7 +446,7 @@ class WebSocketConnection(ConnectionCore):
             wait = ABORT_JOIN_TIMEOUT if remaining is None else min(remaining, ABORT_JOIN_TIMEOUT)
             if not self._closed.wait(wait):
                 self.abort("connection lost")
-            raise ConnectionClosed(self._reason()) from exc
+            raise self._close_record.error() from exc
         except BaseException:
             # Interrupted (KeyboardInterrupt in the main thread): part of the frame may
             # be on the wire and nobody waits to write the rest, so, as after a
@@ -519,16 +522,15 @@ class WebSocketConnection(ConnectionCore):
     def __iter__(self) -> Iterator[str | bytes]:
         """Yield messages until the connection closes.
 
-        The loop ends quietly on a normal close (codes 1000 and 1001) and raises
-        :class:`~syncws.ConnectionClosed` for any other.
+        The loop ends quietly on a normal close (:class:`~syncws.ConnectionClosedOK`:
+        close frames with codes 1000, 1001 or none, both ways) and raises
+        :class:`~syncws.ConnectionClosedError` for any other.
         """
         while True:
             try:
                 yield self.get_message()
-            except ConnectionClosed as exc:
-                if exc.reason.code in _NORMAL_CODES:
-                    return
-                raise
+            except ConnectionClosedOK:
+                return
 
     # -- closing -----------------------------------------------------------------------
 
@@ -578,11 +580,12 @@ class WebSocketConnection(ConnectionCore):
         with self._lock:
             if self._state is not State.OPEN or self._ws.state is not ConnectionState.OPEN:
                 return None
-            self._sent_close = CloseReason(code, reason)
+            sent = CloseReason(code, reason)
             self._close_deadline = deadline.when
             end = self._transport.queue(self._ws.send(CloseConnection(code, reason)))
+            self._close_record = self._close_record.sending(sent)
             self._set_state(State.CLOSING)
-        logger.debug("%s: closing with %s", self, self._sent_close)
+        logger.debug("%s: closing with %s", self, sent)
         # The reader must not wait for the application any more, and must read the
         # peer's answer even if no get_message() runs.
         self._queue.release()

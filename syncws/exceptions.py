@@ -9,6 +9,8 @@ Every exception that syncws defines derives from :class:`WebSocketError`::
     │   │                           the handshake (also ConnectionError)
     │   └── ConnectionTimeout       connect + TLS + HTTP took too long (also TimeoutError)
     ├── ConnectionClosed            the connection is closed; carries a CloseReason
+    │   ├── ConnectionClosedOK      ... normally: close frames 1000, 1001 or 1005
+    │   └── ConnectionClosedError   ... otherwise: an error code, a failure, an abort
     └── DisconnectionTimeout        the closing handshake took too long (also TimeoutError)
 
 Blocking calls that time out (:meth:`~syncws.WebSocketConnection.get_message`,
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
     "ConnectionLost",
     "ConnectionRejected",
     "ConnectionTimeout",
@@ -133,16 +137,97 @@ class ConnectionTimeout(HandshakeError, TimeoutError):
 class ConnectionClosed(WebSocketError):
     """The connection is closed, or closing, so the operation cannot proceed.
 
-    :param reason: why the connection closed.
+    syncws raises one of the two subclasses, :class:`ConnectionClosedOK` for a normal
+    close and :class:`ConnectionClosedError` for any other; ``except ConnectionClosed``
+    catches both. Besides the close reason, the exception says which close frames
+    went through, in which order: who closed. Its message says it too, e.g.
+    ``connection closed: 1000 (NORMAL_CLOSURE); received 1000 (NORMAL_CLOSURE), then
+    sent 1000 (NORMAL_CLOSURE)`` when the peer closed.
+
+    :param reason: why the connection closed: the connection's
+        :attr:`~syncws.WebSocketConnection.close_reason` when it was raised.
+    :param rcvd: the close frame received from the peer, ``None`` if none was.
+    :param sent: the close frame sent to the peer, ``None`` if none was.
+    :param rcvd_then_sent: with both frames, whether the peer's came first;
+        ``None`` unless both are given.
+    :raises ValueError: when ``rcvd_then_sent`` is given without both frames, or
+        missing with both.
     """
 
-    def __init__(self, reason: CloseReason) -> None:
+    def __init__(
+        self,
+        reason: CloseReason,
+        *,
+        rcvd: CloseReason | None = None,
+        sent: CloseReason | None = None,
+        rcvd_then_sent: bool | None = None,
+    ) -> None:
+        if (rcvd_then_sent is None) != (rcvd is None or sent is None):
+            raise ValueError("rcvd_then_sent is given when both rcvd and sent are, and only then")
         super().__init__(reason)
         #: The :class:`~syncws.CloseReason` of the connection.
         self.reason = reason
+        #: The close frame received from the peer (its code and reason), or ``None``:
+        #: the connection ended before the peer's close frame, or the peer sent none.
+        self.rcvd = rcvd
+        #: The close frame sent to the peer (its code and reason), or ``None``. Sent
+        #: means handed to the socket's write queue: a broken connection may have lost
+        #: it on the way.
+        self.sent = sent
+        #: With both close frames, whether the peer's came first (``True``: the peer
+        #: closed and this side answered; ``False``: this side closed and the peer
+        #: answered); ``None`` otherwise.
+        self.rcvd_then_sent = rcvd_then_sent
 
     def __str__(self) -> str:
-        return f"connection closed: {self.reason}"
+        return f"connection closed: {self.reason}; {self._frames()}"
+
+    def _frames(self) -> str:
+        """Say which close frames went through, in order."""
+        rcvd = None if self.rcvd is None else f"received {_frame(self.rcvd)}"
+        sent = None if self.sent is None else f"sent {_frame(self.sent)}"
+        if rcvd is not None and sent is not None:
+            return f"{rcvd}, then {sent}" if self.rcvd_then_sent else f"{sent}, then {rcvd}"
+        if rcvd is not None:
+            return f"{rcvd}, no close frame sent"
+        if sent is not None:
+            return f"{sent}, no close frame received"
+        return "no close frame received or sent"
+
+
+def _frame(frame: CloseReason) -> str:
+    """Show a close frame by its code (its reason text may be long)."""
+    return f"{frame.code} ({frame.name})"
+
+
+class ConnectionClosedOK(ConnectionClosed):
+    """The connection closed normally (a :class:`ConnectionClosed`).
+
+    Normal means: the close frames sent and received all have code 1000 (normal
+    closure), 1001 (going away) or none (1005), and the connection was neither failed
+    nor aborted before they went through. Once the connection is closed, both close
+    frames went through, whichever side closed first: a ``close()`` answered by the
+    peer, or a peer's close that syncws answered. (As in ``websockets``, whose
+    exception of the same name follows the same codes.)
+
+    During a closing handshake, a call that finds the connection closing gets this
+    exception when the handshake so far is normal: after ``close()`` (code 1000 or
+    1001) from another thread, before the peer's answer.
+
+    A ``for message in ws`` loop ends quietly on this exception.
+    """
+
+
+class ConnectionClosedError(ConnectionClosed):
+    """The connection did not close normally (a :class:`ConnectionClosed`).
+
+    A close frame with another code was sent or received (the peer's error, a
+    failure detected here such as 1009 for a message too big, or 1011 for a keepalive
+    timeout, or a ``close()`` with such a code), or the connection ended without a
+    complete closing handshake: the TCP connection broke, or was aborted (1006).
+
+    A ``for message in ws`` loop raises this exception.
+    """
 
 
 class DisconnectionTimeout(WebSocketError, TimeoutError):
