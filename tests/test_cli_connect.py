@@ -191,6 +191,26 @@ def test_abnormal_close_exits_1(syncws_server: Server) -> None:
     no_traceback(child)
 
 
+def test_ctrl_c_while_sending_closes_the_connection_normally(ws_server: ServerFactory) -> None:
+    # The main thread is sending line after line when Ctrl-C comes: the interrupt
+    # waits for the send in progress to end, so the connection closes with 1000
+    # instead of being aborted (1006) in the middle of a send.
+    recorder = RecordingHandler()
+    child = Cli("connect", ws_server(recorder))
+    try:
+        child.wait_line("connected to")
+        # Less than a pipe's buffer (64 KiB): the write never blocks.
+        child.write("".join(f"line {i}\n" for i in range(4000)))
+        recorder.wait_for_messages(50, timeout=WAIT)
+        child.proc.send_signal(signal.SIGINT)
+        assert child.wait() == 130, child.errors
+    finally:
+        child.stop()
+    assert recorder.wait_closed(timeout=WAIT)[0].code == 1000
+    messages = recorder.messages
+    assert messages == [f"line {i}" for i in range(len(messages))]
+
+
 def test_ctrl_c_closes_the_connection(ws_server: ServerFactory) -> None:
     recorder = RecordingHandler()
     child = Cli("connect", ws_server(recorder))

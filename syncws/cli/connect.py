@@ -27,13 +27,18 @@ import contextlib
 import math
 import os
 import selectors
+import signal
+import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from types import FrameType
 
 from .. import ConnectOptions, WebSocketConnection
 from .. import connect as open_connection
 from .._redact import redact_url
+from .._signals import SignalWakeup
 from ..exceptions import ConnectionClosed
 from ._common import (
     CONNECT_ERRORS,
@@ -191,6 +196,12 @@ class Session:
         )
         #: Whether standard output was closed by its reader (a broken pipe).
         self.output_lost = False
+        # Ctrl-C came (set by the SIGINT handler); the session is closing.
+        self._interrupted = False
+        self._closing = False
+        # The signal wakeup socket (main thread only): a signal delivered to another
+        # thread still wakes the input loop.
+        self._signals: socket.socket | None = None
 
     def run(self, stdin: int, wait: float | None, greeting: str | None = None) -> int:
         """Send the lines read from the file descriptor ``stdin``; return the exit status.
@@ -198,11 +209,50 @@ class Session:
         Ctrl-C closes the connection (status 130); Ctrl-C during the closing handshake
         returns at once, leaving the connection to the end of the process.
 
+        On the main thread, the first Ctrl-C (SIGINT) only raises a flag, which the
+        input loop acts on between sends: an interrupt landing inside ``send_message``,
+        just after the kernel took the message, would otherwise abort the connection
+        (1006), as the library cannot know how much of it went out.
+
         :param stdin: a file descriptor to read lines from.
         :param wait: seconds to go on receiving after the end of the input
             (``None``: until the server closes).
         :param greeting: a line to show first (after it, Ctrl-C closes the session).
         """
+        with SignalWakeup() as wakeup, self._deferred_interrupt():
+            self._signals = wakeup.reader
+            return self._run(stdin, wait, greeting)
+
+    @contextlib.contextmanager
+    def _deferred_interrupt(self) -> Iterator[None]:
+        """Within ``with`` on the main thread: SIGINT sets :attr:`_interrupted` first."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is not signal.default_int_handler:
+            yield  # Ignored, or the embedding program's own handler: leave it.
+            return
+        signal.signal(signal.SIGINT, self._on_interrupt)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _on_interrupt(self, signum: int, frame: FrameType | None) -> None:
+        """SIGINT: ask the input loop to close; while closing, leave at once."""
+        if self._interrupted or self._closing:
+            raise KeyboardInterrupt
+        self._interrupted = True
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"i")
+
+    def _check_interrupt(self) -> None:
+        """Raise the interrupt that :meth:`_on_interrupt` deferred, at a safe point."""
+        if self._interrupted:
+            raise KeyboardInterrupt
+
+    def _run(self, stdin: int, wait: float | None, greeting: str | None) -> int:
         interrupted = False
         try:
             try:
@@ -212,13 +262,14 @@ class Session:
                 self._console.prompt()
                 self._send_lines(stdin)
                 self._console.end_prompt()
-                self._ended.wait(wait)
+                self._wait_for_end(wait)
             except KeyboardInterrupt:
                 interrupted = True
                 self._console.end_prompt()
                 self._console.info(
                     "interrupted: closing the connection; press Ctrl-C again to exit now"
                 )
+            self._closing = True
             self._ws.close()  # Also ends the receiver thread.
             if self._receiver.is_alive():  # Not if Ctrl-C came before it started.
                 self._receiver.join(_JOIN_TIMEOUT)
@@ -232,6 +283,31 @@ class Session:
         os.close(self._wake_r)
         os.close(self._wake_w)
         return EXIT_INTERRUPTED if interrupted else self._status()
+
+    def _wait_for_end(self, wait: float | None) -> None:
+        """Wait up to ``wait`` seconds for the connection to end, or for Ctrl-C."""
+        deadline = None if wait is None else time.monotonic() + wait
+        with _Selector() as selector:
+            self._register_wakeups(selector)
+            while not self._ended.is_set():
+                self._check_interrupt()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return
+                selector.select(remaining)
+                self._drain_signals()
+        self._check_interrupt()
+
+    def _register_wakeups(self, selector: selectors.BaseSelector) -> None:
+        selector.register(self._wake_r, selectors.EVENT_READ)
+        if self._signals is not None:
+            selector.register(self._signals, selectors.EVENT_READ)
+
+    def _drain_signals(self) -> None:
+        """Empty the signal wakeup socket; its handler has run (or runs next)."""
+        if self._signals is not None:
+            with contextlib.suppress(OSError):
+                self._signals.recv(4096)
 
     def _status(self) -> int:
         reason = self._ws.close_reason
@@ -256,11 +332,14 @@ class Session:
         # Not epoll, which refuses regular files and /dev/null (input redirected from them).
         with _Selector() as selector:
             selector.register(stdin, selectors.EVENT_READ)
-            selector.register(self._wake_r, selectors.EVENT_READ)
+            self._register_wakeups(selector)
             while not self._ended.is_set():
+                self._check_interrupt()
                 ready = {key.fd for key, _ in selector.select()}
+                self._drain_signals()
+                self._check_interrupt()
                 if stdin not in ready:
-                    continue  # Woken up: the connection ended.
+                    continue  # Woken up: the connection ended, or Ctrl-C.
                 data = os.read(stdin, 65536)
                 pending += decoder.decode(data, final=not data)
                 *lines, pending = pending.split("\n")
