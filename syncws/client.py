@@ -74,6 +74,9 @@ class ConnectOptions(ConnectionOptions, total=False):
     Besides those of :class:`ConnectionOptions`; every key is optional.
     """
 
+    #: Seconds for the opening handshake: the TCP connection (every address of the
+    #: host), TLS and the HTTP upgrade together (default 10).
+    connect_timeout: float
     #: Subprotocols to offer, in order of preference (default: none).
     subprotocols: Sequence[str] | None
     #: Extra headers for the HTTP upgrade request (default: none).

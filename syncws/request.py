@@ -77,6 +77,9 @@ class ServeOptions(ConnectionOptions, total=False):
     together: a client that is slower is dropped (a defence against slowloris).
     """
 
+    #: Seconds for each client's opening handshake: TLS, the HTTP request and the
+    #: response together (default 10).
+    connect_timeout: float
     #: Clients served at once; beyond it, new clients get HTTP 503 (default: no limit).
     max_connections: int | None
     #: The ``Origin`` header values allowed, e.g. ``["https://example.com"]``; other
