@@ -51,7 +51,7 @@ python_use_unqualified_type_names = True
 # available offline (the standard library and wsproto).
 nitpicky = True
 nitpick_ignore_regex = [
-    (r"py:.*", r"(ssl|socket|threading|collections\.abc|typing|types|contextlib)\..*"),
+    (r"py:.*", r"(ssl|socket|threading|collections\.abc|typing|types|contextlib|os)\..*"),
     (r"py:mod", r"socketserver|ssl|socket|threading|queue|logging"),
     (r"py:.*", r"(Sequence|Mapping|Iterable|Iterator|Callable|Generator|Self|Any)"),
     (r"py:.*", r"(SSLContext|SSLSocket|TracebackType|AbstractContextManager)"),

@@ -80,7 +80,7 @@ def handler(request: syncws.WebSocketRequest) -> None:
     log.info("%s (%s) left: %s", ws.remote, name, ws.close_reason)
 
 
-def logged(auth: syncws.RequestHook) -> syncws.RequestHook:
+def logged(auth: syncws.Handler) -> syncws.Handler:
     """Wrap the ``basic_auth`` hook to log refusals (without the credentials tried)."""
 
     def process_request(request: syncws.WebSocketRequest) -> None:

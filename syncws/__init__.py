@@ -11,6 +11,9 @@ Everything public is importable from this package::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from ._deprecated import module_getattr as _module_getattr
 from ._version import __version__ as __version__
 from .auth import basic_auth
 from .broadcast import broadcast
@@ -38,9 +41,15 @@ from .exceptions import (
     WebSocketError,
 )
 from .notify import MessageNotifier
-from .request import Handler, RequestHook, ServeOptions, WebSocketRequest, wrap_server_socket
+from .request import Handler, ServeOptions, WebSocketRequest, wrap_server_socket
 from .server import WebSocketServer, serve_websocket
 from .types import CloseReason, Endpoint
+
+if TYPE_CHECKING:
+    from .request import RequestHook as RequestHook  # Deprecated: Handler.
+else:
+    # The deprecated names (RequestHook), with a DeprecationWarning.
+    __getattr__ = _module_getattr(__name__, globals())
 
 __all__ = [
     "Backoff",
@@ -60,7 +69,6 @@ __all__ = [
     "HandshakeError",
     "HeadersLike",
     "MessageNotifier",
-    "RequestHook",
     "ServeOptions",
     "WebSocketConnection",
     "WebSocketError",

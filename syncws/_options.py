@@ -54,8 +54,18 @@ COMPRESSION_CHOICES = (None, "deflate")
 #: any message can have, small enough for every count and zlib call.
 UNLIMITED = sys.maxsize // 4
 
-#: Where an option applies: every connection, the client functions, or the servers.
-Scope = Literal["connection", "client", "server"]
+#: Where an option applies: every connection; the opening handshake, on both sides (the
+#: client functions and the servers, not :class:`~syncws.WebSocketConnection`); the
+#: client functions only; or the servers only.
+Scope = Literal["connection", "handshake", "client", "server"]
+
+#: The scopes whose options a function of each scope accepts.
+_ACCEPTED: dict[Scope, tuple[Scope, ...]] = {
+    "connection": ("connection",),
+    "handshake": ("connection", "handshake"),
+    "client": ("connection", "handshake", "client"),
+    "server": ("connection", "handshake", "server"),
+}
 
 
 # -- value checks: each raises TypeError or ValueError naming the option --------------------
@@ -197,7 +207,7 @@ OPTIONS: dict[str, Option] = {
         ),
         Option(
             "connect_timeout",
-            "connection",
+            "handshake",
             DEFAULT_CONNECT_TIMEOUT,
             "``10.0``",
             "seconds for the opening handshake: TCP connect (client), TLS and the HTTP "
@@ -329,9 +339,7 @@ _ALIASES = {
 
 def names(scope: Scope) -> frozenset[str]:
     """Return the option names a function of ``scope`` accepts."""
-    return frozenset(
-        name for name, option in OPTIONS.items() if option.scope in ("connection", scope)
-    )
+    return frozenset(name for name, option in OPTIONS.items() if option.scope in _ACCEPTED[scope])
 
 
 def check_names(options: Mapping[str, object], allowed: frozenset[str]) -> None:

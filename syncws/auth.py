@@ -9,7 +9,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 
-from .request import RequestHook, WebSocketRequest
+from .request import Handler, WebSocketRequest
 
 logger = logging.getLogger("syncws")
 
@@ -22,7 +22,7 @@ def basic_auth(
     realm: str = "syncws",
     credentials: tuple[str, str] | Iterable[tuple[str, str]] | None = None,
     check_credentials: Callable[[str, str], bool] | None = None,
-) -> RequestHook:
+) -> Handler:
     """Make a ``process_request`` hook that requires HTTP Basic authentication.
 
     A request without valid credentials is refused with HTTP 401 and a

@@ -1,8 +1,10 @@
 """Opening client connections: URL parsing, TCP, TLS and the HTTP upgrade.
 
-The short form is :func:`connect`; :func:`open_websocket`, :func:`open_websocket_url`,
-:func:`connect_websocket`, :func:`connect_websocket_url` and :func:`wrap_client_socket`
-follow the client functions of trio-websocket.
+The entry point is :func:`connect`. :func:`open_websocket_url`,
+:func:`connect_websocket_url`, :func:`open_websocket`, :func:`connect_websocket` and
+:func:`wrap_client_socket` keep trio-websocket's names, with the same meaning of
+``with`` as :func:`connect`: they differ only in how they take the address and in
+when the connection opens.
 """
 
 from __future__ import annotations
@@ -35,17 +37,11 @@ from ._http import (
 )
 from ._options import check_options, seconds
 from ._redact import MASK, hidden_span, redact_url
-from .connection import (
-    ConnectionOptions,
-    WebSocketConnection,
-    connection_args,
-    exit_close_code,
-)
+from .connection import ConnectionOptions, WebSocketConnection, connection_args
 from .exceptions import (
     ConnectionLost,
     ConnectionRejected,
     ConnectionTimeout,
-    DisconnectionTimeout,
     HandshakeError,
 )
 
@@ -78,6 +74,9 @@ class ConnectOptions(ConnectionOptions, total=False):
     Besides those of :class:`ConnectionOptions`; every key is optional.
     """
 
+    #: Seconds for the opening handshake: the TCP connection (every address of the
+    #: host), TLS and the HTTP upgrade together (default 10).
+    connect_timeout: float
     #: Subprotocols to offer, in order of preference (default: none).
     subprotocols: Sequence[str] | None
     #: Extra headers for the HTTP upgrade request (default: none).
@@ -541,10 +540,22 @@ def _open(
         raise
 
 
-def connect_websocket_url(
-    url: str, ssl_context: ssl.SSLContext | None = None, **options: Unpack[ConnectOptions]
+def connect(
+    url: str, *, ssl_context: ssl.SSLContext | None = None, **options: Unpack[ConnectOptions]
 ) -> WebSocketConnection:
-    """Open a connection to a ``ws://`` or ``wss://`` URL; the caller closes it.
+    """Open a connection to a ``ws://`` or ``wss://`` URL: the main entry point.
+
+    Use the connection in a ``with`` statement, which closes it at the end of the
+    block, or close it yourself with :meth:`~WebSocketConnection.close`::
+
+        with syncws.connect("ws://127.0.0.1:8765/") as ws:
+            ws.send_message("hello")
+
+    Leaving the block closes the connection with code 1000, or when an exception is
+    propagating with 1001 for Ctrl-C (:exc:`KeyboardInterrupt`) and 1011 for any
+    other, waiting up to ``disconnect_timeout`` for the closing handshake; a peer too
+    slow to answer raises nothing (:attr:`~WebSocketConnection.close_reason` then has
+    code 1006).
 
     :param url: the URL; its query string is kept, a ``user:password@`` part is sent
         as HTTP Basic authentication.
@@ -552,6 +563,7 @@ def connect_websocket_url(
         trusted certificates, with certificate and host name verification).
     :param options: see :class:`ConnectOptions`.
     :raises ValueError: for a malformed URL or option.
+    :raises TypeError: for an unknown option or a value of the wrong type.
     :raises ConnectionRejected: when the server answers with a status other than 101
         (an HTTP error, or a web page: it did not upgrade).
     :raises ConnectionLost: when the server closes or resets the connection during the
@@ -568,16 +580,14 @@ def connect_websocket_url(
     return _open(_parse_url(url), ssl_context, options)
 
 
-def connect(
-    url: str, *, ssl_context: ssl.SSLContext | None = None, **options: Unpack[ConnectOptions]
+def connect_websocket_url(
+    url: str, ssl_context: ssl.SSLContext | None = None, **options: Unpack[ConnectOptions]
 ) -> WebSocketConnection:
-    """Open a connection to a URL; use it as is or in a ``with`` statement.
+    """:func:`connect` under trio-websocket's name; ``ssl_context`` may be positional.
 
-    ``with syncws.connect(url) as ws: ...`` closes the connection at the end of the
-    block; a plain call leaves the closing to the caller. Same arguments and
-    exceptions as :func:`connect_websocket_url`.
+    Same arguments, exceptions and ``with`` behaviour as :func:`connect`.
     """
-    return _open(_parse_url(url), ssl_context, options)
+    return connect(url, ssl_context=ssl_context, **options)
 
 
 def connect_websocket(
@@ -588,7 +598,10 @@ def connect_websocket(
     use_ssl: bool | ssl.SSLContext,
     **options: Unpack[ConnectOptions],
 ) -> WebSocketConnection:
-    """Open a connection to ``host:port``, asking for ``resource``; the caller closes it.
+    """Open a connection to ``host:port``, asking for ``resource``.
+
+    As :func:`connect`, for an address given in parts rather than as a URL: use the
+    connection in a ``with`` statement or close it yourself.
 
     :param host: a host name or an IPv4 or IPv6 address.
     :param port: the TCP port.
@@ -596,7 +609,7 @@ def connect_websocket(
     :param use_ssl: ``True`` for TLS with the default context, an
         :class:`ssl.SSLContext` for TLS with that context, ``False`` for none.
     :param options: see :class:`ConnectOptions`.
-    :raises ValueError, HandshakeError, OSError: as :func:`connect_websocket_url`.
+    :raises ValueError, HandshakeError, OSError: as :func:`connect`.
     """
     host = _check_host(host)
     if not 0 < port < 65536:
@@ -619,13 +632,14 @@ def wrap_client_socket(
     """Run the client handshake on a socket that is already connected.
 
     The connection takes the socket over: it is closed when the connection closes,
-    or at once if the handshake fails.
+    or at once if the handshake fails. Use the connection in a ``with`` statement, as
+    :func:`connect` describes, or close it yourself.
 
     :param sock: a connected stream socket, plain or :class:`ssl.SSLSocket`.
     :param host: the value of the ``Host`` header (with ``:port`` if not the default).
     :param resource: the path and query string to request.
     :param options: see :class:`ConnectOptions`.
-    :raises ValueError, HandshakeError, OSError: as :func:`connect_websocket_url`.
+    :raises ValueError, HandshakeError, OSError: as :func:`connect`.
     """
     try:
         check_options(options, "client")
@@ -646,21 +660,10 @@ def wrap_client_socket(
 
 
 @contextlib.contextmanager
-def _session(connect: Callable[[], WebSocketConnection]) -> Iterator[WebSocketConnection]:
-    """Connect, yield, close: the body of the context managers.
-
-    Closes with 1000, or when an exception is propagating with 1001 for Ctrl-C and
-    1011 for any other; raises DisconnectionTimeout when the closing handshake did not
-    finish in time.
-    """
-    ws = connect()
-    try:
+def _opening(open_connection: Callable[[], WebSocketConnection]) -> Iterator[WebSocketConnection]:
+    """Open on entry; on exit, do what leaving the connection's own ``with`` does."""
+    with open_connection() as ws:
         yield ws
-    except BaseException as exc:
-        ws.close_within_timeout(exit_close_code(type(exc)), None)
-        raise
-    if not ws.close_within_timeout(1000, None):
-        raise DisconnectionTimeout("the closing handshake did not finish in time")
 
 
 def open_websocket(
@@ -671,30 +674,28 @@ def open_websocket(
     use_ssl: bool | ssl.SSLContext,
     **options: Unpack[ConnectOptions],
 ) -> contextlib.AbstractContextManager[WebSocketConnection]:
-    """Open a connection as a context manager, as :func:`connect_websocket`.
+    """:func:`connect_websocket` as a context manager that opens the connection on entry.
 
-    The connection opens on entry. On exit it is closed with code 1000, or when an
-    exception is propagating with 1001 for Ctrl-C (:exc:`KeyboardInterrupt`) and 1011
-    for any other.
+    ``with open_websocket(...) as ws:`` is ``with connect_websocket(...) as ws:``, but
+    the connection opens when the block is entered rather than when the function is
+    called. Leaving the block closes the connection as :func:`connect` describes, and
+    never raises because the peer was slow to close.
 
-    :raises DisconnectionTimeout: on exit, when the closing handshake did not
-        finish within ``disconnect_timeout`` (the connection was aborted). On entry,
-        the exceptions of :func:`connect_websocket_url`.
+    :raises ValueError, HandshakeError, OSError: on entry, as :func:`connect`.
     """
-    return _session(lambda: connect_websocket(host, port, resource, use_ssl=use_ssl, **options))
+    return _opening(lambda: connect_websocket(host, port, resource, use_ssl=use_ssl, **options))
 
 
 def open_websocket_url(
     url: str, ssl_context: ssl.SSLContext | None = None, **options: Unpack[ConnectOptions]
 ) -> contextlib.AbstractContextManager[WebSocketConnection]:
-    """Open a connection to a URL as a context manager, as :func:`connect_websocket_url`.
+    """:func:`connect` as a context manager that opens the connection on entry.
 
-    The connection opens on entry. On exit it is closed with code 1000, or when an
-    exception is propagating with 1001 for Ctrl-C (:exc:`KeyboardInterrupt`) and 1011
-    for any other.
+    ``with open_websocket_url(url) as ws:`` is ``with connect(url) as ws:``, but the
+    connection opens when the block is entered rather than when the function is called;
+    ``ssl_context`` may be positional. Leaving the block closes the connection as
+    :func:`connect` describes, and never raises because the peer was slow to close.
 
-    :raises DisconnectionTimeout: on exit, when the closing handshake did not
-        finish within ``disconnect_timeout`` (the connection was aborted). On entry,
-        the exceptions of :func:`connect_websocket_url`.
+    :raises ValueError, HandshakeError, OSError: on entry, as :func:`connect`.
     """
-    return _session(lambda: connect_websocket_url(url, ssl_context, **options))
+    return _opening(lambda: connect(url, ssl_context=ssl_context, **options))

@@ -20,7 +20,6 @@ from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, Tex
 
 from ._core import (
     ABORT_JOIN_TIMEOUT,
-    DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_DISCONNECT_TIMEOUT,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MESSAGE_QUEUE_SIZE,
@@ -47,7 +46,6 @@ if TYPE_CHECKING:
     from wsproto.events import Message
 
 __all__ = [
-    "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_DISCONNECT_TIMEOUT",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MESSAGE_QUEUE_SIZE",
@@ -59,8 +57,11 @@ __all__ = [
 class ConnectionOptions(TypedDict, total=False):
     """Keyword options of a connection, shared by the client and server functions.
 
-    Every key is optional; the client reference gives the defaults, which come with the
-    checks and the docs' tables from one definition (``syncws/_options.py``).
+    They configure the :class:`WebSocketConnection` once it is open;
+    ``connect_timeout``, which bounds the opening handshake, is one of
+    :class:`ConnectOptions` and :class:`ServeOptions`. Every key is optional; the
+    client reference gives the defaults, which come with the checks and the docs'
+    tables from one definition (``syncws/_options.py``).
     """
 
     #: Messages that may wait for ``get_message`` before reading pauses (default 16);
@@ -69,8 +70,6 @@ class ConnectionOptions(TypedDict, total=False):
     message_queue_size: int
     #: The largest incoming message, in bytes (default 1 MiB; ``None``: no limit).
     max_message_size: int | None
-    #: Seconds for the opening handshake: TCP connect (client), TLS and HTTP (default 10).
-    connect_timeout: float
     #: Seconds for the closing handshake (default 60).
     disconnect_timeout: float
     #: Seconds between keepalive pings (default 20; ``None``: no keepalive).

@@ -11,7 +11,7 @@ Every exception that syncws defines derives from :class:`WebSocketError`::
     ├── ConnectionClosed            the connection is closed; carries a CloseReason
     │   ├── ConnectionClosedOK      ... normally: close frames 1000, 1001 or 1005
     │   └── ConnectionClosedError   ... otherwise: an error code, a failure, an abort
-    └── DisconnectionTimeout        the closing handshake took too long (also TimeoutError)
+    └── DisconnectionTimeout        no longer raised, kept for except clauses (TimeoutError)
 
 Blocking calls that time out (:meth:`~syncws.WebSocketConnection.get_message`,
 :meth:`~syncws.WebSocketConnection.send_message`, :meth:`~syncws.WebSocketConnection.ping`)
@@ -233,8 +233,10 @@ class ConnectionClosedError(ConnectionClosed):
 class DisconnectionTimeout(WebSocketError, TimeoutError):
     """The closing handshake did not finish within ``disconnect_timeout``.
 
-    The connection was aborted. Raised on exit by the context managers
-    :func:`~syncws.open_websocket` and :func:`~syncws.open_websocket_url`;
-    :meth:`~syncws.WebSocketConnection.close` itself returns normally in that case.
-    This is also a builtin :class:`TimeoutError`.
+    No longer raised by syncws: leaving the ``with`` block of
+    :func:`~syncws.open_websocket` or :func:`~syncws.open_websocket_url` used to raise
+    it, and now closes as :func:`~syncws.connect` does, without raising (the
+    connection's :attr:`~syncws.WebSocketConnection.close_reason` then has code 1006).
+    Kept so that ``except`` clauses that name it still work. This is also a builtin
+    :class:`TimeoutError`.
     """

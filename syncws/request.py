@@ -25,6 +25,7 @@ from wsproto.utilities import RemoteProtocolError
 from ._core import ConnectionCore, endpoint
 from ._deadline import Deadline
 from ._deflate import deflate_extensions
+from ._deprecated import module_getattr as _module_getattr
 from ._http import (
     HeadersLike,
     add_header,
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Handler",
-    "RequestHook",
     "ServeOptions",
     "WebSocketRequest",
     "check_handler",
@@ -55,11 +55,17 @@ __all__ = [
     "wrap_server_socket",
 ]
 
-#: A handler: called with each client's request, in that client's own thread.
+#: A handler: called with each client's request, in that client's own thread. Also the
+#: type of the ``process_request`` hook, which runs before the handler and may reject
+#: the request.
 Handler = Callable[["WebSocketRequest"], None]
-#: A request hook (the ``process_request`` option): runs before the handler and may
-#: reject the request.
-RequestHook = Callable[["WebSocketRequest"], None]
+
+if TYPE_CHECKING:
+    #: Deprecated: the former name of :data:`Handler` for ``process_request`` hooks.
+    RequestHook = Handler
+else:
+    # RequestHook, with a DeprecationWarning.
+    __getattr__ = _module_getattr(__name__, globals())
 
 #: How long a rejected client may take to read the response before its socket closes.
 _LINGER = 2.0
@@ -77,6 +83,9 @@ class ServeOptions(ConnectionOptions, total=False):
     together: a client that is slower is dropped (a defence against slowloris).
     """
 
+    #: Seconds for each client's opening handshake: TLS, the HTTP request and the
+    #: response together (default 10).
+    connect_timeout: float
     #: Clients served at once; beyond it, new clients get HTTP 503 (default: no limit).
     max_connections: int | None
     #: The ``Origin`` header values allowed, e.g. ``["https://example.com"]``; other
@@ -86,7 +95,7 @@ class ServeOptions(ConnectionOptions, total=False):
     #: Called with each request, in the client's thread, before the handler; it may
     #: refuse the request with :meth:`WebSocketRequest.reject` (e.g. HTTP 401), and
     #: the handler then never runs. See :func:`~syncws.basic_auth`. Default: ``None``.
-    process_request: RequestHook | None
+    process_request: Handler | None
     #: The ``Server`` header of the 101 response (default: ``"syncws/VERSION Python/X.Y"``;
     #: ``None``: none).
     server_header: str | None
@@ -597,7 +606,7 @@ def serve_socket(
             _close_socket(sock)
 
 
-def _run_hook(hook: RequestHook, request: WebSocketRequest) -> bool:
+def _run_hook(hook: Handler, request: WebSocketRequest) -> bool:
     """Run the ``process_request`` hook; return whether the handler should run."""
     request._in_hook = True
     try:

@@ -20,6 +20,7 @@ import socket
 import ssl
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -135,6 +136,40 @@ def _bind(host: str | None, port: int) -> list[socket.socket]:
     return sockets
 
 
+def _listen_unix(path: str) -> socket.socket:
+    """Open a listening Unix socket at ``path``."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        sock.listen(_LISTEN_BACKLOG)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _adopt(sock: socket.socket) -> socket.socket:
+    """Listen on a bound socket that the caller made (listening already or not)."""
+    if not isinstance(sock, socket.socket):
+        raise TypeError(f"sock must be a socket, not {type(sock).__name__}")
+    if sock.type != socket.SOCK_STREAM:
+        raise ValueError(f"sock must be a stream socket (SOCK_STREAM), not {sock.type!r}")
+    # A listening socket only takes the new backlog.
+    sock.listen(_LISTEN_BACKLOG)
+    return sock
+
+
+def _check_address(
+    host: str | None, port: int, sock: socket.socket | None, unix_path: str | None
+) -> None:
+    """Raise ValueError unless exactly one way of listening is given."""
+    if sock is not None and unix_path is not None:
+        raise ValueError("give sock or unix_path, not both")
+    given = "sock" if sock is not None else "unix_path" if unix_path is not None else None
+    if given is not None and (host is not None or port != 0):
+        raise ValueError(f"host and port cannot be given with {given}")
+
+
 class _Trouble:
     """A recurring trouble of the accept loop: a warning at most every WARNING_INTERVAL.
 
@@ -189,60 +224,57 @@ class WebSocketServer:
     it. The server itself only starts threads through :meth:`__enter__` and for its
     clients, and :meth:`shutdown` joins them all.
 
+    Where it listens is given by one of: ``host`` and ``port`` (TCP), ``sock`` (a socket
+    you bound), or ``unix_path`` (a Unix socket).
+
     :param handler: called with a :class:`WebSocketRequest` for each client.
     :param host: a host name (every address it resolves to), an IP address, or
-        ``None`` for all interfaces.
-    :param port: the TCP port; ``0`` picks a free one.
+        ``None`` (the default) or ``""`` for all interfaces.
+    :param port: the TCP port; ``0`` (the default) picks a free one.
     :param ssl_context: for TLS: a server-side :class:`ssl.SSLContext`.
+    :param sock: a bound stream socket to serve on, listening already or not, instead
+        of ``host`` and ``port``: one with options of your own, or one inherited from a
+        service manager. The server takes it over and closes it at shutdown.
+    :param unix_path: the path of a Unix socket to listen on, instead of ``host`` and
+        ``port``; the socket file is removed at shutdown. Clients connect with
+        :func:`~syncws.wrap_client_socket` on a connected ``AF_UNIX`` socket.
+        :attr:`port` is then ``0``.
     :param options: see :class:`ServeOptions`.
+    :raises ValueError: when ``sock`` and ``unix_path`` are both given, or either is
+        given with ``host`` or ``port``, or for a bad option.
+    :raises TypeError: for an unknown option or a handler that cannot be called.
+    :raises OSError: when the address cannot be listened on.
     """
 
     def __init__(
         self,
         handler: Handler,
-        host: str | None,
-        port: int,
+        host: str | None = None,
+        port: int = 0,
         ssl_context: ssl.SSLContext | None = None,
+        *,
+        sock: socket.socket | None = None,
+        unix_path: str | os.PathLike[str] | None = None,
         **options: Unpack[ServeOptions],
     ) -> None:
         check_handler(handler)
         check_options(options)
-        self._setup(handler, _bind(host, port), ssl_context, options)
-
-    @classmethod
-    def unix(
-        cls,
-        handler: Handler,
-        path: str,
-        ssl_context: ssl.SSLContext | None = None,
-        **options: Unpack[ServeOptions],
-    ) -> WebSocketServer:
-        """Create a server listening on a Unix socket at ``path`` (removed at shutdown).
-
-        Clients connect with :func:`~syncws.wrap_client_socket` on a connected
-        ``AF_UNIX`` socket. :attr:`port` is ``0``.
-        """
-        check_handler(handler)
-        check_options(options)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        path = None if unix_path is None else os.fspath(unix_path)
+        _check_address(host, port, sock, path)
+        self._wake_r, self._wake_w = socket.socketpair()
         try:
-            sock.bind(path)
-            sock.listen(_LISTEN_BACKLOG)
+            if sock is not None:
+                listeners = [_adopt(sock)]
+            elif path is not None:
+                listeners = [_listen_unix(path)]
+            else:
+                listeners = _bind(host, port)
         except BaseException:
-            sock.close()
+            self._wake_r.close()
+            self._wake_w.close()
             raise
-        server = cls.__new__(cls)
-        server._setup(handler, [sock], ssl_context, options)
-        server._unix_path = path
-        return server
-
-    def _setup(
-        self,
-        handler: Handler,
-        listeners: list[socket.socket],
-        ssl_context: ssl.SSLContext | None,
-        options: ServeOptions,
-    ) -> None:
+        # The socket file to remove at shutdown: the one this server made, if any.
+        self._unix_path = path
         self._handler = handler
         self._ssl_context = ssl_context
         self._options = options
@@ -253,8 +285,6 @@ class WebSocketServer:
             listener.setblocking(False)
         address = listeners[0].getsockname()
         self._port = int(address[1]) if isinstance(address, tuple) else 0
-        self._unix_path: str | None = None
-        self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._stopping = False
         self._serving = False
@@ -294,6 +324,26 @@ class WebSocketServer:
             "unexpected error in the accept loop, which goes on: %r "
             "(errors since the last report: %d)"
         )
+
+    @classmethod
+    def unix(
+        cls,
+        handler: Handler,
+        path: str,
+        ssl_context: ssl.SSLContext | None = None,
+        **options: Unpack[ServeOptions],
+    ) -> WebSocketServer:
+        """Create a server listening on a Unix socket at ``path`` (deprecated).
+
+        Deprecated: use ``WebSocketServer(handler, unix_path=path)``, which this
+        calls after a :class:`DeprecationWarning`.
+        """
+        warnings.warn(
+            "WebSocketServer.unix() is deprecated; use WebSocketServer(handler, unix_path=path)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return cls(handler, ssl_context=ssl_context, unix_path=path, **options)
 
     # -- information -----------------------------------------------------------------
 
@@ -750,9 +800,12 @@ class WebSocketServer:
 
 def serve_websocket(
     handler: Handler,
-    host: str | None,
-    port: int,
+    host: str | None = None,
+    port: int = 0,
     ssl_context: ssl.SSLContext | None = None,
+    *,
+    sock: socket.socket | None = None,
+    unix_path: str | os.PathLike[str] | None = None,
     **options: Unpack[ServeOptions],
 ) -> None:
     """Serve WebSocket clients until interrupted.
@@ -768,12 +821,20 @@ def serve_websocket(
 
     :param handler: called with a :class:`WebSocketRequest` for each client, in a
         thread of its own.
-    :param host: a host name, an IP address, or ``None`` for all interfaces.
-    :param port: the TCP port; ``0`` picks a free one.
+    :param host: a host name, an IP address, or ``None`` (the default) for all
+        interfaces.
+    :param port: the TCP port; ``0`` (the default) picks a free one.
     :param ssl_context: for TLS: a server-side :class:`ssl.SSLContext`.
+    :param sock: a bound socket to serve on instead of ``host`` and ``port``, as for
+        :class:`WebSocketServer`.
+    :param unix_path: the path of a Unix socket to listen on instead, as for
+        :class:`WebSocketServer`.
     :param options: see :class:`ServeOptions`.
+    :raises ValueError, TypeError, OSError: as :class:`WebSocketServer`.
     """
-    server = WebSocketServer(handler, host, port, ssl_context, **options)
+    server = WebSocketServer(
+        handler, host, port, ssl_context, sock=sock, unix_path=unix_path, **options
+    )
     try:
         with sigterm_interrupts():
             server.serve_forever()

@@ -67,16 +67,6 @@ _T = TypeVar("_T")
 Reply = Callable[[str | bytes], str | bytes | None]
 
 
-def _with_test_timeouts(options: ConnectionOptions) -> ConnectionOptions:
-    """``options`` with :data:`TEST_TIMEOUT` for the timeouts it does not set."""
-    result: ConnectionOptions = {
-        "connect_timeout": TEST_TIMEOUT,
-        "disconnect_timeout": TEST_TIMEOUT,
-    }
-    result.update(options)
-    return result
-
-
 # ------------------------------------------------------------------ connection pairs
 
 
@@ -117,6 +107,7 @@ def connection_pair(
     *,
     path: str = "/",
     subprotocol: str | None = None,
+    connect_timeout: float = TEST_TIMEOUT,
     client_options: ConnectOptions | None = None,
     server_options: ConnectionOptions | None = None,
     **options: Unpack[ConnectionOptions],
@@ -139,29 +130,39 @@ def connection_pair(
         :attr:`~syncws.WebSocketConnection.path`).
     :param subprotocol: when given, the client offers it (unless ``client_options``
         gives ``subprotocols``) and the server accepts it.
+    :param connect_timeout: seconds for the opening handshake of each side.
     :param client_options: options for the client side only, on top of ``options``:
         any of :class:`~syncws.ConnectOptions`, e.g. ``extra_headers``.
-    :param server_options: options for the server side only, on top of ``options``.
+    :param server_options: options for the server side only, on top of ``options``
+        (``connect_timeout`` is accepted there too).
     :param options: :class:`~syncws.ConnectionOptions` for both sides:
-        ``message_queue_size``, ``max_message_size``, ``connect_timeout``,
-        ``disconnect_timeout``, ``ping_interval``, ``ping_timeout`` and ``compression``
-        (permessage-deflate is used when both sides ask for it). Both timeouts default
-        to :data:`TEST_TIMEOUT`.
+        ``message_queue_size``, ``max_message_size``, ``disconnect_timeout``,
+        ``ping_interval``, ``ping_timeout`` and ``compression`` (permessage-deflate is
+        used when both sides ask for it). ``disconnect_timeout`` defaults to
+        :data:`TEST_TIMEOUT`.
     :raises TypeError: for an unknown option.
     :raises ValueError: for a bad option value.
     :raises HandshakeError: when a handshake fails.
     """
     check_options(options, "connection")
-    base = _with_test_timeouts(options)
-    client_args: ConnectOptions = {**base, **(client_options or {})}
+    shared: ConnectionOptions = {"disconnect_timeout": TEST_TIMEOUT, **options}
+    client_args: ConnectOptions = {
+        **shared,
+        "connect_timeout": connect_timeout,
+        **(client_options or {}),
+    }
     if subprotocol is not None:
         client_args.setdefault("subprotocols", [subprotocol])
-    server_args: ConnectionOptions = {**base, **(server_options or {})}
+    # The server side takes ServeOptions, of which it uses the connection options
+    # and connect_timeout.
+    server_args = cast(
+        "ServeOptions",
+        {**shared, "connect_timeout": connect_timeout, **(server_options or {})},
+    )
     check_options(client_args, "client")
-    check_options(server_args, "connection")
+    check_options(server_args, "handshake")
     client_sock, server_sock = socket.socketpair()
-    # The server-side code takes ServeOptions: the connection options and more.
-    handshake = _ServerHandshake(server_sock, subprotocol, cast("ServeOptions", server_args))
+    handshake = _ServerHandshake(server_sock, subprotocol, server_args)
     try:
         # Closes client_sock if it fails; the server's side then sees the end of input.
         client = wrap_client_socket(client_sock, "localhost", path, **client_args)

@@ -55,6 +55,31 @@ def test_the_docs_tables_come_from_the_definition(page: str) -> None:
     assert "(default ``16``)" not in text, page
 
 
+def _documented(page: str) -> frozenset[str]:
+    """The options of the ``syncws-options`` tables of ``page``."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    scopes = {
+        scope
+        for line in re.findall(r"^\.\. syncws-options:: (.+)$", text, re.MULTILINE)
+        for scope in line.split()
+    }
+    return frozenset(name for name, option in _options.OPTIONS.items() if option.scope in scopes)
+
+
+def test_the_docs_tables_show_every_option_of_each_side() -> None:
+    assert _documented("reference/client.rst") == _options.names("client")
+    assert _documented("reference/server.rst") == _options.names("server")
+    # The intro's table: what both sides take.
+    assert _documented("intro.rst") == _options.names("client") & _options.names("server")
+
+
+def test_connect_timeout_is_an_option_of_the_handshake_not_of_connections() -> None:
+    assert "connect_timeout" not in ConnectionOptions.__annotations__
+    assert "connect_timeout" in ConnectOptions.__annotations__
+    assert "connect_timeout" in ServeOptions.__annotations__
+    assert "connect_timeout" not in _options.names("connection")
+
+
 # ------------------------------------------------------------ checked at the call
 
 
@@ -119,6 +144,16 @@ def test_connection_pair_checks_both_sides() -> None:
         connection_pair(server_options={"max_message_size": -1})
     with pytest.raises(TypeError, match="did you mean 'extra_headers'"):
         connection_pair(client_options={"headers": {"X": "1"}})  # type: ignore[typeddict-unknown-key]
+    with pytest.raises(ValueError, match="connect_timeout"):
+        connection_pair(connect_timeout=0)
+    with pytest.raises(ValueError, match="connect_timeout"):
+        connection_pair(server_options={"connect_timeout": -1})  # type: ignore[typeddict-unknown-key]
+
+
+def test_connection_pair_takes_connect_timeout() -> None:
+    with connection_pair(connect_timeout=WAIT) as (client, server):
+        client.send_message("x")
+        assert server.get_message(timeout=WAIT) == "x"
 
 
 @pytest.mark.parametrize(
