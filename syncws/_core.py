@@ -46,6 +46,7 @@ from ._options import (
 )
 from ._readrole import ReadRole
 from ._transport import BLOCKED, BUSY, Transport, TransportError, retry_wait
+from ._wsproto import negotiated_extensions
 from .types import CloseReason, Endpoint
 
 if TYPE_CHECKING:
@@ -137,20 +138,6 @@ def check_timeout(name: str, value: float | None, *, allow_none: bool = True) ->
 
 def _utf8_size(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8"))
-
-
-def _negotiated_extensions(ws: WSConnection) -> str | None:
-    """Return the extensions negotiated on ``ws``, as a ``Sec-WebSocket-Extensions`` value.
-
-    ``""`` for none. wsproto does not say which it negotiated publicly: when its
-    internals are not as expected, the answer is ``None`` (unknown), which turns the
-    fast path for data frames off.
-    """
-    proto = getattr(ws.connection, "_proto", None)
-    extensions = getattr(proto, "extensions", None)
-    if not isinstance(extensions, list):
-        return None
-    return ", ".join(str(getattr(e, "negotiated", None) or e.name) for e in extensions)
 
 
 def endpoint(sock: socket.socket, *, local: bool, is_ssl: bool) -> Endpoint | str:
@@ -259,7 +246,7 @@ class ConnectionCore:
             message_queue_size, max(1, message_queue_size) * max_message_size
         )
         self._role = ReadRole()
-        extensions = _negotiated_extensions(ws)
+        extensions = negotiated_extensions(ws)
         self._extensions = extensions or ""
         plain = extensions == ""
         #: Whole data frames are framed here, not by wsproto (see :mod:`._framing`).
