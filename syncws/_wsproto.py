@@ -62,10 +62,10 @@ The text of a handshake error (:func:`missing_upgrade`)
     wsproto's error.
 
 :exc:`UnicodeError` from ``receive_data`` (:data:`HANDSHAKE_ERRORS`)
-    wsproto decodes some handshake headers itself (``Host`` as IDNA on the server,
-    ``Sec-WebSocket-Protocol`` as ASCII on the client) and lets the decoding error
-    out instead of raising ``RemoteProtocolError``. *Removed by:* wsproto wrapping
-    it.
+    wsproto decodes some handshake headers itself (``Host`` as IDNA on the server;
+    ``Connection``, ``Sec-WebSocket-Extensions`` and ``-Protocol`` as ASCII) and
+    lets the decoding error out instead of raising ``RemoteProtocolError``.
+    *Removed by:* wsproto wrapping it.
 
 Workarounds elsewhere in syncws, for what wsproto does not check or does not give:
 
@@ -73,20 +73,22 @@ The opening handshake's head is split again
     ``_http.check_request_head`` (called by ``request._receive_request``) and
     ``_http.split_head`` (called by ``client._check_response_head``) split the
     header block that h11 parsed and wsproto accepted a second time. wsproto reads
-    the headers it handles (``Host``, ``Upgrade``, ``Sec-WebSocket-Key``,
-    ``-Version``, ``-Accept``, ``-Protocol``, ``-Extensions``) into single values,
-    the last one winning, and leaves them out of the event's ``extra_headers``, so
-    a repeated one cannot be seen in what it hands over; neither wsproto nor h11
-    gives the raw lines, so obs-fold continuation lines (h11 unfolds them, RFC 9112
-    wants a server to refuse them), the number of lines and control characters in
-    values cannot be checked either. wsproto also does not check the request's HTTP
-    version, target form, body or the form of ``Sec-WebSocket-Key``. syncws parses
-    the head only to refuse what wsproto let through (400, 431, or a failed client
-    handshake). *Removed by:* wsproto refusing repeated single-valued handshake
-    headers and checking the rest of RFC 6455, section 4.2.1, or handing over
-    h11's full header list, repeated headers included, in its ``Request`` and
-    ``AcceptConnection`` events (obs-fold and line counts would still need h11 to
-    refuse or report them).
+    the headers that may appear once into single values, the last one winning:
+    ``Host``, ``Upgrade``, ``Sec-WebSocket-Key`` and ``-Version`` in a request,
+    ``Sec-WebSocket-Accept``, ``-Protocol`` and ``-Extensions`` in a response. It
+    leaves ``Host`` out of the ``Request`` event's ``extra_headers``, and all three
+    out of ``AcceptConnection.extra_headers``, so a repeated one cannot be seen in
+    what it hands over. Neither wsproto nor h11 gives the raw lines either, so
+    obs-fold continuation lines (h11 unfolds them; RFC 9112 wants a server to
+    refuse them or replace them), the number of lines and control characters in
+    values cannot be checked from the events. wsproto also does not check the
+    request's HTTP version, target form, body or the form of ``Sec-WebSocket-Key``.
+    syncws splits the head only to refuse what wsproto let through (400, 431, or a
+    failed client handshake). *Removed by:* wsproto refusing repeated single-valued
+    handshake headers and checking the rest of RFC 6455, sections 4.1 and 4.2.1, or
+    handing over h11's full header list, repeated headers included, in its
+    ``Request`` and ``AcceptConnection`` events (obs-fold and line counts would
+    still need h11 to refuse or report them).
 
 ``Host`` is encoded back (``request._host_bytes``)
     wsproto's ``Request.host`` is the header decoded as IDNA; syncws encodes it back
@@ -151,8 +153,8 @@ __all__ = [
 ]
 
 #: The oldest wsproto release syncws supports, as ``(major, minor)``. wsproto 1.2
-#: hands ping and pong payloads and binary messages over as ``bytearray``; syncws
-#: relies on ``bytes`` (1.3 and later).
+#: hands some payloads over as ``bytearray`` (those of unmasked frames, and empty
+#: ones); syncws relies on ``bytes``, which 1.3 gives.
 LOWEST = (1, 3)
 #: The first wsproto release that syncws does not support, as ``(major, minor)``: a
 #: new minor release may change the internals listed in this module.
