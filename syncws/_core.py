@@ -62,6 +62,7 @@ from ._options import (
 )
 from ._readturns import ReadTurns
 from ._transport import BLOCKED, BUSY, Progress, Transport, TransportError, retry_wait
+from ._wsproto import negotiated_extensions
 from .types import CloseReason, Endpoint
 
 if TYPE_CHECKING:
@@ -153,20 +154,6 @@ def check_timeout(name: str, value: float | None, *, allow_none: bool = True) ->
 
 def _utf8_size(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8"))
-
-
-def _negotiated_extensions(ws: WSConnection) -> str | None:
-    """Return the extensions negotiated on ``ws``, as a ``Sec-WebSocket-Extensions`` value.
-
-    ``""`` for none. wsproto does not say which it negotiated publicly: when its
-    internals are not as expected, the answer is ``None`` (unknown), which turns the
-    fast path for data frames off.
-    """
-    proto = getattr(ws.connection, "_proto", None)
-    extensions = getattr(proto, "extensions", None)
-    if not isinstance(extensions, list):
-        return None
-    return ", ".join(str(getattr(e, "negotiated", None) or e.name) for e in extensions)
 
 
 def endpoint(sock: socket.socket, *, local: bool, is_ssl: bool) -> Endpoint | str:
@@ -274,7 +261,7 @@ class ConnectionCore:
         )
         # A server connection's reader thread starts on demand: a caller may read first.
         self._turns = ReadTurns(reader_starts_now=check_later is None)
-        extensions = _negotiated_extensions(ws)
+        extensions = negotiated_extensions(ws)
         self._extensions = extensions or ""
         plain = extensions == ""
         #: Whole data frames are framed here, not by wsproto (see :mod:`._framing`).

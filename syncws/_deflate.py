@@ -6,6 +6,9 @@ before anyone can count it (a decompression bomb). :class:`BoundedDeflate` infla
 with ``max_length`` instead and fails the connection with 1009 (message too big) as
 soon as a message would inflate past ``max_message_size``; it never produces more
 than the limit plus one byte.
+
+The private state of wsproto's class that this needs is reached through
+:class:`._wsproto.DeflateBase`, which keeps every use of wsproto's internals.
 """
 
 from __future__ import annotations
@@ -14,15 +17,15 @@ import zlib
 from typing import TYPE_CHECKING
 
 from wsproto.events import RejectConnection
-from wsproto.extensions import Extension, PerMessageDeflate
-from wsproto.frame_protocol import CloseReason, Opcode
 from wsproto.utilities import RemoteProtocolError
 
 from ._options import COMPRESSION_CHOICES, message_size
+from ._wsproto import CloseReason, DeflateBase, Opcode
 
 if TYPE_CHECKING:
-    from wsproto.frame_protocol import FrameDecoder, FrameProtocol, RsvBits
+    from wsproto.extensions import Extension
 
+    from ._wsproto import FrameDecoder, FrameProtocol, RsvBits
     from .connection import ConnectionOptions
 
 __all__ = ["BoundedDeflate", "deflate_extensions", "parse_parameters"]
@@ -45,7 +48,7 @@ _PARAMETERS = frozenset(
 )
 
 
-class BoundedDeflate(PerMessageDeflate):
+class BoundedDeflate(DeflateBase):
     """permessage-deflate that refuses to inflate a message past ``max_size`` bytes.
 
     :param max_size: the largest inflated message, in bytes.
@@ -85,7 +88,7 @@ class BoundedDeflate(PerMessageDeflate):
         self.client_max_window_bits = max(client_bits, _MIN_BITS + 1)
         self.server_no_context_takeover = "server_no_context_takeover" in params
         self.client_no_context_takeover = "client_no_context_takeover" in params
-        self._enabled = True
+        self.enable()
         self.negotiated = "; ".join([self.name, *answer])
         return "; ".join(answer)
 
@@ -112,7 +115,7 @@ class BoundedDeflate(PerMessageDeflate):
         self.client_max_window_bits = client_bits
         self.server_no_context_takeover = "server_no_context_takeover" in params
         self.client_no_context_takeover = "client_no_context_takeover" in params
-        self._enabled = True
+        self.enable()
         self.negotiated = offer.strip()  # The server's answer, name included.
 
     def frame_outbound(
@@ -124,15 +127,15 @@ class BoundedDeflate(PerMessageDeflate):
         fin: bool,
     ) -> tuple[RsvBits, bytes]:
         """Compress an outgoing frame, creating the compressor with a small memory level."""
-        if self._compressor is None and opcode in (Opcode.TEXT, Opcode.BINARY):
+        if self.compressor is None and opcode in (Opcode.TEXT, Opcode.BINARY):
             bits = self.client_max_window_bits if proto.client else self.server_max_window_bits
-            self._compressor = zlib.compressobj(
+            self.compressor = zlib.compressobj(
                 zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -bits, MEM_LEVEL
             )
         return super().frame_outbound(proto, opcode, rsv, data, fin)
 
     def _inflate(self, data: bytes) -> bytes | CloseReason:
-        decompressor = self._decompressor
+        decompressor = self.decompressor
         assert decompressor is not None
         budget = self._max_size - self._inflated
         try:
@@ -152,18 +155,18 @@ class BoundedDeflate(PerMessageDeflate):
         payload_length: int,
     ) -> CloseReason | RsvBits:
         """Check a frame header; control frames leave the message's state alone."""
-        saved = self._inbound_compressed
+        saved = self.message_compressed
         result = super().frame_inbound_header(proto, opcode, rsv, payload_length)
         if opcode.iscontrol():
             # A ping between the fragments of a compressed message is not part of it.
-            self._inbound_compressed = saved
+            self.message_compressed = saved
         return result
 
     def frame_inbound_payload_data(
         self, proto: FrameDecoder | FrameProtocol, data: bytes
     ) -> bytes | CloseReason:
         """Inflate a piece of a compressed frame, within the message's budget."""
-        if not self._inbound_compressed or not self._inbound_is_compressible:
+        if not self.message_compressed or not self.frame_compressible:
             return data
         return self._inflate(bytes(data))
 
@@ -171,10 +174,10 @@ class BoundedDeflate(PerMessageDeflate):
         self, proto: FrameDecoder | FrameProtocol, fin: bool
     ) -> bytes | CloseReason | None:
         """Finish a compressed message: inflate the implicit tail, reset the budget."""
-        if not self._inbound_is_compressible or not fin:
+        if not self.frame_compressible or not fin:
             return None  # A control frame, or a fragment before the last one.
-        if not self._inbound_compressed:
-            self._inbound_compressed = None
+        if not self.message_compressed:
+            self.message_compressed = None
             return None
         out = self._inflate(_TAIL)
         self._inflated = 0
@@ -184,8 +187,8 @@ class BoundedDeflate(PerMessageDeflate):
             self.server_no_context_takeover if proto.client else self.client_no_context_takeover
         )
         if no_context_takeover:
-            self._decompressor = None
-        self._inbound_compressed = None
+            self.decompressor = None
+        self.message_compressed = None
         return out
 
 

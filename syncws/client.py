@@ -21,7 +21,6 @@ from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
-from wsproto.utilities import RemoteProtocolError
 
 from ._connect import open_tcp
 from ._deadline import Deadline
@@ -37,6 +36,7 @@ from ._http import (
 )
 from ._options import check_options, seconds
 from ._redact import MASK, hidden_span, redact_url
+from ._wsproto import HANDSHAKE_ERRORS
 from .connection import ConnectionOptions, WebSocketConnection, connection_args
 from .exceptions import (
     ConnectionLost,
@@ -367,7 +367,7 @@ class _Response:
                 )
         try:
             self._ws.receive_data(chunk or None)
-        except (RemoteProtocolError, UnicodeError) as exc:
+        except HANDSHAKE_ERRORS as exc:
             # UnicodeError: wsproto could not decode a header it parses.
             if self._rejection is not None:
                 raise self.rejected() from exc  # A body cut short or badly framed.

@@ -37,6 +37,7 @@ from ._http import (
 )
 from ._options import check_options as check_option_values
 from ._options import seconds
+from ._wsproto import HANDSHAKE_ERRORS, http_status_hint, missing_upgrade
 from .connection import ConnectionOptions, WebSocketConnection, connection_args
 from .exceptions import ConnectionClosed
 from .types import Endpoint
@@ -375,8 +376,10 @@ def _error_status(
     status = hint.status_code if isinstance(hint, RejectConnection) else 400
     headers = list(hint.headers) if isinstance(hint, RejectConnection) else []
     # wsproto wraps h11's errors, whose status hint (431 for huge headers) is better.
-    status = getattr(exc.__context__, "error_status_hint", status)
-    if "Upgrade" in message and status == 400:
+    h11_status = http_status_hint(exc)
+    if h11_status is not None:
+        status = h11_status
+    if status == 400 and missing_upgrade(exc):
         # A plain HTTP request: RFC 7231, section 6.5.15 wants Upgrade with a 426.
         status, headers = 426, [(b"Upgrade", b"websocket")]
         message = "this is a WebSocket server: send a WebSocket upgrade request"
@@ -522,7 +525,7 @@ def receive_request(
         try:
             ws.receive_data(data or None)
             events = list(ws.events())
-        except (RemoteProtocolError, UnicodeError) as exc:
+        except HANDSHAKE_ERRORS as exc:
             # UnicodeError: wsproto could not decode the Host header.
             status, headers, body = _error_status(exc)
             logger.debug("bad handshake request: %s", body.decode().strip())

@@ -281,7 +281,7 @@ class Progress:
 
     def __init__(self, stream: TextIO, enabled: bool) -> None:
         self._stream = stream
-        self._enabled = enabled
+        self._draw = enabled
         self._label = ""
         self._total = 1
         self._done = 0
@@ -297,7 +297,7 @@ class Progress:
     def advance(self) -> None:
         """Count one step done; redraw when it is time."""
         self._done += 1
-        if not self._enabled:
+        if not self._draw:
             return
         now = time.monotonic()
         if now - self._started < PROGRESS_AFTER or now - self._drawn_at < PROGRESS_EVERY:

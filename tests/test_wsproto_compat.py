@@ -1,0 +1,203 @@
+"""The wsproto compatibility module: supported versions, internals, undocumented behaviour.
+
+``syncws._wsproto`` checks at import that the installed wsproto is one syncws supports
+and that the private attributes it uses are there. Those checks run in a child
+Python, with ``importlib.metadata.version`` or a wsproto class patched before syncws
+is imported, so that this process keeps its own import of syncws.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from helpers import WAIT, SyncwsServer, server_echo
+from rawpeer import OP_TEXT, ClientPeerConnection, encode_frame, read_http_response, upgrade_request
+
+from syncws import _wsproto
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_child(code: str, **environ: str) -> str:
+    """Run ``code`` in a child Python with this checkout first on the path; return its output."""
+    env = {k: v for k, v in os.environ.items() if k != _wsproto.ALLOW_ANY_VARIABLE}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env.update(environ)
+    child = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=WAIT * 3,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr
+    return child.stdout
+
+
+#: Child code: import syncws and print how it went, one line.
+IMPORT_SYNCWS = """
+import warnings
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    try:
+        import syncws
+    except ImportError as exc:
+        print("ImportError:", exc)
+    else:
+        print("imported", syncws.__version__)
+for warning in caught:
+    print(f"{warning.category.__name__}: {warning.message}")
+"""
+
+#: Child code: make importlib.metadata say that wsproto 9.0 is installed.
+FAKE_VERSION = """
+import importlib.metadata
+real_version = importlib.metadata.version
+def version(name):
+    return "9.0" if name == "wsproto" else real_version(name)
+importlib.metadata.version = version
+"""
+
+
+# ------------------------------------------------------------------------- versions
+
+
+def test_an_unsupported_wsproto_fails_at_import() -> None:
+    out = run_child(FAKE_VERSION + IMPORT_SYNCWS)
+    assert out.startswith("ImportError: "), out
+    assert "wsproto 9.0 is installed" in out
+    assert f"supports wsproto {_wsproto.SUPPORTED}" in out
+    assert f"pip install 'wsproto{_wsproto.SUPPORTED}'" in out
+    assert "SYNCWS_ALLOW_ANY_WSPROTO=1" in out
+
+
+def test_allow_any_wsproto_turns_the_error_into_a_warning() -> None:
+    out = run_child(FAKE_VERSION + IMPORT_SYNCWS, SYNCWS_ALLOW_ANY_WSPROTO="1")
+    first, *rest = out.splitlines()
+    assert first.startswith("imported "), out
+    warnings = [line for line in rest if "wsproto 9.0 is installed" in line]
+    assert len(warnings) == 1, out
+    assert warnings[0].startswith("RuntimeWarning: "), out
+    assert _wsproto.SUPPORTED in warnings[0]
+
+
+def test_allow_any_wsproto_takes_only_1() -> None:
+    out = run_child(FAKE_VERSION + IMPORT_SYNCWS, SYNCWS_ALLOW_ANY_WSPROTO="0")
+    assert out.startswith("ImportError: "), out
+
+
+def test_the_installed_wsproto_is_supported() -> None:
+    assert _wsproto.supports(_wsproto.installed_version())
+
+
+@pytest.mark.parametrize(
+    ("version", "supported"),
+    [
+        ("1.3.0", True),
+        ("1.3.2", True),
+        ("1.3.10", True),
+        ("1.3.3.dev1", True),
+        ("1.2.0", False),
+        ("1.2", False),
+        ("1.4.0", False),
+        ("1.4.0rc1", False),
+        ("2.0.0", False),
+        ("0.15.0", False),
+        ("1", False),
+        ("unknown", False),
+        ("", False),
+    ],
+)
+def test_supports(version: str, supported: bool) -> None:
+    assert _wsproto.supports(version) is supported
+
+
+def test_setup_cfg_requires_the_supported_range() -> None:
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg", encoding="utf-8")
+    requirements = config["options"]["install_requires"].split()
+    assert f"wsproto{_wsproto.SUPPORTED}" in requirements
+
+
+# ------------------------------------------------------------------------ internals
+
+
+def after_init(cls: str, statement: str) -> str:
+    """Child code: patch the wsproto class ``cls`` to run ``statement`` after its ``__init__``."""
+    module = cls.rpartition(".")[0]
+    return f"""
+import {module}
+real_init = {cls}.__init__
+def init(self, *args, **kwargs):
+    real_init(self, *args, **kwargs)
+    {statement}
+{cls}.__init__ = init
+"""
+
+
+#: Child code that takes away one private part of wsproto that syncws uses.
+BROKEN_INTERNALS = {
+    "PerMessageDeflate._decompressor": after_init(
+        "wsproto.extensions.PerMessageDeflate", "del self._decompressor"
+    ),
+    "PerMessageDeflate._inbound_compressed": after_init(
+        "wsproto.extensions.PerMessageDeflate",
+        'self._inbound_message = self.__dict__.pop("_inbound_compressed")',
+    ),
+    "Connection._proto.extensions": after_init(
+        "wsproto.connection.Connection", 'self._frames = self.__dict__.pop("_proto")'
+    ),
+    "PerMessageDeflate.enabled() reading PerMessageDeflate._enabled": """
+import wsproto.extensions
+wsproto.extensions.PerMessageDeflate.enabled = lambda self: False
+""",
+}
+
+
+@pytest.mark.parametrize("missing", sorted(BROKEN_INTERNALS))
+@pytest.mark.parametrize("allow_any", ["", "1"])
+def test_missing_internals_fail_at_import(missing: str, allow_any: str) -> None:
+    # Even with SYNCWS_ALLOW_ANY_WSPROTO=1: syncws cannot work without them.
+    out = run_child(
+        BROKEN_INTERNALS[missing] + IMPORT_SYNCWS,
+        SYNCWS_ALLOW_ANY_WSPROTO=allow_any,
+    )
+    assert out.startswith("ImportError: "), out
+    assert f"lacks internals that syncws relies on: {missing}" in out
+    assert f"wsproto {_wsproto.installed_version()} " in out
+    assert _wsproto.SUPPORTED in out
+
+
+def test_the_internals_are_there() -> None:
+    _wsproto.check_internals()
+
+
+# --------------------------------------------------- undocumented behaviour relied on
+
+
+def test_frames_sent_with_the_upgrade_request_are_read_once(syncws_server) -> None:
+    # wsproto's server side drops the bytes read past the request, and syncws feeds
+    # them to it after the 101. A wsproto that kept them would parse them twice.
+    server: SyncwsServer = syncws_server(server_echo, connect_timeout=WAIT)
+    request = upgrade_request(f"127.0.0.1:{server.port}")
+    first = encode_frame(OP_TEXT, b"with the request", mask=os.urandom(4))
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
+    try:
+        sock.sendall(request + first)
+        response = read_http_response(sock, WAIT, until_eof=False)
+        assert response.status == 101, response
+        peer = ClientPeerConnection(sock, None, response.rest)
+        peer.send_text("after the 101")
+        assert peer.recv_message(WAIT) == (OP_TEXT, b"with the request")
+        assert peer.recv_message(WAIT) == (OP_TEXT, b"after the 101")
+        assert peer.close_handshake(WAIT).close_code == 1000
+    finally:
+        sock.close()
