@@ -55,6 +55,11 @@ class CloseRecord:
         return self if self.decided is not None else replace(self, decided=reason)
 
     @property
+    def complete(self) -> bool:
+        """Whether the closing handshake is done: a close frame went each way."""
+        return self.rcvd is not None and self.sent is not None
+
+    @property
     def reason(self) -> CloseReason | None:
         """The close reason: the one rule, ``None`` while nothing is known.
 

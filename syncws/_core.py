@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from wsproto.connection import Connection, ConnectionState
+from wsproto.connection import Connection
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
 
 from ._closing import CloseRecord
@@ -62,7 +62,7 @@ from ._options import (
 )
 from ._readturns import ReadTurns
 from ._transport import BLOCKED, BUSY, Progress, Transport, TransportError, retry_wait
-from ._wsproto import negotiated_extensions
+from ._wsproto import is_peer_close, negotiated_extensions
 from .types import CloseReason, Endpoint
 
 if TYPE_CHECKING:
@@ -567,7 +567,7 @@ class ConnectionCore:
                 # RFC 6455, section 7.1.1: the server closes TCP first. Do it now, not
                 # after the reader thread has started, so the client is not kept waiting.
                 with self._lock:
-                    closed = self._ws.state is ConnectionState.CLOSED
+                    closed = self._close_record.complete
                 if closed:
                     self._transport.shutdown_write()
             if finished and self._input_done and not pending and self._reader is None:
@@ -623,12 +623,12 @@ class ConnectionCore:
         """
         events: list[str | bytes | CloseConnection | Pong] = []
         for item in items:
-            state = self._ws.state
+            peer_closed = self._close_record.rcvd is not None
             if isinstance(item, (str, bytes)):
-                if state is ConnectionState.OPEN or state is ConnectionState.LOCAL_CLOSING:
+                if not peer_closed:
                     events.append(item)
                 continue
-            if state is ConnectionState.CLOSED or state is ConnectionState.REMOTE_CLOSING:
+            if peer_closed:
                 break  # Nothing counts after the peer's close frame.
             self._ws.receive_data(item)  # type: ignore[arg-type]
             too_big = self._parse_events(events)
@@ -674,18 +674,19 @@ class ConnectionCore:
                 else:
                     events.append(data if isinstance(data, (str, bytes)) else bytes(data))
             elif isinstance(event, Ping):
-                if self._ws.state is ConnectionState.OPEN:
+                if self._state is State.OPEN:
                     self._pongs.append(self._transport.queue(self._ws.send(event.response())))
             elif isinstance(event, Pong):
                 events.append(event)
             elif isinstance(event, CloseConnection):
-                if self._ws.state in (ConnectionState.REMOTE_CLOSING, ConnectionState.CLOSED):
+                if is_peer_close(self._ws):
                     # A close frame (not a protocol error), recorded as it is parsed.
                     # Messages before it may wait for room in the queue; senders fail
                     # from now on, with the peer's reason.
                     self._close_record = self._close_record.received(
                         CloseReason(event.code, event.reason or None)
                     )
+                    self._set_state(State.CLOSING)
                 events.append(event)
                 return None  # Nothing counts after a close frame (or a protocol error).
         return None
@@ -733,13 +734,12 @@ class ConnectionCore:
 
     def _on_close_frame(self, event: CloseConnection) -> None:
         with self._lock:
-            state = self._ws.state
-            # wsproto reports a protocol error in the peer's data as a CloseConnection
-            # event without leaving its state.
-            protocol_error = state not in (ConnectionState.REMOTE_CLOSING, ConnectionState.CLOSED)
+            # The peer's close frame was recorded as it was parsed; any other
+            # CloseConnection event is wsproto's report of a protocol error.
+            protocol_error = self._close_record.rcvd is None
             if not protocol_error:
                 record = self._close_record.decide(CloseReason(event.code, event.reason or None))
-                if state is ConnectionState.REMOTE_CLOSING:
+                if record.sent is None:
                     answer = event.response()
                     self._transport.queue(self._ws.send(answer))
                     record = record.sending(CloseReason(answer.code, answer.reason or None))
@@ -763,7 +763,7 @@ class ConnectionCore:
         with self._lock:
             frame = CloseReason(code, reason)
             record = self._close_record.decide(frame)
-            if self._ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+            if record.sent is None:
                 # Also when the peer's close frame was parsed behind the fault: it is
                 # then never handled, and ours answers it.
                 self._transport.queue(self._ws.send(CloseConnection(code, reason)))

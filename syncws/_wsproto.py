@@ -121,7 +121,7 @@ import warnings
 from typing import TYPE_CHECKING
 
 import wsproto
-from wsproto.connection import Connection, ConnectionType
+from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 from wsproto.utilities import RemoteProtocolError
@@ -147,6 +147,7 @@ __all__ = [
     "check_version",
     "http_status_hint",
     "installed_version",
+    "is_peer_close",
     "missing_upgrade",
     "negotiated_extensions",
     "supports",
@@ -325,3 +326,14 @@ class DeflateBase(PerMessageDeflate):
 
 check_version(installed_version())
 check_internals()
+
+
+def is_peer_close(ws: Connection) -> bool:
+    """Whether the ``CloseConnection`` event just taken from ``ws`` is the peer's close frame.
+
+    wsproto reports a protocol error in the peer's data as a ``CloseConnection`` event
+    too, without leaving its state; only a real close frame moves it to
+    ``REMOTE_CLOSING`` (or ``CLOSED``, when ours went first). Upstream, a distinct
+    event for protocol errors would remove this test.
+    """
+    return ws.state in (ConnectionState.REMOTE_CLOSING, ConnectionState.CLOSED)

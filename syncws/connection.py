@@ -15,7 +15,6 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
-from wsproto.connection import ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
 
 from ._core import (
@@ -216,7 +215,7 @@ class WebSocketConnection(ConnectionCore):
         Messages received before the close may still be waiting for
         :meth:`get_message`.
         """
-        return self._state is not State.OPEN or self._ws.state is not ConnectionState.OPEN
+        return self._state is not State.OPEN
 
     @property
     def close_reason(self) -> CloseReason | None:
@@ -395,7 +394,7 @@ class WebSocketConnection(ConnectionCore):
     def _check_open(self) -> None:
         """Raise ConnectionClosed unless messages can still be sent (lock held)."""
         assert self._lock.locked()
-        if self._state is not State.OPEN or self._ws.state is not ConnectionState.OPEN:
+        if self._state is not State.OPEN:
             raise self._close_record.error()
 
     def _send(self, event: Event, deadline: Deadline) -> None:
@@ -577,7 +576,7 @@ class WebSocketConnection(ConnectionCore):
     def _begin_close(self, code: int, reason: str | None, deadline: Deadline) -> int | None:
         """Queue a close frame if the connection is open; return its write-queue end."""
         with self._lock:
-            if self._state is not State.OPEN or self._ws.state is not ConnectionState.OPEN:
+            if self._state is not State.OPEN:
                 return None
             sent = CloseReason(code, reason)
             self._close_deadline = deadline.when
@@ -618,7 +617,7 @@ class WebSocketConnection(ConnectionCore):
             with self._lock:
                 # Past the close frames, only the TCP close is late: not a timeout
                 # of the closing handshake.
-                if self._ws.state is not ConnectionState.CLOSED:
+                if not self._close_record.complete:
                     self._close_timed_out = True
             self.abort("closing handshake timed out")
             if not self._closed.wait(ABORT_JOIN_TIMEOUT):  # pragma: no cover - a bug
