@@ -427,17 +427,18 @@ BUG_EXAMPLES = [
     # (test_frame_sent_with_the_request_is_not_lost).
     {"req": _valid_request(body=_EARLY_FRAME), "half_close": False},
     # A request with a body was upgraded, and the frame after the body dropped
-    # (tests/test_security.py::test_upgrade_with_a_body_gets_400).
+    # (tests/server/test_security.py::test_upgrade_with_a_body_gets_400).
     {
         "req": _valid_request(headers=[(b"Content-Length", b"5")], body=b"hello" + _EARLY_FRAME),
         "half_close": False,
     },
     # A control character that str.strip() removes passed for a space: "Upgrade\x1c"
-    # (tests/test_security.py::test_control_character_that_strip_removes_is_not_taken_for_a_space).
+    # (tests/server/test_security.py::
+    # test_control_character_that_strip_removes_is_not_taken_for_a_space).
     {"req": _valid_request(connection=b"Upgrade\x1c"), "half_close": True},
     # obs-fold continuation lines escaped the limit of 128 header lines: 128 fields
     # and one continuation line, then 6 fields over 1,128 lines
-    # (tests/test_security.py::test_continuation_lines_count_as_header_lines).
+    # (tests/server/test_security.py::test_continuation_lines_count_as_header_lines).
     {
         "req": _valid_request(headers=[(b"X-H%d" % i, b"vv") for i in range(123)], folds={127: 2}),
         "half_close": True,

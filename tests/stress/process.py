@@ -1,6 +1,6 @@
 """The stress server (``server_main.py``) in a child process, seen from the test process.
 
-Used by the stress tests and by the quick tests of ``tests/test_server_process.py``.
+Used by the stress tests and by the quick tests of ``tests/server/test_server_process.py``.
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from connection.test_interrupt_storm import CLOSER, STORM
 from helpers import WAIT, ChildProcess
 from rawpeer import OP_CONT, OP_PING, OP_TEXT, Pusher, encode_frame, raw_client
-from test_interrupt_storm import CLOSER, STORM
 
 import syncws
 

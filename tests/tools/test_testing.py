@@ -32,7 +32,7 @@ from syncws.testing import (
     echo,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # ------------------------------------------------------------------ connection_pair

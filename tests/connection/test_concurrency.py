@@ -236,7 +236,7 @@ def test_forgotten_connection_does_not_keep_the_interpreter_alive(websockets_ser
         "assert ws.get_message(timeout=10) == 'hi'\n"
         "print('done', flush=True)\n"
     )
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     result = subprocess.run(

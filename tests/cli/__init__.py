@@ -1,0 +1,1 @@
+"""The command line, ``python -m syncws`` (syncws/cli/): connect, serve, bench, arguments."""

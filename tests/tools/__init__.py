@@ -1,0 +1,1 @@
+"""The tools built on connections: broadcast, notify, callbacks, syncws.testing, the plugin."""
