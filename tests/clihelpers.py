@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import re
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-from helpers import WAIT, ChildProcess
+from helpers import WAIT, ChildProcess, checkout_env
 
-ROOT = Path(__file__).resolve().parent.parent
 #: An ANSI escape sequence (colours, cursor moves).
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 #: The timestamp of a line on a terminal.
@@ -26,8 +23,7 @@ LISTENING = r"^listening on (wss?://127\.0\.0\.1:\d+/)$"
 
 def child_env() -> dict[str, str]:
     """The environment of a child: this checkout first on the path, output unbuffered."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env = checkout_env()
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("NO_COLOR", None)
     return env
@@ -37,32 +33,12 @@ class Cli(ChildProcess):
     """``python -m syncws ARGS`` with standard input a pipe the test writes to.
 
     Like :class:`helpers.ChildProcess`: ``wait_line``, ``wait``, ``output``,
-    ``errors``; call ``stop()`` in a ``finally``.
+    ``errors``; a context manager that stops the child at the end.
     """
 
     def __init__(self, *args: str, program: str | None = None) -> None:
         command = [program] if program else [sys.executable, "-m", "syncws"]
-        self.proc = subprocess.Popen(
-            [*command, *args],
-            env=child_env(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue[tuple[str, str]] = queue.Queue()
-        self.stdout: list[str] = []
-        self.stderr: list[str] = []
-        self._readers = [
-            threading.Thread(
-                target=self._read, args=(self.proc.stdout, self.stdout, "out"), name="cli-out"
-            ),
-            threading.Thread(
-                target=self._read, args=(self.proc.stderr, self.stderr, "err"), name="cli-err"
-            ),
-        ]
-        for reader in self._readers:
-            reader.start()
+        self._start([*command, *args], child_env(), stdin=True, name="cli")
 
     def write(self, text: str) -> None:
         """Write ``text`` to the child's standard input."""
@@ -98,7 +74,8 @@ class Terminal:
     """``python -m syncws ARGS`` on a pseudo-terminal; what it writes is collected.
 
     ``expect(pattern)`` waits for ``pattern`` in the output so far (escape sequences
-    included); ``write`` types into the terminal.
+    included); ``write`` types into the terminal. A context manager that stops the
+    child at the end.
     """
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
@@ -166,6 +143,12 @@ class Terminal:
         self.proc.wait(WAIT)
         self._reader.join(WAIT)
         os.close(self._master)
+
+    def __enter__(self) -> Terminal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
 
 def no_traceback(child: Any) -> None:

@@ -9,9 +9,12 @@ import queue
 import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed
@@ -25,6 +28,20 @@ SHORT = 0.3 * UNIT
 MARGIN = 1.5 * UNIT
 #: Bound for waits that should succeed quickly.
 WAIT = 10.0 * UNIT
+
+#: The root of this checkout (setup.cfg, examples/, docs/).
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def checkout_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``environ`` (default: ours) with this checkout first on PYTHONPATH.
+
+    A child Python started with it imports this checkout's syncws (and the test
+    helpers' packages under ``tests``), whether or not syncws is installed.
+    """
+    env = dict(os.environ if environ is None else environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    return env
 
 
 class Background:
@@ -288,21 +305,20 @@ class ChildProcess:
     ``wait_line(pattern)`` waits (bounded) for a line of stdout or stderr matching
     ``pattern``; with ``stdin``, ``send_line(text)`` writes a line to its standard
     input. ``stop()`` kills the child if it is still running and joins the reader
-    threads; call it in a ``finally``.
+    threads; use it as a context manager (or call ``stop()`` in a ``finally``).
     """
 
     def __init__(self, code: str, *args: str, stdin: bool = False) -> None:
-        import subprocess
-        import sys
-        from pathlib import Path
-
-        root = str(Path(__file__).resolve().parent.parent)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        env = checkout_env()
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT dumps every thread's stack (see wait).
+        command = [sys.executable, *(["-c", code] if code else []), *args]
+        self._start(command, env, stdin=stdin, name="child")
+
+    def _start(self, command: list[str], env: dict[str, str], *, stdin: bool, name: str) -> None:
+        """Start ``command`` and the threads that collect its output lines."""
         self.proc = subprocess.Popen(
-            [sys.executable, *(["-c", code] if code else []), *args],
+            command,
             env=env,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -313,11 +329,21 @@ class ChildProcess:
         self.stdout: list[str] = []
         self.stderr: list[str] = []
         self._readers = [
-            threading.Thread(target=self._read, args=(self.proc.stdout, self.stdout, "out")),
-            threading.Thread(target=self._read, args=(self.proc.stderr, self.stderr, "err")),
+            threading.Thread(
+                target=self._read, args=(self.proc.stdout, self.stdout, "out"), name=f"{name}-out"
+            ),
+            threading.Thread(
+                target=self._read, args=(self.proc.stderr, self.stderr, "err"), name=f"{name}-err"
+            ),
         ]
         for reader in self._readers:
             reader.start()
+
+    def __enter__(self) -> ChildProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
     def _read(self, stream: Any, store: list[str], tag: str) -> None:
         for line in stream:
@@ -344,9 +370,11 @@ class ChildProcess:
         self.proc.stdin.write(text + "\n")
         self.proc.stdin.flush()
 
-    def wait(self, timeout: float = WAIT) -> int:
-        import subprocess
+    def wait_number(self, pattern: str) -> int:
+        """Wait for a line matching ``pattern``; return its first group, a whole number."""
+        return int(self.wait_line(pattern).group(1))
 
+    def wait(self, timeout: float = WAIT) -> int:
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -380,6 +408,31 @@ class ChildProcess:
                 self.proc.stdin.close()
         for reader in self._readers:
             reader.join(WAIT)
+
+
+#: A syncws handler for a server in a child process, as Python source: ``echo(request)``
+#: sends every message back until the client closes (the program imports syncws).
+CHILD_ECHO_HANDLER = """
+def echo(request):
+    ws = request.accept()
+    try:
+        for message in ws:
+            ws.send_message(message)
+    except syncws.ConnectionClosed:
+        pass
+"""
+
+#: The line a server logs once it listens (INFO, plain ws:// on 127.0.0.1); group 1: the port.
+LISTENING_ON = r"listening on ws://127\.0\.0\.1:(\d+)"
+
+
+def echo_once(url: str, message: str = "x") -> None:
+    """Connect to the echo server at ``url``; ``message`` must come back."""
+    import syncws
+
+    with syncws.connect(url, connect_timeout=WAIT) as ws:
+        ws.send_message(message)
+        assert ws.get_message(timeout=WAIT) == message
 
 
 def finish(ws: Any, conn: Any) -> None:

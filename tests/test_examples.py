@@ -126,22 +126,16 @@ def test_every_example_is_tested() -> None:
 
 def test_echo_server_and_echo_client(server: Any) -> None:
     echo = server("echo_server.py")
-    client = run_example("echo_client.py", echo.url(), "hello", "world")
-    try:
+    with run_example("echo_client.py", echo.url(), "hello", "world") as client:
         assert client.wait(WAIT) == 0, client.errors
-    finally:
-        client.stop()
     assert client.output.splitlines() == ["hello", "world"]
     assert client.errors == ""
     echo.interrupt()
 
 
 def test_echo_client_without_server() -> None:
-    client = run_example("echo_client.py", f"ws://127.0.0.1:{unused_port()}/", "x")
-    try:
+    with run_example("echo_client.py", f"ws://127.0.0.1:{unused_port()}/", "x") as client:
         assert client.wait(WAIT) == 1
-    finally:
-        client.stop()
     assert "error: cannot connect" in client.errors
     assert "Traceback" not in client.errors
 
@@ -151,13 +145,10 @@ def test_echo_client_without_server() -> None:
 
 def test_the_pytest_example_passes() -> None:
     # -p: the plugin's entry point exists only where syncws is installed.
-    child = run_example(
+    with run_example(
         "test_with_syncws.py", "-p", "syncws.pytest_plugin", "-p", "no:cacheprovider"
-    )
-    try:
+    ) as child:
         assert child.wait(3 * WAIT) == 0, child.output + child.errors
-    finally:
-        child.stop()
     assert re.search(r"\b4 passed\b", child.output), child.output
 
 
@@ -166,16 +157,13 @@ def test_the_pytest_example_passes() -> None:
 
 def test_callback_client_reconnects_to_a_restarted_server(server: Any) -> None:
     first = server("echo_server.py")
-    client = run_example("callback_client.py", first.url(), "hello", "world", "--count", "3")
-    try:
+    with run_example("callback_client.py", first.url(), "hello", "world", "--count", "3") as client:
         client.wait_line(r"^world$")  # both echoed by the first server
         first.interrupt()  # going away (1001): the client waits, then tries again
         client.wait_line(r"disconnected: 1001")
         second = server("echo_server.py", "--port", str(first.port))
         assert second.port == first.port
         assert client.wait(WAIT) == 0, client.errors  # "hello" again, the third message
-    finally:
-        client.stop()
     assert client.output.splitlines() == ["hello", "world", "hello"]
     assert "Traceback" not in client.errors
     second.interrupt()
@@ -183,11 +171,8 @@ def test_callback_client_reconnects_to_a_restarted_server(server: Any) -> None:
 
 def test_callback_client_gives_up() -> None:
     url = f"ws://127.0.0.1:{unused_port()}/"
-    client = run_example("callback_client.py", url, "--attempts", "2")
-    try:
+    with run_example("callback_client.py", url, "--attempts", "2") as client:
         assert client.wait(WAIT) == 1
-    finally:
-        client.stop()
     assert client.errors.count("connection failed, trying again") == 1, client.errors
     assert f"error: cannot connect to {url}" in client.errors
     assert "Traceback" not in client.errors
@@ -325,11 +310,8 @@ def test_secure_server_with_tls(
 
 
 def test_secure_server_rejects_a_bad_user_option() -> None:
-    child = run_example("secure_server.py", "--port", "0", "--user", "alice")
-    try:
+    with run_example("secure_server.py", "--port", "0", "--user", "alice") as child:
         assert child.wait(WAIT) == 2
-    finally:
-        child.stop()
     assert "NAME:PASSWORD" in child.errors
     assert "listening" not in child.output
 
@@ -345,10 +327,7 @@ def test_gui_client_reports_a_failed_connection() -> None:
     """
     pytest.importorskip("tkinter", reason="the GUI client needs tkinter")
     url = f"ws://127.0.0.1:{unused_port()}/"
-    child = run_example("gui_client.py", url)
-    try:
+    with run_example("gui_client.py", url) as child:
         assert child.wait(WAIT) == 1, child.errors
-    finally:
-        child.stop()
     assert f"error: cannot connect to {url}" in child.errors
     assert "Traceback" not in child.errors

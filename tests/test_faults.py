@@ -213,8 +213,7 @@ def test_killed_client_process(syncws_server: Any, timing: Timing) -> None:
             srv.record.put("a message arrived")
 
     srv = syncws_server(handler, disconnect_timeout=WAIT)
-    child = ChildProcess(SLOW_SENDER, TESTS_DIR, "client", str(UNIT), str(srv.port))
-    try:
+    with ChildProcess(SLOW_SENDER, TESTS_DIR, "client", str(UNIT), str(srv.port)) as child:
         child.wait_line("sending")
         assert srv.get() == "before"
         killed_at = time.monotonic()
@@ -223,8 +222,6 @@ def test_killed_client_process(syncws_server: Any, timing: Timing) -> None:
         timing.check("the handler sees the close", seen_at - killed_at, at_most=MARGIN)
         assert reason.code == 1006
         child.wait()
-    finally:
-        child.stop()
     wait_for(lambda: srv.server.connections == frozenset(), what="the connection to go")
     srv.stop()
     assert syncws_threads() == []
@@ -232,9 +229,8 @@ def test_killed_client_process(syncws_server: Any, timing: Timing) -> None:
 
 def test_killed_server_process(timing: Timing) -> None:
     """A server process killed while it slowly sends a large message: 1006 at once."""
-    child = ChildProcess(SLOW_SENDER, TESTS_DIR, "server", str(UNIT))
-    try:
-        port = int(child.wait_line(r"port (\d+)").group(1))
+    with ChildProcess(SLOW_SENDER, TESTS_DIR, "server", str(UNIT)) as child:
+        port = child.wait_number(r"port (\d+)")
         ws = syncws.connect(f"ws://127.0.0.1:{port}/", disconnect_timeout=WAIT)
         try:
             child.wait_line("sending")
@@ -254,8 +250,6 @@ def test_killed_server_process(timing: Timing) -> None:
         timing.check("close() once the connection is over", elapsed, at_most=MARGIN)
         assert ws.close_reason is not None
         assert ws.close_reason.code == 1006
-    finally:
-        child.stop()
     assert syncws_threads() == []
 
 

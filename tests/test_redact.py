@@ -267,11 +267,8 @@ def test_cli_never_shows_the_password(
     "argv", cli_runs(f"ws://alice:{DIGITS[0]}#{PIECES[0]}/{PIECES[1]}@127.0.0.1:1/")
 )
 def test_every_command_in_a_child_process(argv: list[str]) -> None:
-    child = Cli(*argv)
-    try:
+    with Cli(*argv) as child:
         assert child.wait() in (1, 2)
-    finally:
-        child.stop()
     password = f"{DIGITS[0]}#{PIECES[0]}/{PIECES[1]}"
     assert_hidden(child.output + child.errors, password, f"by syncws {argv}")
     assert "***" in child.errors
@@ -283,12 +280,9 @@ def test_every_command_in_a_child_process(argv: list[str]) -> None:
 def test_connected_line_and_summary_hide_the_password(command: str, auth_echo: Any) -> None:
     url = auth_echo.url.replace("ws://", f"ws://alice:{ENCODED}@")
     args = ["--wait", "0"] if command == "connect" else ["--count", "3", "--throughput-count", "0"]
-    child = Cli(command, url, *args)
-    try:
+    with Cli(command, url, *args) as child:
         child.close_stdin()
         assert child.wait() == 0, child.errors
-    finally:
-        child.stop()
     assert_hidden(child.output + child.errors, PASSWORD)
     assert "alice:***@" in child.output + child.errors
     no_traceback(child)
@@ -303,21 +297,15 @@ def test_examples_never_show_the_password(script: str) -> None:
     if script == "gui_client.py":
         pytest.importorskip("tkinter", reason="the GUI client needs tkinter")
     args = ["--attempts", "1"] if script == "callback_client.py" else []
-    child = run_example(script, f"ws://alice:{PASSWORD}@127.0.0.1:1/", *args)
-    try:
+    with run_example(script, f"ws://alice:{PASSWORD}@127.0.0.1:1/", *args) as child:
         assert child.wait(WAIT) == 1, child.errors
-    finally:
-        child.stop()
     assert_hidden(child.output + child.errors, PASSWORD)
     assert "alice:***@" in child.errors
 
 
 def test_callback_example_connected_line(auth_echo: SyncwsServer) -> None:
     url = auth_echo.url.replace("ws://", f"ws://alice:{ENCODED}@")
-    child = run_example("callback_client.py", url, "one", "--count", "1")
-    try:
+    with run_example("callback_client.py", url, "one", "--count", "1") as child:
         assert child.wait(WAIT) == 0, child.errors
-    finally:
-        child.stop()
     assert "connected to ws://alice:***@" in child.errors
     assert_hidden(child.output + child.errors, PASSWORD)

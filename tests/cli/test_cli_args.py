@@ -101,11 +101,8 @@ def check_usage_error(args: Any, code: int | None, output: str, errors: str) -> 
 
 
 def test_every_bad_argument_is_one_error_line_and_status_2(tmp_path: Path, tls_ca: Any) -> None:
-    child = ChildProcess(MATRIX, json.dumps(bad_arguments(tmp_path, tls_ca)))
-    try:
+    with ChildProcess(MATRIX, json.dumps(bad_arguments(tmp_path, tls_ca))) as child:
         assert child.wait() == 0, child.errors
-    finally:
-        child.stop()
     results = json.loads(child.output)
     assert len(results) == len(bad_arguments(tmp_path, tls_ca))
     for args, code, output, errors in results:
@@ -123,11 +120,8 @@ def test_every_bad_argument_is_one_error_line_and_status_2(tmp_path: Path, tls_c
     ids=["serve", "echo-server", "connect", "bench"],
 )
 def test_a_bad_argument_in_a_process_of_its_own(args: tuple[str, ...]) -> None:
-    child = Cli(*args)
-    try:
+    with Cli(*args) as child:
         code = child.wait()
-    finally:
-        child.stop()
     check_usage_error(args, code, child.output, child.errors)
 
 

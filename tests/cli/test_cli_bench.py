@@ -20,13 +20,10 @@ Server = Callable[..., SyncwsServer]
 
 def test_bench_prints_a_summary(syncws_server: Server) -> None:
     srv = syncws_server(server_echo)
-    child = Cli(
+    with Cli(
         "bench", srv.url, "--count", "20", "--throughput-count", "5", "--throughput-size", "5000"
-    )
-    try:
+    ) as child:
         assert child.wait() == 0, child.errors
-    finally:
-        child.stop()
     out = child.output
     assert "round trips    20 x 32 bytes" in out
     assert "latency p50" in out
@@ -38,11 +35,8 @@ def test_bench_prints_a_summary(syncws_server: Server) -> None:
 
 def test_bench_text_without_throughput(syncws_server: Server) -> None:
     srv = syncws_server(server_echo)
-    child = Cli("bench", srv.url, "--count", "5", "--text", "--throughput-count", "0")
-    try:
+    with Cli("bench", srv.url, "--count", "5", "--text", "--throughput-count", "0") as child:
         assert child.wait() == 0, child.errors
-    finally:
-        child.stop()
     assert "text messages" in child.output
     assert "throughput" not in child.output
 
@@ -54,11 +48,8 @@ def test_bench_detects_a_server_that_does_not_echo(syncws_server: Server) -> Non
             ws.send_message("something else")
 
     srv = syncws_server(wrong)
-    child = Cli("bench", srv.url, "--count", "3")
-    try:
+    with Cli("bench", srv.url, "--count", "3") as child:
         assert child.wait() == 1
-    finally:
-        child.stop()
     assert "error: the server did not send the message back unchanged" in child.errors
     no_traceback(child)
 
@@ -70,11 +61,8 @@ def test_bench_times_out_when_nothing_comes_back(syncws_server: Server) -> None:
         ws.close()
 
     srv = syncws_server(silent)
-    child = Cli("bench", srv.url, "--count", "3", "--timeout", "0.2")
-    try:
+    with Cli("bench", srv.url, "--count", "3", "--timeout", "0.2") as child:
         assert child.wait() == 1
-    finally:
-        child.stop()
     assert child.errors.startswith("error: ")
     no_traceback(child)
 
@@ -83,13 +71,10 @@ def test_bench_says_which_message_size_limit_tripped(syncws_server: Server) -> N
     # The server keeps the library's limit, 1 MiB: it closes with 1009. The error used
     # to be "connection closed: 1009" and nothing more.
     srv = syncws_server(server_echo)
-    child = Cli(
+    with Cli(
         "bench", srv.url, "--count", "2", "--throughput-count", "2", "--throughput-size", "2000000"
-    )
-    try:
+    ) as child:
         assert child.wait() == 1
-    finally:
-        child.stop()
     assert child.errors.startswith("error: connection closed: 1009"), child.errors
     assert "the server's limit on message size is below the 2000000 bytes of --throughput-size" in (
         child.errors
@@ -108,32 +93,23 @@ def test_bench_max_size_sets_the_client_limit(syncws_server: Server) -> None:
 
     srv = syncws_server(doubler, max_message_size=4_000_000)
     args = ("bench", srv.url, "--count", "1", "--size", "1500000", "--throughput-count", "0")
-    child = Cli(*args)
-    try:
+    with Cli(*args) as child:
         assert child.wait() == 1
-    finally:
-        child.stop()
     # By default the client takes up to the largest message it sends.
     assert "the server sent a message over this client's limit of 1500000 bytes" in child.errors
-    child = Cli(*args, "--max-size", "3000000")
-    try:
+    with Cli(*args, "--max-size", "3000000") as child:
         assert child.wait() == 1
-    finally:
-        child.stop()
     # The doubled message came in: the client's limit let it through.
     assert "error: the server did not send the message back unchanged" in child.errors
 
 
 def test_progress_bar_on_a_terminal_and_ctrl_c(syncws_server: Server) -> None:
     srv = syncws_server(server_echo)
-    term = Terminal("bench", srv.url, "--count", "10000000")
-    try:
+    with Terminal("bench", srv.url, "--count", "10000000") as term:
         # The bar shows up once the run has taken half a second.
         term.expect(r"round trips +\[#*\.+\] +\d+%")
         term.proc.send_signal(signal.SIGINT)
         assert term.wait() == 130, term.output
-    finally:
-        term.stop()
     assert "Traceback" not in term.output
     assert "latency p50" not in term.output
 
@@ -149,11 +125,8 @@ def test_percentile() -> None:
 
 
 def test_help_lists_every_command() -> None:
-    child = Cli("--help")
-    try:
+    with Cli("--help") as child:
         assert child.wait() == 0
-    finally:
-        child.stop()
     for command in ("connect", "serve", "bench", "demo", "echo-server"):
         assert command in child.output
     assert "python -m syncws" in child.output
@@ -169,18 +142,12 @@ def console_script() -> str | None:
 def test_console_script() -> None:
     program = console_script()
     assert program is not None
-    child = Cli("--help", program=program)
-    try:
+    with Cli("--help", program=program) as child:
         assert child.wait() == 0
-    finally:
-        child.stop()
     assert child.output.startswith("usage: syncws ")
 
 
 def test_demo_runs_without_a_command() -> None:
-    child = Cli()
-    try:
+    with Cli() as child:
         assert child.wait(3 * WAIT) == 0, child.errors
-    finally:
-        child.stop()
     assert "server -> client: 'hello'" in child.output

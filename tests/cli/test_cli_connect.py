@@ -38,12 +38,9 @@ def reply_then_close(request: Any, srv: SyncwsServer) -> None:
 
 def test_pipe_sends_lines_and_prints_replies(syncws_server: Server) -> None:
     srv = syncws_server(reply_then_close)
-    child = Cli("connect", srv.url, "--wait", str(WAIT))
-    try:
+    with Cli("connect", srv.url, "--wait", str(WAIT)) as child:
         child.write("one\ntwo\r\n")
         assert child.wait() == 0, child.errors
-    finally:
-        child.stop()
     assert [srv.get(), srv.get()] == ["one", "two"]
     # Standard output carries the messages only, unstyled; the rest went to stderr.
     assert child.output == "reply:one\nreply:two\n[binary 2 bytes] 00ff\n"
@@ -54,13 +51,10 @@ def test_pipe_sends_lines_and_prints_replies(syncws_server: Server) -> None:
 
 def test_end_of_input_closes_normally(ws_server: ServerFactory) -> None:
     recorder = RecordingHandler()
-    child = Cli("connect", ws_server(recorder), "--wait", "0")
-    try:
+    with Cli("connect", ws_server(recorder), "--wait", "0") as child:
         child.write("last words")  # No final newline: still a line.
         child.close_stdin()
         assert child.wait() == 0, child.errors
-    finally:
-        child.stop()
     assert recorder.wait_closed(timeout=WAIT)[0].code == 1000
     assert recorder.messages == ["last words"]
     no_traceback(child)
@@ -91,15 +85,12 @@ def test_input_redirected_from_a_file(
 
 def test_wait_keeps_receiving_after_the_input_ends(syncws_server: Server) -> None:
     srv = syncws_server(server_echo)
-    child = Cli("connect", srv.url, "--wait", str(WAIT))
-    try:
+    with Cli("connect", srv.url, "--wait", str(WAIT)) as child:
         child.write("echo me\n")
         child.close_stdin()
         child.wait_line("^echo me$")
         child.proc.send_signal(signal.SIGINT)  # Otherwise it waits the whole --wait.
         assert child.wait() == 130, child.errors
-    finally:
-        child.stop()
     no_traceback(child)
 
 
@@ -110,7 +101,7 @@ def test_subprotocols_and_headers(syncws_server: Server) -> None:
         ws.close()
 
     srv = syncws_server(handler)
-    child = Cli(
+    with Cli(
         "connect",
         srv.url,
         "--subprotocol",
@@ -119,11 +110,8 @@ def test_subprotocols_and_headers(syncws_server: Server) -> None:
         "chat.v2",
         "--header",
         "X-Token: s3cret value",
-    )
-    try:
+    ) as child:
         assert child.wait() == 0, child.errors
-    finally:
-        child.stop()
     assert srv.get() == (("chat.v1", "chat.v2"), "s3cret value")
     assert "(subprotocol chat.v2)" in child.errors
 
@@ -131,13 +119,10 @@ def test_subprotocols_and_headers(syncws_server: Server) -> None:
 @pytest.mark.parametrize("value", ["deflate", "none"])
 def test_compression(value: str, raw_peer: Callable[..., RawPeer]) -> None:
     peer = raw_peer(auto=True)
-    child = Cli("connect", peer.url, "--compression", value, "--wait", "0")
-    try:
+    with Cli("connect", peer.url, "--compression", value, "--wait", "0") as child:
         offer = peer.wait_request().header("Sec-WebSocket-Extensions")
         child.close_stdin()
         assert child.wait() == 0, child.errors
-    finally:
-        child.stop()
     if value == "deflate":
         assert offer is not None and offer.startswith("permessage-deflate"), offer
     else:
@@ -145,20 +130,14 @@ def test_compression(value: str, raw_peer: Callable[..., RawPeer]) -> None:
 
 
 def test_malformed_header_is_a_usage_error() -> None:
-    child = Cli("connect", "ws://127.0.0.1:1/", "--header", "no colon")
-    try:
+    with Cli("connect", "ws://127.0.0.1:1/", "--header", "no colon") as child:
         assert child.wait() == 2
-    finally:
-        child.stop()
     assert "Name: value" in child.errors
 
 
 def test_refused_connection_is_one_line() -> None:
-    child = Cli("connect", f"ws://127.0.0.1:{unused_port()}/")
-    try:
+    with Cli("connect", f"ws://127.0.0.1:{unused_port()}/") as child:
         assert child.wait() == 1
-    finally:
-        child.stop()
     # The library names the address it tried (without the URL, which may hold a password).
     assert child.errors.startswith("error: cannot connect to 127.0.0.1:")
     assert child.errors.rstrip().endswith(": connection refused")
@@ -168,11 +147,8 @@ def test_refused_connection_is_one_line() -> None:
 
 def test_rejected_handshake_shows_the_status(syncws_server: Server) -> None:
     srv = syncws_server(lambda request, srv: request.reject(403))
-    child = Cli("connect", srv.url)
-    try:
+    with Cli("connect", srv.url) as child:
         assert child.wait() == 1
-    finally:
-        child.stop()
     assert "HTTP 403" in child.errors
     assert len(child.errors.splitlines()) == 1, child.errors
 
@@ -182,11 +158,8 @@ def test_abnormal_close_exits_1(syncws_server: Server) -> None:
         request.accept().close(1011, "broken")
 
     srv = syncws_server(handler)
-    child = Cli("connect", srv.url)
-    try:
+    with Cli("connect", srv.url) as child:
         assert child.wait() == 1
-    finally:
-        child.stop()
     assert "error: connection closed: 1011" in child.errors
     no_traceback(child)
 
@@ -196,16 +169,13 @@ def test_ctrl_c_while_sending_closes_the_connection_normally(ws_server: ServerFa
     # waits for the send in progress to end, so the connection closes with 1000
     # instead of being aborted (1006) in the middle of a send.
     recorder = RecordingHandler()
-    child = Cli("connect", ws_server(recorder))
-    try:
+    with Cli("connect", ws_server(recorder)) as child:
         child.wait_line("connected to")
         # Less than a pipe's buffer (64 KiB): the write never blocks.
         child.write("".join(f"line {i}\n" for i in range(4000)))
         recorder.wait_for_messages(50, timeout=WAIT)
         child.proc.send_signal(signal.SIGINT)
         assert child.wait() == 130, child.errors
-    finally:
-        child.stop()
     assert recorder.wait_closed(timeout=WAIT)[0].code == 1000
     messages = recorder.messages
     assert messages == [f"line {i}" for i in range(len(messages))]
@@ -213,15 +183,12 @@ def test_ctrl_c_while_sending_closes_the_connection_normally(ws_server: ServerFa
 
 def test_ctrl_c_closes_the_connection(ws_server: ServerFactory) -> None:
     recorder = RecordingHandler()
-    child = Cli("connect", ws_server(recorder))
-    try:
+    with Cli("connect", ws_server(recorder)) as child:
         child.wait_line("connected to")
         child.write("before\n")
         assert recorder.wait_for_messages(1, timeout=WAIT) == ["before"]
         child.proc.send_signal(signal.SIGINT)
         assert child.wait() == 130, child.errors
-    finally:
-        child.stop()
     assert recorder.wait_closed(timeout=WAIT)[0].code == 1000
     no_traceback(child)
 
@@ -239,8 +206,7 @@ def test_ctrl_c_during_the_closing_handshake_exits_at_once(
     # The server never answers the close frame: the closing handshake would take the
     # whole --timeout. Ctrl-C then exits at once.
     peer = raw_peer()
-    child = Cli("connect", peer.url, "--timeout", "60", "--wait", "0")
-    try:
+    with Cli("connect", peer.url, "--timeout", "60", "--wait", "0") as child:
         child.wait_line("connected to")
         if first == "ctrl-c":
             child.proc.send_signal(signal.SIGINT)
@@ -252,8 +218,6 @@ def test_ctrl_c_during_the_closing_handshake_exits_at_once(
         child.proc.send_signal(signal.SIGINT)
         assert child.wait() == 130, child.errors
         elapsed = time.monotonic() - started
-    finally:
-        child.stop()
     assert elapsed < 2 * MARGIN, f"exited {elapsed:.2f}s after Ctrl-C"
     assert "interrupted: exiting without waiting for the server to close" in child.errors
     no_traceback(child)
@@ -261,16 +225,13 @@ def test_ctrl_c_during_the_closing_handshake_exits_at_once(
 
 def test_terminal_second_ctrl_c(raw_peer: Callable[..., RawPeer]) -> None:
     peer = raw_peer()
-    term = Terminal("connect", peer.url, "--timeout", "60")
-    try:
+    with Terminal("connect", peer.url, "--timeout", "60") as term:
         term.expect(r"> $")
         term.proc.send_signal(signal.SIGINT)
         term.expect("press Ctrl-C again to exit now")
         silent_close(peer)
         term.proc.send_signal(signal.SIGINT)
         assert term.wait() == 130, term.output
-    finally:
-        term.stop()
     assert "exiting without waiting for the server to close" in term.output
     assert "Traceback" not in term.output
 
@@ -286,34 +247,25 @@ def tls_echo(syncws_server: Server, tls_server_context: ssl.SSLContext) -> Syncw
 def test_tls_with_cafile(tls_echo: SyncwsServer, tls_ca: Any, tmp_path: Path) -> None:
     cafile = tmp_path / "ca.pem"
     tls_ca.cert_pem.write_to_path(str(cafile))
-    child = Cli("connect", tls_echo.url, "--cafile", str(cafile), "--wait", "0")
-    try:
+    with Cli("connect", tls_echo.url, "--cafile", str(cafile), "--wait", "0") as child:
         child.write("secret\n")
         child.wait_line("^secret$")
         child.close_stdin()
         assert child.wait() == 0, child.errors
-    finally:
-        child.stop()
 
 
 def test_tls_untrusted_then_insecure(tls_echo: SyncwsServer) -> None:
-    child = Cli("connect", tls_echo.url)
-    try:
+    with Cli("connect", tls_echo.url) as child:
         assert child.wait() == 1
-    finally:
-        child.stop()
     assert "certificate verification failed" in child.errors
     assert "--insecure" in child.errors
     assert len(child.errors.splitlines()) == 1, child.errors
 
-    child = Cli("connect", tls_echo.url, "--insecure", "--wait", "0")
-    try:
+    with Cli("connect", tls_echo.url, "--insecure", "--wait", "0") as child:
         child.write("anyway\n")
         child.wait_line("^anyway$")
         child.close_stdin()
         assert child.wait() == 0, child.errors
-    finally:
-        child.stop()
 
 
 # ------------------------------------------------------------------------------ terminal
@@ -321,8 +273,7 @@ def test_tls_untrusted_then_insecure(tls_echo: SyncwsServer) -> None:
 
 def test_terminal_shows_timestamps_colours_and_latency(syncws_server: Server) -> None:
     srv = syncws_server(server_echo)
-    term = Terminal("connect", srv.url, "--ping", "0.1", "--wait", "0")
-    try:
+    with Terminal("connect", srv.url, "--ping", "0.1", "--wait", "0") as term:
         term.expect(r"connected to ws://")
         term.expect(r"> $")  # The prompt.
         term.write(b"hello tty\r")
@@ -332,31 +283,23 @@ def test_terminal_shows_timestamps_colours_and_latency(syncws_server: Server) ->
         term.expect(r"latency \d+\.\d ms")
         term.write(b"\x04")  # Ctrl-D: end of input.
         assert term.wait() == 0, term.output
-    finally:
-        term.stop()
     assert "connection closed: 1000" in term.output
     assert "Traceback" not in term.output
 
 
 def test_terminal_connection_failure() -> None:
-    term = Terminal("connect", f"ws://127.0.0.1:{unused_port()}/")
-    try:
+    with Terminal("connect", f"ws://127.0.0.1:{unused_port()}/") as term:
         assert term.wait() == 1
-    finally:
-        term.stop()
     assert "error: cannot connect" in term.output
 
 
 def test_no_colour_with_no_color(syncws_server: Server) -> None:
     srv = syncws_server(server_echo)
-    term = Terminal("connect", srv.url, "--wait", "0", env={"NO_COLOR": "1"})
-    try:
+    with Terminal("connect", srv.url, "--wait", "0", env={"NO_COLOR": "1"}) as term:
         term.write(b"plain\r")
         match = term.expect(rf"({TIMESTAMP.pattern}) < plain")
         term.write(b"\x04")
         assert term.wait() == 0, term.output
-    finally:
-        term.stop()
     assert match
     assert "\x1b[3" not in term.output  # No colour; cursor moves remain.
 
@@ -387,11 +330,8 @@ def test_escape_controls() -> None:
 
 def test_terminal_shows_control_characters_escaped(syncws_server: Server) -> None:
     srv = syncws_server(hostile)
-    term = Terminal("connect", srv.url, "--wait", "inf")
-    try:
+    with Terminal("connect", srv.url, "--wait", "inf") as term:
         assert term.wait() == 0, term.output
-    finally:
-        term.stop()
     output = term.output
     for raw in ("\x1b]0;", "\x07", "\x1b[2J", "\x9b", "\x7f", "\rcr"):
         assert raw not in output, (raw, output)

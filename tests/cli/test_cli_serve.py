@@ -30,8 +30,7 @@ def stop(server: Cli, signum: int = signal.SIGINT) -> None:
 
 
 def test_echo_is_the_default_and_sigterm_stops_it() -> None:
-    server = ServeCli("serve", "--port", "0")
-    try:
+    with ServeCli("serve", "--port", "0") as server:
         assert server.url.startswith("ws://127.0.0.1:")
         with syncws.connect(server.url, disconnect_timeout=WAIT) as ws:
             ws.send_message("ping")
@@ -42,8 +41,6 @@ def test_echo_is_the_default_and_sigterm_stops_it() -> None:
             with pytest.raises(ConnectionClosed) as caught:
                 ws.get_message(WAIT)
             assert caught.value.reason.code == 1001
-    finally:
-        server.stop()
 
 
 def process_gone(pid: int) -> bool:
@@ -59,19 +56,18 @@ def test_a_second_interrupt_exits_at_once_with_130(signum: int) -> None:
     # The handler waits for a command that sleeps: the first interrupt says what the
     # server waits for, the second one ends the wait, kills the command and exits 130.
     command = "echo command $$ >&2; exec sleep 60"
-    server = ServeCli("serve", "--port", "0", "--exec", command, "--exec-timeout", "120")
-    try:
-        with syncws.connect(server.url) as ws:
-            ws.send_message("sleep")
-            pid = int(server.wait_line(r"^command (\d+)$").group(1))
-            server.proc.send_signal(signum)
-            server.wait_line(r"waiting up to 5 s for 1 handler; .* again to exit now$")
-            started = time.monotonic()
-            server.proc.send_signal(signum)
-            assert server.wait() == 130, server.errors
-            elapsed = time.monotonic() - started
-    finally:
-        server.stop()
+    with (
+        ServeCli("serve", "--port", "0", "--exec", command, "--exec-timeout", "120") as server,
+        syncws.connect(server.url) as ws,
+    ):
+        ws.send_message("sleep")
+        pid = server.wait_number(r"^command (\d+)$")
+        server.proc.send_signal(signum)
+        server.wait_line(r"waiting up to 5 s for 1 handler; .* again to exit now$")
+        started = time.monotonic()
+        server.proc.send_signal(signum)
+        assert server.wait() == 130, server.errors
+        elapsed = time.monotonic() - started
     assert elapsed < 2 * MARGIN, f"exited {elapsed:.2f}s after the second interrupt"
     assert "interrupted again: stopped waiting" in server.errors
     no_traceback(server)
@@ -79,19 +75,15 @@ def test_a_second_interrupt_exits_at_once_with_130(signum: int) -> None:
 
 
 def test_echo_server_is_an_alias_of_serve_echo() -> None:
-    server = ServeCli("echo-server", "--port", "0")
-    try:
+    with ServeCli("echo-server", "--port", "0") as server:
         with syncws.connect(server.url) as ws:
             ws.send_message("old name")
             assert ws.get_message(WAIT) == "old name"
         stop(server)
-    finally:
-        server.stop()
 
 
 def test_broadcast_reaches_every_client() -> None:
-    server = ServeCli("serve", "--port", "0", "--broadcast")
-    try:
+    with ServeCli("serve", "--port", "0", "--broadcast") as server:
         with syncws.connect(server.url) as alice, syncws.connect(server.url) as bob:
             # Alice's first message comes back to her once both are in the room.
             server.wait_line(r"joined \(2 connected\)")
@@ -102,44 +94,33 @@ def test_broadcast_reaches_every_client() -> None:
             assert alice.get_message(WAIT) == b"\xff"
             assert bob.get_message(WAIT) == b"\xff"
         stop(server)
-    finally:
-        server.stop()
 
 
 def test_exec_pipes_each_message_through_the_command() -> None:
     command = 'printf "%s " "$SYNCWS_PATH"; tr a-z A-Z'
-    server = ServeCli("serve", "--port", "0", "--exec", command)
-    try:
+    with ServeCli("serve", "--port", "0", "--exec", command) as server:
         with syncws.connect(server.url + "room") as ws:
             ws.send_message("hello")
             assert ws.get_message(WAIT) == "/room HELLO"
             ws.send_message(b"abc")
             assert ws.get_message(WAIT) == b"/room ABC"
         stop(server)
-    finally:
-        server.stop()
 
 
 def test_exec_kills_a_command_that_hangs() -> None:
     command = 'read line; [ "$line" = hang ] && sleep 60; echo "done $line"'
-    server = ServeCli("serve", "--port", "0", "--exec", command, "--exec-timeout", "0.2")
-    try:
+    with ServeCli("serve", "--port", "0", "--exec", command, "--exec-timeout", "0.2") as server:
         with syncws.connect(server.url) as ws:
             ws.send_message("hang")
             server.wait_line("command killed after 0.2s")
             ws.send_message("fast")  # The connection goes on.
             assert ws.get_message(WAIT) == "done fast"
         stop(server)
-    finally:
-        server.stop()
 
 
 def test_exec_is_exclusive_with_echo() -> None:
-    child = Cli("serve", "--echo", "--exec", "cat")
-    try:
+    with Cli("serve", "--echo", "--exec", "cat") as child:
         assert child.wait() == 2
-    finally:
-        child.stop()
     assert "not allowed with" in child.errors
 
 
@@ -155,24 +136,18 @@ def test_tls(
     else:
         cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "both.pem"))
         files = ["--tls-cert", str(tmp_path / "both.pem")]
-    server = ServeCli("serve", "--port", "0", *files)
-    try:
+    with ServeCli("serve", "--port", "0", *files) as server:
         assert server.url.startswith("wss://127.0.0.1:")
         with syncws.connect(server.url, ssl_context=tls_client_context) as ws:
             ws.send_message("over tls")
             assert ws.get_message(WAIT) == "over tls"
         stop(server)
-    finally:
-        server.stop()
 
 
 def test_missing_certificate_file(tmp_path: Path) -> None:
     # A bad argument: the usage, one error line, status 2 (it was 1).
-    child = Cli("serve", "--port", "0", "--tls-cert", str(tmp_path / "missing.pem"))
-    try:
+    with Cli("serve", "--port", "0", "--tls-cert", str(tmp_path / "missing.pem")) as child:
         assert child.wait() == 2
-    finally:
-        child.stop()
     assert child.errors.startswith("usage: ")
     assert "error: argument --tls-cert: cannot read" in child.errors
     no_traceback(child)
@@ -183,21 +158,15 @@ def test_port_in_use() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        child = Cli("serve", "--port", str(port))
-        try:
+        with Cli("serve", "--port", str(port)) as child:
             assert child.wait() == 1
-        finally:
-            child.stop()
     assert f"error: cannot serve on 127.0.0.1:{port}" in child.errors
     assert len(child.errors.splitlines()) == 1, child.errors
 
 
 def test_listening_line_is_the_only_output_on_stdout() -> None:
-    server = ServeCli("serve", "--port", "0")
-    try:
+    with ServeCli("serve", "--port", "0") as server:
         stop(server)
-    finally:
-        server.stop()
     lines = server.output.splitlines()
     assert len(lines) == 1
     assert __import__("re").match(LISTENING, lines[0])
@@ -205,16 +174,13 @@ def test_listening_line_is_the_only_output_on_stdout() -> None:
 
 @pytest.mark.parametrize("mode", ["--echo", "--broadcast"])
 def test_log_lines_on_a_terminal_escape_what_clients_send(mode: str) -> None:
-    term = Terminal("serve", "--port", "0", mode)
-    try:
+    with Terminal("serve", "--port", "0", mode) as term:
         url = term.expect(r"listening on (ws://127\.0\.0\.1:\d+/)").group(1)
         with syncws.connect(url) as ws:
             ws.close(1000, "\x1b]0;pwned\x07\x1b[2J\x9b")
         term.expect(r"\\x1b\]0;pwned\\x07\\x1b\[2J\\x9b")
         term.proc.send_signal(signal.SIGINT)
         assert term.wait() == 0, term.output
-    finally:
-        term.stop()
     for raw in ("\x1b]0;", "\x07", "\x1b[2J", "\x9b"):
         assert raw not in term.output
 
@@ -235,8 +201,7 @@ def extensions_answered(port: int, offer: str) -> str | None:
 
 @pytest.mark.parametrize("value", ["deflate", "none"])
 def test_compression(value: str) -> None:
-    server = ServeCli("serve", "--port", "0", "--compression", value)
-    try:
+    with ServeCli("serve", "--port", "0", "--compression", value) as server:
         port = int(server.url.rsplit(":", 1)[1].rstrip("/"))
         answer = extensions_answered(port, "permessage-deflate; client_max_window_bits")
         if value == "deflate":
@@ -248,13 +213,10 @@ def test_compression(value: str) -> None:
             ws.send_message("squeeze me " * 100)
             assert ws.get_message(WAIT) == "squeeze me " * 100
         stop(server)
-    finally:
-        server.stop()
 
 
 def test_origins() -> None:
-    server = ServeCli("serve", "--port", "0", "--origin", "https://example.com")
-    try:
+    with ServeCli("serve", "--port", "0", "--origin", "https://example.com") as server:
         with syncws.connect(server.url, origin="https://example.com") as ws:
             ws.send_message("allowed")
             assert ws.get_message(WAIT) == "allowed"
@@ -263,15 +225,12 @@ def test_origins() -> None:
                 syncws.connect(server.url, origin=origin)
             assert caught.value.status_code == 403
         stop(server)
-    finally:
-        server.stop()
-    server = ServeCli("serve", "--port", "0", "--origin", "https://example.com", "--origin", "none")
-    try:
+    with ServeCli(
+        "serve", "--port", "0", "--origin", "https://example.com", "--origin", "none"
+    ) as server:
         with syncws.connect(server.url) as ws:  # No Origin header: admitted now.
             ws.send_message("no origin")
             assert ws.get_message(WAIT) == "no origin"
         with pytest.raises(syncws.ConnectionRejected):
             syncws.connect(server.url, origin="https://evil.example")
         stop(server)
-    finally:
-        server.stop()

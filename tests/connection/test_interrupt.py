@@ -142,32 +142,25 @@ def hold(request: Any, srv: SyncwsServer) -> None:
 
 def test_get_message_waiting_for_the_reader_thread(syncws_server: Any) -> None:
     srv = syncws_server(hold)
-    child = start("get_message", srv.url)
-    try:
+    with start("get_message", srv.url) as child:
         elapsed = interrupt(child)
-    finally:
-        child.stop()
     check_interrupted(child, elapsed)
     assert srv.get().close_reason.code == 1001  # the with block closed on the way out: going away
 
 
 def test_get_message_reading_the_socket(syncws_server: Any) -> None:
     srv = syncws_server(hold)
-    child = start("get_message_reading", srv.url)
-    try:
+    with start("get_message_reading", srv.url) as child:
         srv.get().send_message("one")
         child.wait_line(r"^first: one$")
         elapsed = interrupt(child)
-    finally:
-        child.stop()
     check_interrupted(child, elapsed)
 
 
 def test_get_message_works_after_an_interrupt(syncws_server: Any) -> None:
     """The interrupted call gave the socket back: the next call receives, then closes."""
     srv = syncws_server(hold)
-    child = start("resume", srv.url)
-    try:
+    with start("resume", srv.url) as child:
         server_side = srv.get()
         server_side.send_message("one")
         child.wait_line(r"^first: one$")
@@ -176,8 +169,6 @@ def test_get_message_works_after_an_interrupt(syncws_server: Any) -> None:
         server_side.send_message("two")
         child.wait_line(r"^after: two$")
         assert child.wait(WAIT) == 0, child.errors
-    finally:
-        child.stop()
     assert "Traceback" not in child.errors and "LOGGED" not in child.errors, child.errors
     assert "closed: 1000" in child.output, child.output
     wait_for(lambda: server_side.close_reason is not None)
@@ -207,47 +198,35 @@ def test_ping_without_pong(raw_peer: Callable[..., RawPeer]) -> None:
 
 def test_send_message_to_a_peer_that_does_not_read(raw_peer: Callable[..., RawPeer]) -> None:
     peer = raw_peer(rcvbuf=16384)
-    child = start("send_message", peer.url)
-    try:
+    with start("send_message", peer.url) as child:
         conn = peer.connection()  # and never read from
         elapsed = interrupt(child)
-    finally:
-        child.stop()
     conn.close()
     check_interrupted(child, elapsed)
 
 
 def test_callback_client_run_forever(syncws_server: Any) -> None:
     srv = syncws_server(hold)
-    child = start("run_forever", srv.url)
-    try:
+    with start("run_forever", srv.url) as child:
         server_side = srv.get()
         elapsed = interrupt(child)
-    finally:
-        child.stop()
     check_interrupted(child, elapsed)
     wait_for(lambda: server_side.close_reason is not None)
     assert server_side.close_reason.code == 1001  # going away
 
 
 def test_serve_forever() -> None:
-    child = start("serve_forever", "")
-    try:
+    with start("serve_forever", "") as child:
         elapsed = interrupt(child)
-    finally:
-        child.stop()
     check_interrupted(child, elapsed)
 
 
 def test_send_message_interrupted_aborts_the_connection(raw_peer: Callable[..., RawPeer]) -> None:
     """Part of the message may be on the wire: the connection ends (1006), at once."""
     peer = raw_peer(rcvbuf=16384)
-    child = start("send_message_resume", peer.url)
-    try:
+    with start("send_message_resume", peer.url) as child:
         conn = peer.connection()
         elapsed = interrupt(child)
-    finally:
-        child.stop()
     conn.close()
     assert child.proc.returncode == 0, child.errors
     assert "Traceback" not in child.errors and "LOGGED" not in child.errors, child.errors

@@ -106,11 +106,8 @@ def numbers(request: Any, srv: SyncwsServer) -> None:
 @pytest.mark.timeout(90)
 def test_a_storm_of_interrupts_loses_no_message(syncws_server: Any) -> None:
     srv = syncws_server(numbers)
-    child = ChildProcess(STORM, srv.url, str(COUNT))
-    try:
+    with ChildProcess(STORM, srv.url, str(COUNT)) as child:
         code = child.wait(60)
-    finally:
-        child.stop()
     assert code == 0, child.errors
     match = re.search(
         r"interrupts (\d+) lost (\d+) duplicated (\d+) in-order (\w+) close (\d+) threads (\d+)",
@@ -177,11 +174,8 @@ def test_close_from_a_signal_handler_never_deadlocks(syncws_server: Any) -> None
     """SIGALRM interrupts send_message or get_message, and its handler calls close()."""
     count = 150
     srv = syncws_server(server_echo)
-    child = ChildProcess(CLOSER, srv.url, str(count))
-    try:
+    with ChildProcess(CLOSER, srv.url, str(count)) as child:
         code = child.wait(120)
-    finally:
-        child.stop()
     assert "HANG" not in child.output, child.errors
     assert code == 0, child.errors
     assert f"ended {count} of {count} syncws threads []" in child.output, child.output

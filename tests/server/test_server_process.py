@@ -10,7 +10,17 @@ import threading
 import time
 
 import pytest
-from helpers import MARGIN, UNIT, WAIT, Background, ChildProcess, wait_for
+from helpers import (
+    CHILD_ECHO_HANDLER,
+    LISTENING_ON,
+    MARGIN,
+    UNIT,
+    WAIT,
+    Background,
+    ChildProcess,
+    echo_once,
+    wait_for,
+)
 from rawpeer import upgrade_request
 from stress.process import ServerProcess, cpu_seconds
 
@@ -20,17 +30,7 @@ from syncws.server import WARNING_INTERVAL
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
-ECHO = """
-import logging, sys, threading, syncws
-
-def echo(request):
-    ws = request.accept()
-    try:
-        for message in ws:
-            ws.send_message(message)
-    except syncws.ConnectionClosed:
-        pass
-"""
+ECHO = "import logging, sys, threading, syncws\n" + CHILD_ECHO_HANDLER
 
 SERVE_WEBSOCKET = (
     ECHO
@@ -57,61 +57,45 @@ else:
 """
 )
 
-LISTENING = r"listening on ws://127\.0\.0\.1:(\d+)"
 
-
-def interrupt_with_client(child: ChildProcess, port: int) -> BaseException | None:
-    """Connect, echo once, send SIGINT while the client waits; return what the wait raised."""
+def ctrl_c_with_a_client(child: ChildProcess, listening: str) -> None:
+    """Once ``child`` prints ``listening`` (group 1: its port), connect and echo once,
+    then send SIGINT while the client waits: the client gets 1001 and the child exits 0
+    without a traceback."""
+    port = child.wait_number(listening)
+    assert port != 0
     with syncws.connect(f"ws://127.0.0.1:{port}/", connect_timeout=WAIT) as ws:
         ws.send_message("before ctrl-c")
         assert ws.get_message(timeout=WAIT) == "before ctrl-c"
         waiter = Background(ws.get_message, WAIT)
         child.proc.send_signal(signal.SIGINT)
-        return waiter.exception()
+        error = waiter.exception()
+    assert child.wait(WAIT) == 0, child.errors
+    assert isinstance(error, ConnectionClosed), error
+    assert error.reason.code == 1001
+    assert "Traceback" not in child.errors
 
 
 def test_ctrl_c_stops_serve_websocket_gracefully() -> None:
-    child = ChildProcess(SERVE_WEBSOCKET)
-    try:
-        port = int(child.wait_line(LISTENING).group(1))
-        assert port != 0
-        error = interrupt_with_client(child, port)
-        assert child.wait(WAIT) == 0, child.errors
-    finally:
-        child.stop()
-    assert isinstance(error, ConnectionClosed), error
-    assert error.reason.code == 1001
+    with ChildProcess(SERVE_WEBSOCKET) as child:
+        ctrl_c_with_a_client(child, LISTENING_ON)
     assert "serve_websocket returned" in child.output
-    assert "Traceback" not in child.errors
     assert "KeyboardInterrupt" not in child.errors
 
 
 def test_ctrl_c_in_serve_forever_shuts_down_then_propagates() -> None:
-    child = ChildProcess(SERVE_FOREVER)
-    try:
-        port = int(child.wait_line(r"^port (\d+)").group(1))
-        error = interrupt_with_client(child, port)
-        assert child.wait(WAIT) == 0, child.errors
-    finally:
-        child.stop()
-    assert isinstance(error, ConnectionClosed), error
-    assert error.reason.code == 1001
+    with ChildProcess(SERVE_FOREVER) as child:
+        ctrl_c_with_a_client(child, r"^port (\d+)")
     assert "KeyboardInterrupt propagated; syncws threads left: []" in child.output
-    assert "Traceback" not in child.errors
 
 
 def test_ctrl_c_without_clients() -> None:
-    child = ChildProcess(SERVE_WEBSOCKET)
-    try:
-        port = int(child.wait_line(LISTENING).group(1))
+    with ChildProcess(SERVE_WEBSOCKET) as child:
+        port = child.wait_number(LISTENING_ON)
         # Once a client was served the accept loop is surely running; none is left.
-        with syncws.connect(f"ws://127.0.0.1:{port}/") as ws:
-            ws.send_message("x")
-            assert ws.get_message(timeout=WAIT) == "x"
+        echo_once(f"ws://127.0.0.1:{port}/")
         child.proc.send_signal(signal.SIGINT)
         assert child.wait(WAIT) == 0, child.errors
-    finally:
-        child.stop()
     assert "serve_websocket returned" in child.output
     assert "Traceback" not in child.errors
 
@@ -138,39 +122,27 @@ syncws.serve_websocket(echo, "127.0.0.1", 0, disconnect_timeout=3 * float(sys.ar
 print("serve_websocket returned", flush=True)
 """
     )
-    child = ChildProcess(code, str(MARGIN))
-    try:
-        child.wait_line(LISTENING)
+    with ChildProcess(code, str(MARGIN)) as child:
+        child.wait_line(LISTENING_ON)
         child.proc.send_signal(signal.SIGINT)
         started = time.monotonic()
         assert child.wait(WAIT) == 0, child.errors
         elapsed = time.monotonic() - started
-    finally:
-        child.stop()
     assert "serve_websocket returned" in child.output
     assert "Traceback" not in child.errors
     assert elapsed < 2 * MARGIN, f"exited {elapsed:.2f}s after Ctrl-C"
 
 
 def test_echo_server_command_until_ctrl_c() -> None:
-    child = ChildProcess("", "-m", "syncws", "echo-server", "--host", "127.0.0.1", "--port", "0")
-    try:
-        port = int(child.wait_line(LISTENING).group(1))
-        error = interrupt_with_client(child, port)
-        assert child.wait(WAIT) == 0, child.errors
-    finally:
-        child.stop()
-    assert isinstance(error, ConnectionClosed), error
-    assert error.reason.code == 1001
-    assert "Traceback" not in child.errors
+    with ChildProcess(
+        "", "-m", "syncws", "echo-server", "--host", "127.0.0.1", "--port", "0"
+    ) as child:
+        ctrl_c_with_a_client(child, LISTENING_ON)
 
 
 def test_demo_command() -> None:
-    child = ChildProcess("", "-m", "syncws", "demo")
-    try:
+    with ChildProcess("", "-m", "syncws", "demo") as child:
         assert child.wait(3 * WAIT) == 0, child.errors
-    finally:
-        child.stop()
     assert "Traceback" not in child.errors
     # Three messages, each printed when sent and when received back.
     assert len(child.output.splitlines()) >= 3, child.output
@@ -186,12 +158,6 @@ FD_CLIENTS = 100
 EPISODE = 1.0 * UNIT
 #: The most CPU the child may use meanwhile, as a fraction of one core.
 MAX_CPU = 0.1
-
-
-def echo_once(server: ServerProcess) -> None:
-    with syncws.connect(server.url("/echo"), connect_timeout=WAIT) as ws:
-        ws.send_message("still serving")
-        assert ws.get_message(timeout=WAIT) == "still serving"
 
 
 def accept_trouble(server: ServerProcess) -> list[str]:
@@ -225,7 +191,7 @@ def test_out_of_file_descriptors_the_accept_loop_backs_off() -> None:
         assert all(line.startswith("WARNING") for line in trouble), trouble
         while socks:
             socks.pop().close()
-        echo_once(server)  # served once descriptors are free
+        echo_once(server.url("/echo"), "still serving")  # served once descriptors are free
         wait_for(
             lambda: any("accepting clients again" in line for line in server.log_lines()),
             what="the server to log that it accepts again",
@@ -257,7 +223,7 @@ def test_a_thread_that_cannot_start_refuses_its_client_and_the_server_goes_on() 
                 syncws.connect(server.url("/echo"), connect_timeout=WAIT)
             assert excinfo.value.status_code == 503
         assert server.command("threads on") == "threads on"
-        echo_once(server)
+        echo_once(server.url("/echo"), "still serving")
         wait_for(
             lambda: any("threads start again" in line for line in server.log_lines()),
             what="the server to log that threads start again",

@@ -14,7 +14,15 @@ import sys
 import time
 
 import pytest
-from helpers import MARGIN, WAIT, Background, ChildProcess
+from helpers import (
+    CHILD_ECHO_HANDLER,
+    LISTENING_ON,
+    MARGIN,
+    WAIT,
+    Background,
+    ChildProcess,
+    echo_once,
+)
 from rawpeer import OP_CLOSE, raw_client
 
 import syncws
@@ -25,21 +33,16 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 #: The child's preamble: SIGINT back to Python's handler (a child started in the
 #: background of a shell inherits it ignored), an echo handler, and a handler that is
 #: stuck in something other than syncws until the process ends.
-PREAMBLE = """
+PREAMBLE = (
+    """
 import logging, signal, sys, threading, syncws
 
 signal.signal(signal.SIGINT, signal.default_int_handler)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                     format="%(levelname)s %(name)s: %(message)s")
-
-def echo(request):
-    ws = request.accept()
-    try:
-        for message in ws:
-            ws.send_message(message)
-    except syncws.ConnectionClosed:
-        pass
-
+"""
+    + CHILD_ECHO_HANDLER
+    + """
 def stuck(request):
     request.accept()
     print("stuck", flush=True)
@@ -54,6 +57,7 @@ def elsewhere(request):
         signal.pthread_kill(threading.get_ident(), int(sys.argv[3]))
     threading.Event().wait()
 """
+)
 
 SERVE_WEBSOCKET = (
     PREAMBLE
@@ -64,13 +68,11 @@ print("serve_websocket returned", flush=True)
 """
 )
 
-LISTENING = r"listening on ws://127\.0\.0\.1:(\d+)"
-
 
 def start(*args: str, stdin: bool = False) -> tuple[ChildProcess, int]:
     child = ChildProcess(SERVE_WEBSOCKET, *args, stdin=stdin)
     try:
-        port = int(child.wait_line(LISTENING).group(1))
+        port = child.wait_number(LISTENING_ON)
     except BaseException:
         child.stop()
         raise
@@ -140,23 +142,14 @@ print("wait over", flush=True)
 )
 
 
-def echo_once(port: int) -> None:
-    with syncws.connect(f"ws://127.0.0.1:{port}/") as ws:
-        ws.send_message("x")
-        assert ws.get_message(timeout=WAIT) == "x"
-
-
 def test_the_previous_sigterm_handler_is_restored() -> None:
-    child = ChildProcess(RESTORED, "own", str(WAIT))
-    try:
-        port = int(child.wait_line(LISTENING).group(1))
-        echo_once(port)  # The accept loop runs.
+    with ChildProcess(RESTORED, "own", str(WAIT)) as child:
+        url = f"ws://127.0.0.1:{child.wait_number(LISTENING_ON)}/"
+        echo_once(url)  # The accept loop runs.
         child.proc.send_signal(signal.SIGTERM)  # serve_websocket's handler: it returns.
         child.wait_line("^waiting$")
         child.proc.send_signal(signal.SIGTERM)  # The program's own handler again.
         assert child.wait() == 0, child.errors
-    finally:
-        child.stop()
     assert "serve_websocket returned" not in child.output
     assert "restored: True" in child.output
     assert "own handler 15" in child.output
@@ -165,16 +158,13 @@ def test_the_previous_sigterm_handler_is_restored() -> None:
 
 
 def test_an_ignored_sigterm_stays_ignored() -> None:
-    child = ChildProcess(RESTORED, "ignored", "0")
-    try:
-        port = int(child.wait_line(LISTENING).group(1))
-        echo_once(port)
+    with ChildProcess(RESTORED, "ignored", "0") as child:
+        url = f"ws://127.0.0.1:{child.wait_number(LISTENING_ON)}/"
+        echo_once(url)
         child.proc.send_signal(signal.SIGTERM)  # Discarded by the kernel at once.
-        echo_once(port)  # Still serving.
+        echo_once(url)  # Still serving.
         child.proc.send_signal(signal.SIGINT)
         assert child.wait() == 0, child.errors
-    finally:
-        child.stop()
     assert "restored: True" in child.output
     assert "wait over" in child.output
     assert "Traceback" not in child.errors
@@ -223,9 +213,8 @@ except KeyboardInterrupt:
 
 
 def test_serve_forever_after_a_second_ctrl_c() -> None:
-    child = ChildProcess(SERVE_FOREVER)
-    try:
-        port = int(child.wait_line(r"^port (\d+)").group(1))
+    with ChildProcess(SERVE_FOREVER) as child:
+        port = child.wait_number(r"^port (\d+)")
         with syncws.connect(f"ws://127.0.0.1:{port}/", disconnect_timeout=WAIT) as ws:
             child.wait_line("^stuck$")
             child.proc.send_signal(signal.SIGINT)
@@ -235,8 +224,6 @@ def test_serve_forever_after_a_second_ctrl_c() -> None:
             assert caught.value.reason.code == 1001
             child.proc.send_signal(signal.SIGINT)
             assert child.wait() == 0, child.errors
-    finally:
-        child.stop()
     assert "KeyboardInterrupt; cut short: True" in child.output
     assert "1 handler left running" in child.errors
     assert "Traceback" not in child.errors
@@ -244,16 +231,13 @@ def test_serve_forever_after_a_second_ctrl_c() -> None:
 
 def test_one_ctrl_c_without_a_stuck_handler_is_not_cut_short() -> None:
     code = SERVE_FOREVER.replace("syncws.WebSocketServer(stuck,", "syncws.WebSocketServer(echo,")
-    child = ChildProcess(code)
-    try:
-        port = int(child.wait_line(r"^port (\d+)").group(1))
+    with ChildProcess(code) as child:
+        port = child.wait_number(r"^port (\d+)")
         with syncws.connect(f"ws://127.0.0.1:{port}/") as ws:
             ws.send_message("x")
             assert ws.get_message(timeout=WAIT) == "x"
             child.proc.send_signal(signal.SIGINT)
             assert child.wait() == 0, child.errors
-    finally:
-        child.stop()
     assert "KeyboardInterrupt; cut short: False" in child.output
     assert "waiting up to 60 s for 1 handler; press Ctrl-C again to exit now" in child.errors
     assert "interrupted again" not in child.errors
@@ -265,7 +249,7 @@ def _serve_in_main_thread_until_a_client_echoes() -> None:
 
     def client() -> None:
         try:
-            echo_once(server.port)
+            echo_once(f"ws://127.0.0.1:{server.port}/")
         finally:
             server.shutdown()
 

@@ -156,11 +156,8 @@ def read_close_code(sock: socket.socket) -> int | None:
 
 
 def run_child(code: str, *args: str, timeout: float) -> ChildProcess:
-    child = ChildProcess(code, *args)
-    try:
+    with ChildProcess(code, *args) as child:
         status = child.wait(timeout)
-    finally:
-        child.stop()
     assert status == 0, child.errors
     return child
 
