@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import WAIT, ChildProcess, unused_port
+from helpers import ROOT, WAIT, ChildProcess, unused_port
 
 import syncws
 from syncws import ConnectionClosed, ConnectionRejected
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = ROOT / "examples"
 #: The "listening on" line of each server (the syncws log line or the example's own).
 LISTENING = r"listening on (wss?)://127\.0\.0\.1:(\d+)"
 #: Every example, and the test below that runs it.

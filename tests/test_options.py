@@ -5,11 +5,10 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import WAIT, SyncwsServer, server_echo, syncws_threads, unused_port
+from helpers import ROOT, WAIT, SyncwsServer, server_echo, syncws_threads, unused_port
 from rawpeer import OP_BINARY, OP_PING, OP_PONG, raw_client
 
 import syncws
@@ -19,7 +18,7 @@ from syncws.connection import ConnectionOptions
 from syncws.request import ServeOptions
 from syncws.testing import connection_pair
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = ROOT / "docs"
 
 
 # ------------------------------------------------------------ one definition

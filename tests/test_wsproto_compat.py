@@ -14,21 +14,17 @@ import socket
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
-from helpers import WAIT, SyncwsServer, server_echo
+from helpers import ROOT, WAIT, SyncwsServer, checkout_env, server_echo
 from rawpeer import OP_TEXT, ClientPeerConnection, encode_frame, read_http_response, upgrade_request
 
 from syncws import _wsproto
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def run_child(code: str, **environ: str) -> str:
     """Run ``code`` in a child Python with this checkout first on the path; return its output."""
-    env = {k: v for k, v in os.environ.items() if k != _wsproto.ALLOW_ANY_VARIABLE}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env = checkout_env({k: v for k, v in os.environ.items() if k != _wsproto.ALLOW_ANY_VARIABLE})
     env.update(environ)
     child = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],

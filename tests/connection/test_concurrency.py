@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import websocket  # websocket-client
-from helpers import WAIT, Background, WsServer, echo_handler, record_close_handler
+from helpers import WAIT, Background, WsServer, checkout_env, echo_handler, record_close_handler
 from rawpeer import OP_BINARY, OP_CLOSE, OP_TEXT
 
 import syncws
@@ -236,12 +234,9 @@ def test_forgotten_connection_does_not_keep_the_interpreter_alive(websockets_ser
         "assert ws.get_message(timeout=10) == 'hi'\n"
         "print('done', flush=True)\n"
     )
-    root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     result = subprocess.run(
         [sys.executable, "-c", code, srv.url],
-        env=env,
+        env=checkout_env(),
         capture_output=True,
         text=True,
         timeout=WAIT,

@@ -13,14 +13,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from helpers import WAIT
+from helpers import ROOT, WAIT, checkout_env
 
 import syncws
-
-ROOT = Path(__file__).resolve().parents[2]
 
 #: Bound of one blocking call while the server is under load.
 LOADED = 3 * WAIT
@@ -46,15 +43,13 @@ class ServerProcess:
     """
 
     def __init__(self, mode: str, *options: str) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop())
         command = [sys.executable, "-m", "tests.stress.server_main", "--mode", mode]
         command += ["--disconnect-timeout", str(SERVER_DISCONNECT), *options]
         self.proc = subprocess.Popen(
             command,
             cwd=ROOT,
-            env=env,
+            env=checkout_env(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import HAS_IPV6, SHORT, WAIT, wait_for
+from helpers import HAS_IPV6, ROOT, SHORT, WAIT, checkout_env, wait_for
 from rawpeer import upgrade_request
 
 import syncws
@@ -31,9 +31,6 @@ from syncws.testing import (
     connection_pair,
     echo,
 )
-
-ROOT = Path(__file__).resolve().parents[2]
-
 
 # ------------------------------------------------------------------ connection_pair
 
@@ -401,8 +398,7 @@ def test_a_handler_that_raises(ws_server, ws_connect):
 
 def test_the_plugin_in_a_pytest_run(tmp_path: Path) -> None:
     (tmp_path / "test_inner.py").write_text(textwrap.dedent(INNER_TESTS))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env = checkout_env({k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")})
     # Only this plugin: -p loads it through its entry point if syncws is installed, by
     # importing the module otherwise.
     env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
