@@ -136,48 +136,58 @@ def _m_key(draw: Draw, req: UpgradeRequest) -> str:
     return f"key-{how}"
 
 
-def _m_version(draw: Draw, req: UpgradeRequest) -> str:
-    how = draw(st.sampled_from(["value", "drop", "dup"]))
+def _mutate_header(
+    draw: Draw,
+    req: UpgradeRequest,
+    name: bytes,
+    *,
+    hows: list[str],
+    dups: list[bytes],
+    values: list[bytes],
+) -> str:
+    """Drop the header ``name``, add another one (a value of ``dups``) or change its
+    value (one of ``values``): ``how`` is drawn from ``hows``, "drop", "dup" or "value"."""
+    how = draw(st.sampled_from(hows))
     if how == "drop":
-        req.drop(b"sec-websocket-version")
+        req.drop(name.lower())
     elif how == "dup":
-        req.headers.append((b"Sec-WebSocket-Version", draw(st.sampled_from([b"13", b"8"]))))
+        req.headers.append((name, draw(st.sampled_from(dups))))
     else:
-        value = draw(st.sampled_from([b"0", b"8", b"12", b"14", b"", b"13, 8", b"x", b" 13 "]))
-        req.replace(b"sec-websocket-version", value)
-    return f"version-{how}"
+        req.replace(name.lower(), draw(st.sampled_from(values)))
+    return f"{name.lower().removeprefix(b'sec-websocket-').decode()}-{how}"
+
+
+def _m_version(draw: Draw, req: UpgradeRequest) -> str:
+    return _mutate_header(
+        draw,
+        req,
+        b"Sec-WebSocket-Version",
+        hows=["value", "drop", "dup"],
+        dups=[b"13", b"8"],
+        values=[b"0", b"8", b"12", b"14", b"", b"13, 8", b"x", b" 13 "],
+    )
 
 
 def _m_upgrade(draw: Draw, req: UpgradeRequest) -> str:
-    how = draw(st.sampled_from(["drop", "value", "dup"]))
-    if how == "drop":
-        req.drop(b"upgrade")
-    elif how == "dup":
-        req.headers.append((b"Upgrade", draw(st.sampled_from([b"websocket", b"h2c"]))))
-    else:
-        value = draw(
-            st.sampled_from(
-                [b"h2c", b"websocket, h2c", b"WebSocket", b"WEBSOCKET", b"", b"web socket"]
-            )
-        )
-        req.replace(b"upgrade", value)
-    return f"upgrade-{how}"
+    return _mutate_header(
+        draw,
+        req,
+        b"Upgrade",
+        hows=["drop", "value", "dup"],
+        dups=[b"websocket", b"h2c"],
+        values=[b"h2c", b"websocket, h2c", b"WebSocket", b"WEBSOCKET", b"", b"web socket"],
+    )
 
 
 def _m_connection(draw: Draw, req: UpgradeRequest) -> str:
-    how = draw(st.sampled_from(["drop", "value", "dup"]))
-    if how == "drop":
-        req.drop(b"connection")
-    elif how == "dup":
-        req.headers.append((b"Connection", draw(st.sampled_from([b"keep-alive", b"Upgrade"]))))
-    else:
-        value = draw(
-            st.sampled_from(
-                [b"keep-alive", b"close", b"keep-alive, Upgrade", b"upgrade", b"Upgradee", b""]
-            )
-        )
-        req.replace(b"connection", value)
-    return f"connection-{how}"
+    return _mutate_header(
+        draw,
+        req,
+        b"Connection",
+        hows=["drop", "value", "dup"],
+        dups=[b"keep-alive", b"Upgrade"],
+        values=[b"keep-alive", b"close", b"keep-alive, Upgrade", b"upgrade", b"Upgradee", b""],
+    )
 
 
 def _m_host(draw: Draw, req: UpgradeRequest) -> str:

@@ -2,7 +2,11 @@
 
 * :func:`examples` and :func:`fuzz_settings`: how many examples a property runs
   (``SYNCWS_FUZZ_EXAMPLES`` scales them) and the hypothesis settings of every run;
-  :func:`explicit_examples`: the examples every run tries first.
+  :func:`explicit_examples`: the examples every run tries first; :func:`fuzz_test`:
+  all of them on one test, in its default or its long (``slow``) version.
+* :func:`draining`: a syncws server that must be left with no connection and no
+  thread of its own once a test's examples are over.
+* :data:`HARD_VALUE_BYTES` and :data:`CONTROL_BYTES`: what a header value may not hold.
 * :class:`Figures`: counts of what the examples did, reported through hypothesis'
   ``event()`` and, when ``SYNCWS_FUZZ_REPORT`` names a file, appended there as JSON.
 * :func:`encode`: one frame with every field under control (RSV bits, reserved
@@ -22,18 +26,21 @@ import contextlib
 import json
 import os
 import queue
+import re
 import select
 import socket
 import struct
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from helpers import WAIT
-from hypothesis import HealthCheck, Phase, event, example, settings
+import pytest
+from helpers import WAIT, SyncwsServer, syncws_threads, wait_for
+from hypothesis import HealthCheck, Phase, event, example, given, settings
+from hypothesis import strategies as st
 from rawpeer import (
     OP_BINARY,
     OP_CLOSE,
@@ -45,7 +52,9 @@ from rawpeer import (
 )
 
 __all__ = [
+    "CONTROL_BYTES",
     "GENERIC_CODES",
+    "HARD_VALUE_BYTES",
     "OP_BINARY",
     "OP_CLOSE",
     "OP_CONT",
@@ -57,11 +66,13 @@ __all__ = [
     "Output",
     "Pump",
     "ScriptedServer",
+    "draining",
     "encode",
     "examples",
     "expect",
     "explicit_examples",
     "fuzz_settings",
+    "fuzz_test",
     "parse_output",
     "read_head",
 ]
@@ -120,6 +131,51 @@ def explicit_examples(cases: Iterable[Mapping[str, Any]]) -> Callable[[_Test], _
         return test
 
     return decorate
+
+
+def fuzz_test(
+    short: int,
+    long: int,
+    *,
+    slow: bool,
+    costly: bool = False,
+    bugs: Iterable[Mapping[str, Any]] = (),
+    timeout: float = 240,
+    **strategies: st.SearchStrategy[Any],
+) -> Callable[[_Test], _Test]:
+    """Make a fuzz property of a test: ``@given(**strategies)``, its :func:`fuzz_settings`
+    with :func:`examples` ``(short, long, slow=slow, costly=costly)``, the explicit
+    examples ``bugs``; the long version (``slow``) is marked slow, with ``timeout``.
+
+    Each property has a default and a long version, two tests that differ only there.
+    """
+
+    def decorate(test: _Test) -> _Test:
+        test = given(**strategies)(test)
+        test = fuzz_settings(examples(short, long, slow=slow, costly=costly))(test)
+        test = explicit_examples(bugs)(test)
+        if slow:
+            test = pytest.mark.timeout(timeout)(test)
+            test = pytest.mark.slow(test)
+        return test
+
+    return decorate
+
+
+@contextlib.contextmanager
+def draining(srv: SyncwsServer) -> Iterator[SyncwsServer]:
+    """``srv`` for all the examples of a test; then it must have no connection left,
+    and no more syncws threads may run than when it came."""
+    threads_before = len(syncws_threads())
+    yield srv
+    wait_for(lambda: not srv.server.connections, what="the server's connections to drain")
+    wait_for(lambda: len(syncws_threads()) <= threads_before, what="syncws threads to end")
+
+
+#: Bytes no header value may hold (a parser must refuse them): NUL, CR, VT, FF.
+HARD_VALUE_BYTES = re.compile(rb"[\x00\x0b\x0c\r]")
+#: Control bytes (besides HTAB) that a header value should not hold.
+CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class Figures:

@@ -24,6 +24,7 @@ several clients at once so that the waiting overlaps).
 
 from __future__ import annotations
 
+import functools
 import re
 import socket
 import threading
@@ -34,7 +35,6 @@ from typing import Any
 
 import pytest
 from helpers import MARGIN, UNIT, WAIT, Background
-from hypothesis import given
 from hypothesis import strategies as st
 from rawpeer import accept_key, parse_request
 
@@ -48,15 +48,15 @@ from .strategies import (
     handshake_responses,
 )
 from .support import (
+    CONTROL_BYTES,
+    HARD_VALUE_BYTES,
     OP_CLOSE,
     Figures,
     Pump,
     ScriptedServer,
     encode,
-    examples,
     expect,
-    explicit_examples,
-    fuzz_settings,
+    fuzz_test,
     parse_output,
     read_head,
 )
@@ -67,8 +67,6 @@ CONNECT_TIMEOUT = 2.0 * UNIT
 OTHER_KEY = "AAAAAAAAAAAAAAAAAAAAAA=="
 
 _STATUS = re.compile(rb"HTTP/1\.[01] ([0-9]{3})(?: [^\r\n]*)?")
-_HARD_VALUE_BYTES = re.compile(rb"[\x00\x0b\x0c\r]")
-_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 @dataclass
@@ -115,10 +113,10 @@ def judge(resp: HandshakeResponse, accept: bytes) -> Verdict:
             middle = len(value) // 2
             value = value[:middle] + b" " + value[middle:].lstrip(b" \t")
         headers.append((name.lower(), value.strip(b" \t")))
-        if _HARD_VALUE_BYTES.search(value):
+        if HARD_VALUE_BYTES.search(value):
             hard.append("NUL, CR, VT or FF in a header value")
             parsable = False
-        elif _CONTROL.search(value):
+        elif CONTROL_BYTES.search(value):
             soft.append("control byte in a header value")
         if not value.isascii() and name.lower() in (
             b"connection",
@@ -416,20 +414,20 @@ BUG_EXAMPLES = [
 ]
 
 
-@explicit_examples(BUG_EXAMPLES)
-@fuzz_settings(examples(300, 6000, slow=False))
-@given(resp=handshake_responses())
+#: The property of the client's handshake, in its default and its long version.
+client_handshake = functools.partial(
+    fuzz_test, 300, 6000, bugs=BUG_EXAMPLES, resp=handshake_responses()
+)
+
+
+@client_handshake(slow=False)
 def test_fuzz_client_handshake(
     raw_server: ScriptedServer, figures: Figures, resp: HandshakeResponse
 ) -> None:
     check_connect(raw_server, resp, figures)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(240)
-@explicit_examples(BUG_EXAMPLES)
-@fuzz_settings(examples(300, 6000, slow=True))
-@given(resp=handshake_responses())
+@client_handshake(slow=True)
 def test_fuzz_client_handshake_long(
     raw_server: ScriptedServer, figures: Figures, resp: HandshakeResponse
 ) -> None:
@@ -505,16 +503,16 @@ _CUTS = st.lists(
 )
 
 
-@fuzz_settings(examples(1, 10, slow=False, costly=True))
-@given(cuts=_CUTS)
+#: The property of unfinished responses, in its default and its long version.
+unfinished_responses = functools.partial(fuzz_test, 1, 10, costly=True, timeout=120, cuts=_CUTS)
+
+
+@unfinished_responses(slow=False)
 def test_unfinished_responses_time_out(figures: Figures, cuts: list[tuple[bytes, int]]) -> None:
     wait_for_timeouts(cuts, figures)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(120)
-@fuzz_settings(examples(1, 10, slow=True, costly=True))
-@given(cuts=_CUTS)
+@unfinished_responses(slow=True)
 def test_unfinished_responses_time_out_long(
     figures: Figures, cuts: list[tuple[bytes, int]]
 ) -> None:

@@ -21,14 +21,14 @@ syncws side must do with it. The properties:
 
 from __future__ import annotations
 
+import functools
 import socket
 import struct
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import WAIT, SyncwsServer, server_echo, syncws_threads, wait_for
-from hypothesis import given
+from helpers import WAIT, SyncwsServer, server_echo
 from rawpeer import parse_request, raw_client, response_101
 
 import syncws
@@ -44,11 +44,10 @@ from .support import (
     Output,
     Pump,
     ScriptedServer,
+    draining,
     encode,
-    examples,
     expect,
-    explicit_examples,
-    fuzz_settings,
+    fuzz_test,
     parse_output,
     read_head,
 )
@@ -171,11 +170,8 @@ def caught_up(received: bytes, exp: Expectation) -> bool:
 @pytest.fixture
 def echo_server(syncws_server) -> Iterator[SyncwsServer]:
     """One echo server for all the examples of a test; drained at the end."""
-    srv = syncws_server(server_echo, max_message_size=LIMIT)
-    threads_before = len(syncws_threads())
-    yield srv
-    wait_for(lambda: not srv.server.connections, what="the server's connections to drain")
-    wait_for(lambda: len(syncws_threads()) <= threads_before, what="syncws threads to end")
+    with draining(syncws_server(server_echo, max_message_size=LIMIT)) as srv:
+        yield srv
 
 
 _CLIENT_STREAMS = frame_scripts(masked=True, max_size=LIMIT)
@@ -226,20 +222,20 @@ CLIENT_BUG_EXAMPLES = [
 ]
 
 
-@explicit_examples(SERVER_BUG_EXAMPLES)
-@fuzz_settings(examples(300, 5000, slow=False))
-@given(script=_CLIENT_STREAMS)
+#: The property of the server's frame layer, in its default and its long version.
+server_frames = functools.partial(
+    fuzz_test, 300, 5000, bugs=SERVER_BUG_EXAMPLES, script=_CLIENT_STREAMS
+)
+
+
+@server_frames(slow=False)
 def test_fuzz_server_frames(
     echo_server: SyncwsServer, figures: Figures, script: FrameScript
 ) -> None:
     check_server(echo_server.port, script, figures)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(240)
-@explicit_examples(SERVER_BUG_EXAMPLES)
-@fuzz_settings(examples(300, 5000, slow=True))
-@given(script=_CLIENT_STREAMS)
+@server_frames(slow=True)
 def test_fuzz_server_frames_long(
     echo_server: SyncwsServer, figures: Figures, script: FrameScript
 ) -> None:
@@ -353,20 +349,20 @@ def check_client_close(
         assert sent == reason.code or (finish == "reset" and sent == "none"), context
 
 
-@explicit_examples(CLIENT_BUG_EXAMPLES)
-@fuzz_settings(examples(200, 4000, slow=False))
-@given(script=_SERVER_STREAMS)
+#: The property of the client's frame layer, in its default and its long version.
+client_frames = functools.partial(
+    fuzz_test, 200, 4000, bugs=CLIENT_BUG_EXAMPLES, script=_SERVER_STREAMS
+)
+
+
+@client_frames(slow=False)
 def test_fuzz_client_frames(
     raw_server: ScriptedServer, figures: Figures, script: FrameScript
 ) -> None:
     check_client(raw_server, script, figures)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(240)
-@explicit_examples(CLIENT_BUG_EXAMPLES)
-@fuzz_settings(examples(200, 4000, slow=True))
-@given(script=_SERVER_STREAMS)
+@client_frames(slow=True)
 def test_fuzz_client_frames_long(
     raw_server: ScriptedServer, figures: Figures, script: FrameScript
 ) -> None:

@@ -17,6 +17,7 @@ take either way. The properties:
 
 from __future__ import annotations
 
+import functools
 import re
 import socket
 import time
@@ -25,23 +26,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from helpers import MARGIN, UNIT, WAIT, SyncwsServer, server_echo, syncws_threads, wait_for
-from hypothesis import given
+from helpers import MARGIN, UNIT, WAIT, SyncwsServer, server_echo
 from hypothesis import strategies as st
 from rawpeer import accept_key, read_http_response, upgrade_request
 
 from .strategies import CRLF, SAMPLE_KEY, UpgradeRequest, upgrade_requests
 from .support import (
+    CONTROL_BYTES,
+    HARD_VALUE_BYTES,
     OP_CLOSE,
     OP_TEXT,
     Expectation,
     Figures,
     Pump,
+    draining,
     encode,
-    examples,
     expect,
-    explicit_examples,
-    fuzz_settings,
+    fuzz_test,
     parse_output,
     read_head,
 )
@@ -54,8 +55,6 @@ QUIET = 0.05 * UNIT
 _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
 _KEY = re.compile(rb"[A-Za-z0-9+/]{21}[AQgw]==")
 _BLANK_LINE = re.compile(rb"\n\r?\n")
-_HARD_VALUE_BYTES = re.compile(rb"[\x00\x0b\x0c\r]")
-_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _STATUS_LINE = re.compile(rb"HTTP/1\.1 ([45][0-9][0-9]) [^\r\n]*")
 
 #: The echo server's max_message_size (syncws' default).
@@ -146,9 +145,9 @@ def judge(req: UpgradeRequest) -> Verdict:
             hard.append("header line starting with whitespace (obs-fold)")
         elif not _TOKEN.fullmatch(name):
             hard.append("header name is not a token")
-        if _HARD_VALUE_BYTES.search(value):
+        if HARD_VALUE_BYTES.search(value):
             hard.append("NUL, CR, VT or FF in a header value")
-        elif _CONTROL.search(value):
+        elif CONTROL_BYTES.search(value):
             soft.append("control byte in a header value")
 
     def values(wanted: bytes) -> list[bytes]:
@@ -380,19 +379,11 @@ def check_upgrade(
         assert out.close[0] in (1000, 1002, 1007, 1009), context
 
 
-def drained(srv: SyncwsServer, threads_before: int) -> None:
-    """Assert the server has no connection and no client thread left."""
-    wait_for(lambda: not srv.server.connections, what="the server's connections to drain")
-    wait_for(lambda: len(syncws_threads()) <= threads_before, what="syncws threads to end")
-
-
 @pytest.fixture
 def echo_server(syncws_server) -> Iterator[SyncwsServer]:
     """One echo server for all the examples of a test; drained at the end."""
-    srv = syncws_server(server_echo, connect_timeout=CONNECT_TIMEOUT)
-    threads_before = len(syncws_threads())
-    yield srv
-    drained(srv, threads_before)
+    with draining(syncws_server(server_echo, connect_timeout=CONNECT_TIMEOUT)) as srv:
+        yield srv
 
 
 # ----------------------------------------------------- bug classes, tried on every run
@@ -450,9 +441,13 @@ BUG_EXAMPLES = [
 ]
 
 
-@explicit_examples(BUG_EXAMPLES)
-@fuzz_settings(examples(300, 7000, slow=False))
-@given(req=upgrade_requests(), half_close=st.booleans())
+#: The property of the server's handshake, in its default and its long version.
+server_handshake = functools.partial(
+    fuzz_test, 300, 7000, bugs=BUG_EXAMPLES, req=upgrade_requests(), half_close=st.booleans()
+)
+
+
+@server_handshake(slow=False)
 def test_fuzz_server_handshake(
     echo_server: SyncwsServer, figures: Figures, req: UpgradeRequest, half_close: bool
 ) -> None:
@@ -460,11 +455,7 @@ def test_fuzz_server_handshake(
     exchange(echo_server.port, req, half_close, figures)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(240)
-@explicit_examples(BUG_EXAMPLES)
-@fuzz_settings(examples(300, 7000, slow=True))
-@given(req=upgrade_requests(), half_close=st.booleans())
+@server_handshake(slow=True)
 def test_fuzz_server_handshake_long(
     echo_server: SyncwsServer, figures: Figures, req: UpgradeRequest, half_close: bool
 ) -> None:
@@ -482,10 +473,8 @@ BATCH = 12
 
 @pytest.fixture
 def dropping_server(syncws_server) -> Iterator[SyncwsServer]:
-    srv = syncws_server(server_echo, connect_timeout=DROP_TIMEOUT)
-    threads_before = len(syncws_threads())
-    yield srv
-    drained(srv, threads_before)
+    with draining(syncws_server(server_echo, connect_timeout=DROP_TIMEOUT)) as srv:
+        yield srv
 
 
 def drop_incomplete(port: int, cuts: list[int], figures: Figures) -> None:
@@ -529,18 +518,18 @@ def read_until_closed(sock: socket.socket, deadline: float) -> bytes:
         data += chunk
 
 
-@fuzz_settings(examples(1, 12, slow=False, costly=True))
-@given(cuts=_CUTS)
+#: The property of incomplete requests, in its default and its long version.
+incomplete_requests = functools.partial(fuzz_test, 1, 12, costly=True, timeout=120, cuts=_CUTS)
+
+
+@incomplete_requests(slow=False)
 def test_incomplete_requests_are_dropped_after_connect_timeout(
     dropping_server: SyncwsServer, figures: Figures, cuts: list[int]
 ) -> None:
     drop_incomplete(dropping_server.port, cuts, figures)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(120)
-@fuzz_settings(examples(1, 12, slow=True, costly=True))
-@given(cuts=_CUTS)
+@incomplete_requests(slow=True)
 def test_incomplete_requests_are_dropped_after_connect_timeout_long(
     dropping_server: SyncwsServer, figures: Figures, cuts: list[int]
 ) -> None:
