@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,10 +21,8 @@ from rawpeer import (
     OP_PING,
     ClientPeerConnection,
     PeerConnection,
-    accept_key,
     encode_frame,
-    read_http_response,
-    upgrade_request,
+    raw_client,
 )
 
 import syncws
@@ -101,25 +98,6 @@ class HandlerCall:
         if error is not None:
             raise error
         return self.value
-
-
-def raw_client(port: int, rcvbuf: int | None = None) -> ClientPeerConnection:
-    """A raw client connection (tests/rawpeer.py), optionally with a small receive buffer."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        if rcvbuf is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        sock.settimeout(WAIT)
-        sock.connect(("127.0.0.1", port))
-        key = "dGhlIHNhbXBsZSBub25jZQ=="
-        sock.sendall(upgrade_request(f"127.0.0.1:{port}", "/", key=key))
-        response = read_http_response(sock, WAIT, until_eof=False)
-        assert response.status == 101, response
-        assert response.header("Sec-WebSocket-Accept") == accept_key(key), response
-    except BaseException:
-        sock.close()
-        raise
-    return ClientPeerConnection(sock, None, response.rest)
 
 
 class Link:
@@ -255,7 +233,7 @@ def open_links(side: str, raw_peer: Any, syncws_server: Any) -> Iterator[LinkFac
                 job.run()
 
         srv = syncws_server(handler, **options)
-        conn = raw_client(srv.port, peer_rcvbuf)
+        conn = raw_client(srv.port, rcvbuf=peer_rcvbuf, timeout=WAIT)
         try:
             ws, thread = accepted.get(timeout=WAIT)
         except queue.Empty:

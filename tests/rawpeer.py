@@ -766,7 +766,13 @@ def wait_closed(sock: socket.socket, timeout: float = PEER_TIMEOUT) -> bytes:
 
 
 class ClientPeerConnection(PeerConnection):
-    """The client end of a raw connection: frames are masked unless ``mask=None`` is given."""
+    """The client end of a raw connection: frames are masked unless ``mask=None`` is given.
+
+    ``response``: the server's answer to the opening handshake, when :func:`raw_client`
+    made the connection.
+    """
+
+    response: HttpResponse | None = None
 
     def send_frame(self, opcode: int, payload: bytes = b"", **kwargs: object) -> None:
         kwargs.setdefault("mask", os.urandom(4))
@@ -793,7 +799,7 @@ def raw_client(
     """Open a WebSocket connection by hand; fail unless the server answers 101.
 
     ``rcvbuf``: a receive buffer size, set before connecting (so that the TCP window
-    the client announces stays small).
+    the client announces stays small). The 101 is the connection's ``response``.
     """
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     try:
@@ -809,4 +815,6 @@ def raw_client(
     except BaseException:
         sock.close()
         raise
-    return ClientPeerConnection(sock, None, response.rest)
+    conn = ClientPeerConnection(sock, None, response.rest)
+    conn.response = response
+    return conn

@@ -26,7 +26,7 @@ from helpers import (
     server_echo,
     unused_port,
 )
-from rawpeer import MUTE, SILENT, RawPeer, Request
+from rawpeer import MUTE, SILENT, PeerConnection, RawPeer, Request
 
 import syncws
 
@@ -150,18 +150,28 @@ def test_reset_after_the_request_was_sent(raw_peer: Callable[..., RawPeer]) -> N
     assert isinstance(error.__cause__, ConnectionResetError)
 
 
+def wss_connect(peer: RawPeer, context: ssl.SSLContext) -> Background:
+    """``syncws.connect`` to ``wss://`` at ``peer``, in the background."""
+    url = f"wss://127.0.0.1:{peer.port}/"
+    return Background(syncws.connect, url, ssl_context=context, connect_timeout=WAIT)
+
+
+def take_client_hello(peer: RawPeer) -> PeerConnection:
+    """The connection at ``peer`` once the TLS ClientHello of a wss:// client came in."""
+    assert peer.handshake_done.wait(WAIT)
+    assert peer.conn is not None
+    peer.conn.sock.settimeout(WAIT)
+    assert peer.conn.sock.recv(65536)[:1] == b"\x16"  # A TLS handshake record.
+    return peer.conn
+
+
 @pytest.mark.parametrize("how", ["close", "abort"])
 def test_eof_or_reset_during_the_tls_handshake(
     raw_peer: Callable[..., RawPeer], tls_client_context: ssl.SSLContext, how: str
 ) -> None:
     peer = raw_peer(handshake=MUTE)
-    url = f"wss://127.0.0.1:{peer.port}/"
-    call = Background(syncws.connect, url, ssl_context=tls_client_context, connect_timeout=WAIT)
-    assert peer.handshake_done.wait(WAIT)
-    assert peer.conn is not None
-    peer.conn.sock.settimeout(WAIT)
-    assert peer.conn.sock.recv(65536)[:1] == b"\x16"  # The TLS ClientHello.
-    getattr(peer.conn, how)()
+    call = wss_connect(peer, tls_client_context)
+    getattr(take_client_hello(peer), how)()
     error = call.exception()
     assert_lost(error, f"127.0.0.1:{peer.port}", "during the TLS handshake")
     assert isinstance(error.__cause__, (ssl.SSLEOFError, ConnectionResetError))
@@ -239,36 +249,30 @@ def test_http_server_answering_200_did_not_upgrade(web_server: http.server.HTTPS
     assert len(message) < 250
 
 
-def test_a_rejection_shows_its_status_line_and_body(raw_peer: Callable[..., RawPeer]) -> None:
-    def reject(request: Request) -> bytes:
-        return b"HTTP/1.1 401 Who Are You\r\nContent-Length: 13\r\n\r\nwho are you?\n"
-
-    peer = raw_peer(handshake=reject)
+def rejected(raw_peer: Callable[..., RawPeer], response: bytes) -> syncws.ConnectionRejected:
+    """What ``syncws.connect`` raises when the server answers ``response``."""
+    peer = raw_peer(handshake=lambda request: response)
     with pytest.raises(syncws.ConnectionRejected) as excinfo:
         syncws.connect(peer.url, connect_timeout=WAIT)
-    assert str(excinfo.value) == (
+    return excinfo.value
+
+
+def test_a_rejection_shows_its_status_line_and_body(raw_peer: Callable[..., RawPeer]) -> None:
+    response = b"HTTP/1.1 401 Who Are You\r\nContent-Length: 13\r\n\r\nwho are you?\n"
+    assert str(rejected(raw_peer, response)) == (
         "server rejected WebSocket connection: HTTP 401 Who Are You, with the body "
         "'who are you?\\n'"
     )
 
 
 def test_a_rejection_without_body(raw_peer: Callable[..., RawPeer]) -> None:
-    peer = raw_peer(
-        handshake=lambda request: b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
-    )
-    with pytest.raises(syncws.ConnectionRejected) as excinfo:
-        syncws.connect(peer.url, connect_timeout=WAIT)
-    assert str(excinfo.value) == "server rejected WebSocket connection: HTTP 404 Not Found"
+    error = rejected(raw_peer, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+    assert str(error) == "server rejected WebSocket connection: HTTP 404 Not Found"
 
 
 def test_a_redirect_did_not_upgrade(raw_peer: Callable[..., RawPeer]) -> None:
-    def redirect(request: Request) -> bytes:
-        return b"HTTP/1.1 301 Moved Permanently\r\nLocation: /ws\r\nContent-Length: 0\r\n\r\n"
-
-    peer = raw_peer(handshake=redirect)
-    with pytest.raises(syncws.ConnectionRejected) as excinfo:
-        syncws.connect(peer.url, connect_timeout=WAIT)
-    assert str(excinfo.value) == (
+    response = b"HTTP/1.1 301 Moved Permanently\r\nLocation: /ws\r\nContent-Length: 0\r\n\r\n"
+    assert str(rejected(raw_peer, response)) == (
         "the server did not upgrade to WebSocket: it answered 'HTTP/1.1 301 Moved Permanently'"
     )
 
@@ -301,12 +305,9 @@ TO_WSS = "is it wss:// rather than ws://?"
 
 def answer_client_hello(peer: RawPeer, answer: bytes) -> None:
     """Take the TLS ClientHello a wss:// client sends, answer ``answer``, then close."""
-    assert peer.handshake_done.wait(WAIT)
-    assert peer.conn is not None
-    peer.conn.sock.settimeout(WAIT)
-    assert peer.conn.sock.recv(65536)[:1] == b"\x16"
-    peer.conn.send_raw(answer)
-    peer.conn.close()  # The client may have reset the connection already: no error.
+    conn = take_client_hello(peer)
+    conn.send_raw(answer)
+    conn.close()  # The client may have reset the connection already: no error.
 
 
 def wss_url(port: int) -> str:
@@ -317,9 +318,7 @@ def test_wss_to_a_server_that_answers_http(
     raw_peer: Callable[..., RawPeer], tls_client_context: ssl.SSLContext
 ) -> None:
     peer = raw_peer(handshake=MUTE)
-    call = Background(
-        syncws.connect, wss_url(peer.port), ssl_context=tls_client_context, connect_timeout=WAIT
-    )
+    call = wss_connect(peer, tls_client_context)
     answer_client_hello(peer, b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
     error = call.exception()
     assert isinstance(error, ssl.SSLError), repr(error)  # As before: catchable as such.
@@ -336,9 +335,7 @@ def test_wss_to_a_server_that_closes_says_it_may_be_ws(
     raw_peer: Callable[..., RawPeer], tls_client_context: ssl.SSLContext
 ) -> None:
     peer = raw_peer(handshake=MUTE)
-    call = Background(
-        syncws.connect, wss_url(peer.port), ssl_context=tls_client_context, connect_timeout=WAIT
-    )
+    call = wss_connect(peer, tls_client_context)
     answer_client_hello(peer, b"")
     assert_lost(call.exception(), "during the TLS handshake", TO_WS)
 
@@ -354,33 +351,37 @@ def test_wss_to_a_silent_server_says_it_may_be_ws(
     assert TO_WS in str(excinfo.value)
 
 
-@pytest.mark.parametrize("server", ["syncws", "websockets"])
-def test_wss_to_a_plain_websocket_server(
-    server: str,
+@pytest.fixture(params=["syncws", "websockets"])
+def echo_server(
+    request: pytest.FixtureRequest,
     syncws_server: Callable[..., SyncwsServer],
     websockets_server: Callable[..., WsServer],
-    tls_client_context: ssl.SSLContext,
+) -> Callable[..., int]:
+    """Factory: ``echo_server(tls_context=None)`` starts a syncws or a websockets echo
+    server (over TLS with a context) and returns its port."""
+
+    def start(tls_context: ssl.SSLContext | None = None) -> int:
+        if request.param == "syncws":
+            return syncws_server(server_echo, ssl_context=tls_context).port
+        return websockets_server(echo_handler, ssl=tls_context).port
+
+    return start
+
+
+def test_wss_to_a_plain_websocket_server(
+    echo_server: Callable[..., int], tls_client_context: ssl.SSLContext
 ) -> None:
-    port = (
-        syncws_server(server_echo) if server == "syncws" else websockets_server(echo_handler)
-    ).port
+    port = echo_server()
     with pytest.raises((ssl.SSLError, syncws.ConnectionLost)) as excinfo:
         syncws.connect(wss_url(port), ssl_context=tls_client_context, connect_timeout=WAIT)
     assert f"the server at 127.0.0.1:{port}" in str(excinfo.value)
     assert TO_WS in str(excinfo.value)
 
 
-@pytest.mark.parametrize("server", ["syncws", "websockets"])
 def test_ws_to_a_tls_websocket_server(
-    server: str,
-    syncws_server: Callable[..., SyncwsServer],
-    websockets_server: Callable[..., WsServer],
-    tls_server_context: ssl.SSLContext,
+    echo_server: Callable[..., int], tls_server_context: ssl.SSLContext
 ) -> None:
-    if server == "syncws":
-        port = syncws_server(server_echo, ssl_context=tls_server_context).port
-    else:
-        port = websockets_server(echo_handler, ssl=tls_server_context).port
+    port = echo_server(tls_server_context)
     # A TLS server reads "GET / HTTP/1.1" as a bad TLS record and drops the connection.
     with pytest.raises(syncws.ConnectionLost) as excinfo:
         syncws.connect(f"ws://127.0.0.1:{port}/", connect_timeout=WAIT)
@@ -413,22 +414,13 @@ def test_ws_to_a_server_that_answers_a_tls_alert(
 def test_ws_to_an_https_port_that_answers_400(
     raw_peer: Callable[..., RawPeer], body: bytes
 ) -> None:
-    def plain_http_on_tls_port(request: Request) -> bytes:
-        return b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-
-    peer = raw_peer(handshake=plain_http_on_tls_port)
-    with pytest.raises(syncws.ConnectionRejected) as excinfo:
-        syncws.connect(peer.url, connect_timeout=WAIT)
-    assert excinfo.value.status_code == 400
-    assert excinfo.value.body == body
-    assert str(excinfo.value).endswith(f"; {TO_WSS}")
+    response = b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    error = rejected(raw_peer, response)
+    assert error.status_code == 400
+    assert error.body == body
+    assert str(error).endswith(f"; {TO_WSS}")
 
 
 def test_a_plain_400_has_no_tls_hint(raw_peer: Callable[..., RawPeer]) -> None:
-    def bad_request(request: Request) -> bytes:
-        return b"HTTP/1.1 400 Bad Request\r\nContent-Length: 12\r\n\r\nbad request\n"
-
-    peer = raw_peer(handshake=bad_request)
-    with pytest.raises(syncws.ConnectionRejected) as excinfo:
-        syncws.connect(peer.url, connect_timeout=WAIT)
-    assert "wss://" not in str(excinfo.value)
+    response = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 12\r\n\r\nbad request\n"
+    assert "wss://" not in str(rejected(raw_peer, response))

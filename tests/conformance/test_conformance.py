@@ -8,9 +8,6 @@ messages a test thread echoes back, the raw peer as the server. See
 
 from __future__ import annotations
 
-import base64
-import os
-import socket
 import threading
 import uuid
 from typing import Any
@@ -20,11 +17,8 @@ from helpers import WAIT, Background
 from rawpeer import (
     ClientPeerConnection,
     RawPeer,
-    accept_key,
     raw_client,
-    read_http_response,
     response_101,
-    upgrade_request,
 )
 
 import syncws
@@ -69,20 +63,9 @@ def _run(case: Case, harness: Harness) -> None:
 
 def _deflate_client(port: int, path: str, offer: str) -> tuple[ClientPeerConnection, str | None]:
     """A raw client offering ``offer``: the connection and the server's extension answer."""
-    sock = socket.create_connection(("127.0.0.1", port), WAIT)
-    try:
-        key = base64.b64encode(os.urandom(16)).decode("ascii")
-        headers = [("Sec-WebSocket-Extensions", offer)]
-        sock.sendall(upgrade_request(f"127.0.0.1:{port}", path, key=key, headers=headers))
-        response = read_http_response(sock, WAIT, until_eof=False)
-        assert response.status == 101, response
-        assert response.header("Sec-WebSocket-Accept") == accept_key(key), response
-    except BaseException:
-        sock.close()
-        raise
-    return ClientPeerConnection(sock, None, response.rest), response.header(
-        "Sec-WebSocket-Extensions"
-    )
+    conn = raw_client(port, path, headers=[("Sec-WebSocket-Extensions", offer)], timeout=WAIT)
+    assert conn.response is not None
+    return conn, conn.response.header("Sec-WebSocket-Extensions")
 
 
 def _run_deflate_server(case: Case, server: EchoServer) -> None:

@@ -8,22 +8,30 @@ nothing waits out the caller window when something needs the network.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
 
 import pytest
-from helpers import SHORT, WAIT, Background, off_main_thread, wait_for
+from helpers import SHORT, WAIT, Background, finish, off_main_thread, wait_for
 from rawpeer import OP_PONG
 
 import syncws
 from syncws import ConnectionClosed, _core, _readturns, _transport
 
 
-def finish(ws, conn) -> None:
-    closer = Background(ws.close)
-    conn.close_handshake()
-    closer.result()
+@contextlib.contextmanager
+def read_once(raw_peer, **options):
+    """``(ws, conn)``: a connection to a raw peer whose first message the caller has read;
+    the closing handshake runs at the end (unless the body failed)."""
+    peer = raw_peer()
+    with syncws.connect(peer.url, **options) as ws:
+        conn = peer.connection()
+        conn.send_text("warm up")
+        assert ws.get_message(timeout=WAIT) == "warm up"
+        yield ws, conn
+        finish(ws, conn)
 
 
 @pytest.fixture
@@ -69,11 +77,7 @@ def test_a_waiting_caller_reads_the_socket_itself(raw_peer, reading_threads) -> 
 
 @off_main_thread
 def test_pings_are_answered_while_the_application_does_not_read(raw_peer) -> None:
-    peer = raw_peer()
-    with syncws.connect(peer.url) as ws:
-        conn = peer.connection()
-        conn.send_text("hello")
-        assert ws.get_message(timeout=WAIT) == "hello"
+    with read_once(raw_peer) as (ws, conn):
         # The caller read last and now does something else: the reader thread takes
         # the socket back after the grace period and answers.
         conn.send_ping(b"are you there")
@@ -81,22 +85,16 @@ def test_pings_are_answered_while_the_application_does_not_read(raw_peer) -> Non
         assert (frame.opcode, frame.payload) == (OP_PONG, b"are you there")
         conn.send_text("still here")
         assert ws.get_message(timeout=WAIT) == "still here"
-        finish(ws, conn)
 
 
 @off_main_thread
 def test_pings_are_answered_while_a_caller_waits(raw_peer) -> None:
-    peer = raw_peer()
-    with syncws.connect(peer.url) as ws:
-        conn = peer.connection()
-        conn.send_text("warm up")
-        assert ws.get_message(timeout=WAIT) == "warm up"
+    with read_once(raw_peer) as (ws, conn):
         getter = Background(ws.get_message, timeout=WAIT)
         conn.send_ping(b"1")
         assert conn.recv_frame(timeout=WAIT).payload == b"1"
         conn.send_text("done")
         assert getter.result() == "done"
-        finish(ws, conn)
 
 
 def waits_in_receive(thread: threading.Thread | None) -> bool:
@@ -179,32 +177,22 @@ def test_close_takes_the_socket_back_at_once(raw_peer) -> None:
 @pytest.mark.usefixtures("long_grace")
 @off_main_thread
 def test_keepalive_runs_while_the_socket_is_lent(raw_peer) -> None:
-    peer = raw_peer()
-    with syncws.connect(peer.url, ping_interval=0.05, ping_timeout=WAIT) as ws:
-        conn = peer.connection()
-        conn.send_text("x")
-        assert ws.get_message(timeout=WAIT) == "x"
+    with read_once(raw_peer, ping_interval=0.05, ping_timeout=WAIT) as (_ws, conn):
         # Nobody reads, and the grace outlasts the test: the keepalive timer still
         # makes the reader thread take the socket and ping.
         frame = conn.recv_frame(timeout=WAIT)
         assert frame.opcode == 0x9
-        finish(ws, conn)
 
 
 @pytest.mark.usefixtures("long_grace")
 @off_main_thread
 def test_a_second_waiting_thread_is_not_left_waiting(raw_peer) -> None:
-    peer = raw_peer()
-    with syncws.connect(peer.url) as ws:
-        conn = peer.connection()
-        conn.send_text("warm up")
-        assert ws.get_message(timeout=WAIT) == "warm up"
+    with read_once(raw_peer) as (ws, conn):
         first = Background(ws.get_message, timeout=WAIT)
         second = Background(ws.get_message, timeout=WAIT)
         conn.send_text("a")
         conn.send_text("b")
         assert sorted([first.result(), second.result()]) == ["a", "b"]
-        finish(ws, conn)
 
 
 @off_main_thread
@@ -268,11 +256,7 @@ def test_close_from_another_thread_wakes_a_caller_reading(raw_peer) -> None:
 
 @off_main_thread
 def test_get_message_with_zero_timeout_reads_what_is_there(raw_peer) -> None:
-    peer = raw_peer()
-    with syncws.connect(peer.url) as ws:
-        conn = peer.connection()
-        conn.send_text("warm up")
-        assert ws.get_message(timeout=WAIT) == "warm up"
+    with read_once(raw_peer) as (ws, conn):
         with pytest.raises(TimeoutError):
             ws.get_message(timeout=0)
         conn.send_text("polled")
@@ -286,7 +270,6 @@ def test_get_message_with_zero_timeout_reads_what_is_there(raw_peer) -> None:
                 continue
         else:
             pytest.fail("the message never showed up")
-        finish(ws, conn)
 
 
 # ------------------------------------------------- server connections: reader on demand
