@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from helpers import WAIT, Handler, SyncwsHandler, SyncwsServer, WsServer
+from helpers import WAIT, SyncwsServer, WsServer, made_for_the_test
 from rawpeer import RawPeer
 
 import syncws
@@ -142,31 +142,13 @@ def _problems(
 @pytest.fixture
 def websockets_server() -> Iterator[Callable[..., WsServer]]:
     """Factory: ``websockets_server(handler, **serve_kwargs)`` -> a running websockets server."""
-    servers: list[WsServer] = []
-
-    def start(handler: Handler, **kwargs: Any) -> WsServer:
-        server = WsServer(handler, **kwargs)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+    yield from made_for_the_test(WsServer, WsServer.stop)
 
 
 @pytest.fixture
 def raw_peer() -> Iterator[Callable[..., RawPeer]]:
     """Factory: ``raw_peer(**options)`` -> a started :class:`rawpeer.RawPeer`."""
-    peers: list[RawPeer] = []
-
-    def start(**kwargs: Any) -> RawPeer:
-        peer = RawPeer(**kwargs)
-        peers.append(peer)
-        return peer
-
-    yield start
-    for peer in peers:
-        peer.close()
+    yield from made_for_the_test(RawPeer, RawPeer.close)
 
 
 @pytest.fixture
@@ -175,16 +157,7 @@ def syncws_server() -> Iterator[Callable[..., SyncwsServer]]:
 
     A :class:`helpers.SyncwsServer` serving in the background; shut down at teardown.
     """
-    servers: list[SyncwsServer] = []
-
-    def start(handler: SyncwsHandler, *args: Any, **kwargs: Any) -> SyncwsServer:
-        server = SyncwsServer(handler, *args, **kwargs)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in reversed(servers):
-        server.stop()
+    yield from made_for_the_test(SyncwsServer, SyncwsServer.stop)
 
 
 @pytest.fixture(params=["client", "server"])

@@ -13,9 +13,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
@@ -98,6 +98,26 @@ def off_main_thread(test: Callable[..., None]) -> Callable[..., None]:
         Background(test, *args, **kwargs).result(timeout=60)
 
     return run
+
+
+_Made = TypeVar("_Made")
+
+
+def made_for_the_test(
+    make: Callable[..., _Made], stop: Callable[[_Made], object]
+) -> Iterator[Callable[..., _Made]]:
+    """The body of a factory fixture (``yield from`` it): the test gets a function that
+    makes one (``make(*args, **kwargs)``); each one made is stopped with ``stop`` at
+    teardown, the last one first."""
+    made: list[_Made] = []
+
+    def start(*args: Any, **kwargs: Any) -> _Made:
+        made.append(make(*args, **kwargs))
+        return made[-1]
+
+    yield start
+    for thing in reversed(made):
+        stop(thing)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = WAIT, what: str = "") -> None:
@@ -279,16 +299,25 @@ class SyncwsServer(_PeerServer):
             self.server.__exit__(None, None, None)
 
 
-def server_echo(request: Any, srv: SyncwsServer) -> None:
-    """Accept, then send every message back until the client closes."""
+def echo_messages(ws: Any) -> None:
+    """Send every message of the connection ``ws`` back until the peer closes."""
     from syncws import ConnectionClosed
 
-    ws = request.accept()
     try:
         for message in ws:
             ws.send_message(message)
     except ConnectionClosed:
         pass
+
+
+def plain_echo(request: Any) -> None:
+    """A handler of a plain ``syncws.WebSocketServer``: accept, then echo every message."""
+    echo_messages(request.accept())
+
+
+def server_echo(request: Any, srv: SyncwsServer) -> None:
+    """A :class:`SyncwsServer` handler: accept, then echo every message."""
+    plain_echo(request)
 
 
 def syncws_threads() -> list[threading.Thread]:

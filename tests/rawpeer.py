@@ -333,9 +333,9 @@ class PeerConnection:
             if frame.opcode == OP_CLOSE:
                 return frame
 
-    def close_handshake(self, timeout: float = PEER_TIMEOUT) -> Frame:
-        """Wait for the client's close frame, echo it, then close TCP (server side)."""
-        frame = self.expect_close(timeout)
+    def close_handshake(self, timeout: float = PEER_TIMEOUT, answer_pings: bool = True) -> Frame:
+        """Wait for the client's close frame, echo its code, then close TCP (server side)."""
+        frame = self.expect_close(timeout, answer_pings)
         self.send_frame(OP_CLOSE, frame.payload[:2])
         self.close()
         return frame

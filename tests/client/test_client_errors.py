@@ -303,11 +303,14 @@ TO_WS = "is it ws:// rather than wss://?"
 TO_WSS = "is it wss:// rather than ws://?"
 
 
-def answer_client_hello(peer: RawPeer, answer: bytes) -> None:
-    """Take the TLS ClientHello a wss:// client sends, answer ``answer``, then close."""
+def wss_answered(peer: RawPeer, context: ssl.SSLContext, answer: bytes) -> BaseException | None:
+    """What a wss:// client raises when ``peer`` (started with ``handshake=MUTE``) answers
+    its TLS ClientHello with ``answer``, then closes."""
+    call = wss_connect(peer, context)
     conn = take_client_hello(peer)
     conn.send_raw(answer)
     conn.close()  # The client may have reset the connection already: no error.
+    return call.exception()
 
 
 def wss_url(port: int) -> str:
@@ -318,9 +321,8 @@ def test_wss_to_a_server_that_answers_http(
     raw_peer: Callable[..., RawPeer], tls_client_context: ssl.SSLContext
 ) -> None:
     peer = raw_peer(handshake=MUTE)
-    call = wss_connect(peer, tls_client_context)
-    answer_client_hello(peer, b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-    error = call.exception()
+    answer = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
+    error = wss_answered(peer, tls_client_context, answer)
     assert isinstance(error, ssl.SSLError), repr(error)  # As before: catchable as such.
     assert not isinstance(error, syncws.WebSocketError)
     message = str(error)
@@ -334,10 +336,8 @@ def test_wss_to_a_server_that_answers_http(
 def test_wss_to_a_server_that_closes_says_it_may_be_ws(
     raw_peer: Callable[..., RawPeer], tls_client_context: ssl.SSLContext
 ) -> None:
-    peer = raw_peer(handshake=MUTE)
-    call = wss_connect(peer, tls_client_context)
-    answer_client_hello(peer, b"")
-    assert_lost(call.exception(), "during the TLS handshake", TO_WS)
+    error = wss_answered(raw_peer(handshake=MUTE), tls_client_context, b"")
+    assert_lost(error, "during the TLS handshake", TO_WS)
 
 
 def test_wss_to_a_silent_server_says_it_may_be_ws(

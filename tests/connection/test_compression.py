@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 from helpers import WAIT, finish
-from rawpeer import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, Request, response_101
+from rawpeer import OP_BINARY, OP_CONT, OP_PING, OP_PONG, OP_TEXT, Request, response_101
 from websockets.sync.client import connect as ws_connect
 
 import syncws
@@ -40,10 +40,8 @@ def deflate_connect(url: str, **options) -> syncws.WebSocketConnection:
 
 def answer_failure(conn, code: int) -> None:
     """The client failed the connection with ``code``: answer its close, drop TCP."""
-    frame = conn.expect_close()
+    frame = conn.close_handshake()
     assert frame.close_code == code, frame
-    conn.send_frame(OP_CLOSE, frame.payload[:2])
-    conn.close()
 
 
 def echo(request: syncws.WebSocketRequest) -> None:

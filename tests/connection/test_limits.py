@@ -25,13 +25,16 @@ from syncws import ConnectionClosed
 LIMIT = 1000
 
 
-def expect_failure(ws, conn: PeerConnection, code: int) -> None:
-    """The client fails the connection with ``code``; the peer completes the handshake."""
-    frame = conn.expect_close()
+def expect_failure(ws, conn: PeerConnection, code: int, before: tuple[str, ...] = ()) -> None:
+    """The client fails the connection with ``code``; the peer completes the handshake.
+
+    The messages ``before`` the failure are still returned, then the close.
+    """
+    frame = conn.close_handshake()
     assert frame.masked
     assert frame.close_code == code, frame
-    conn.send_frame(OP_CLOSE, frame.payload[:2])
-    conn.close()
+    for message in before:
+        assert ws.get_message(timeout=WAIT) == message
     with pytest.raises(ConnectionClosed) as excinfo:
         ws.get_message(timeout=WAIT)
     assert excinfo.value.reason.code == code
@@ -119,14 +122,7 @@ def test_messages_before_the_oversized_one_are_still_returned(raw_peer) -> None:
         conn = peer.connection()
         conn.send_text("small")
         conn.send_binary(b"x" * (LIMIT * 3))
-        frame = conn.expect_close()
-        assert frame.close_code == 1009
-        conn.send_frame(OP_CLOSE, frame.payload[:2])
-        conn.close()
-        assert ws.get_message(timeout=WAIT) == "small"
-        with pytest.raises(ConnectionClosed) as excinfo:
-            ws.get_message(timeout=WAIT)
-        assert excinfo.value.reason.code == 1009
+        expect_failure(ws, conn, 1009, before=("small",))
 
 
 def test_default_limit_is_one_mebibyte(websockets_server) -> None:
@@ -203,14 +199,7 @@ def test_protocol_error_after_valid_messages_keeps_them(raw_peer) -> None:
         conn = peer.connection()
         conn.send_text("valid")
         conn.send_raw(encode_frame(0x3, b"bad"))
-        frame = conn.expect_close()
-        assert frame.close_code == 1002
-        conn.send_frame(OP_CLOSE, frame.payload[:2])
-        conn.close()
-        assert ws.get_message(timeout=WAIT) == "valid"
-        with pytest.raises(ConnectionClosed) as excinfo:
-            ws.get_message(timeout=WAIT)
-        assert excinfo.value.reason.code == 1002
+        expect_failure(ws, conn, 1002, before=("valid",))
 
 
 # -------------------------------------------------------------------- bad UTF-8

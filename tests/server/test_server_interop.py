@@ -9,7 +9,7 @@ import threading
 
 import pytest
 import websocket  # websocket-client
-from helpers import WAIT, Background, SyncwsServer, server_echo
+from helpers import WAIT, Background, SyncwsServer, echo_messages, plain_echo, server_echo
 from rawpeer import read_http_response
 from websockets.exceptions import ConnectionClosed as WsConnectionClosed
 from websockets.sync.client import connect as ws_connect
@@ -230,15 +230,6 @@ def socketserver_running(ws_handler):
         assert not loop.is_alive()
 
 
-def plain_echo(request) -> None:
-    ws = request.accept()
-    try:
-        for message in ws:
-            ws.send_message(message)
-    except ConnectionClosed:
-        pass
-
-
 def test_wrap_server_socket_in_threading_tcp_server() -> None:
     with socketserver_running(plain_echo) as (server, errors):
         port = server.server_address[1]
@@ -304,7 +295,7 @@ def test_wrap_server_socket_on_an_ssl_socket(tls_server_context, tls_client_cont
     def handler(request) -> None:
         ws = request.accept()
         ws.send_message(f"tls {ws.local.is_ssl} {ws.remote.is_ssl}")
-        plain_echo_connection(ws)
+        echo_messages(ws)
 
     class TlsRequestHandler(socketserver.BaseRequestHandler):
         def handle(self) -> None:
@@ -325,11 +316,3 @@ def test_wrap_server_socket_on_an_ssl_socket(tls_server_context, tls_client_cont
         server.shutdown()
         loop.join(WAIT)
         server.server_close()
-
-
-def plain_echo_connection(ws) -> None:
-    try:
-        for message in ws:
-            ws.send_message(message)
-    except ConnectionClosed:
-        pass

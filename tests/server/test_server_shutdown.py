@@ -15,6 +15,7 @@ from helpers import (
     WAIT,
     Background,
     SyncwsServer,
+    plain_echo,
     server_echo,
     syncws_threads,
     wait_for,
@@ -25,16 +26,6 @@ from websockets.sync.client import connect as ws_connect
 
 import syncws
 from syncws import ConnectionClosed
-
-
-def echo(request) -> None:
-    """A plain handler (no test wrapper) that echoes until the client leaves."""
-    ws = request.accept()
-    try:
-        for message in ws:
-            ws.send_message(message)
-    except ConnectionClosed:
-        pass
 
 
 def assert_not_listening(port: int) -> None:
@@ -273,7 +264,7 @@ def test_handler_may_shut_the_server_down(syncws_server) -> None:
 
 def test_context_manager_serves_in_background_and_stops_everything() -> None:
     with contextlib.ExitStack() as stack:
-        with syncws.WebSocketServer(echo, "127.0.0.1", 0) as server:
+        with syncws.WebSocketServer(plain_echo, "127.0.0.1", 0) as server:
             port = server.port
             client = stack.enter_context(ws_client(port))
             client.send(b"in the block")
@@ -288,7 +279,7 @@ def test_context_manager_serves_in_background_and_stops_everything() -> None:
 def test_context_manager_stops_on_exception() -> None:
     with (
         pytest.raises(KeyError),
-        syncws.WebSocketServer(echo, "127.0.0.1", 0) as server,
+        syncws.WebSocketServer(plain_echo, "127.0.0.1", 0) as server,
         syncws.connect(f"ws://127.0.0.1:{server.port}/"),
     ):
         raise KeyError("boom")
@@ -297,7 +288,7 @@ def test_context_manager_stops_on_exception() -> None:
 
 
 def test_serve_forever_in_a_thread_and_shutdown_from_another() -> None:
-    server = syncws.WebSocketServer(echo, "127.0.0.1", 0)
+    server = syncws.WebSocketServer(plain_echo, "127.0.0.1", 0)
     loop = Background(server.serve_forever)
     try:
         with syncws.connect(f"ws://127.0.0.1:{server.port}/") as ws:
@@ -316,7 +307,7 @@ def test_serve_forever_in_a_thread_and_shutdown_from_another() -> None:
 
 
 def test_serve_forever_after_shutdown_does_not_serve() -> None:
-    server = syncws.WebSocketServer(echo, "127.0.0.1", 0)
+    server = syncws.WebSocketServer(plain_echo, "127.0.0.1", 0)
     server.shutdown()
     loop = Background(server.serve_forever)
     try:
@@ -330,7 +321,7 @@ def test_serve_forever_after_shutdown_does_not_serve() -> None:
 
 
 def test_serve_forever_twice_at_once_is_refused() -> None:
-    server = syncws.WebSocketServer(echo, "127.0.0.1", 0)
+    server = syncws.WebSocketServer(plain_echo, "127.0.0.1", 0)
     loop = Background(server.serve_forever)
     try:
         with syncws.connect(f"ws://127.0.0.1:{server.port}/") as ws:

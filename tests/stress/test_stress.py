@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import MARGIN, UNIT, WAIT, wait_for
+from helpers import MARGIN, UNIT, WAIT, made_for_the_test, wait_for
 from rawpeer import upgrade_request
 
 import syncws
@@ -42,16 +42,7 @@ MIB = 1024 * 1024
 def server_process() -> Iterator[Callable[..., ServerProcess]]:
     """Factory: ``server_process(mode, *options)`` -> a running :class:`ServerProcess`,
     stopped after the test."""
-    processes: list[ServerProcess] = []
-
-    def start(mode: str, *options: str) -> ServerProcess:
-        process = ServerProcess(mode, *options)
-        processes.append(process)
-        return process
-
-    yield start
-    for process in processes:
-        process.stop()
+    yield from made_for_the_test(ServerProcess, ServerProcess.stop)
 
 
 @pytest.fixture
