@@ -320,6 +320,21 @@ def server_echo(request: Any, srv: SyncwsServer) -> None:
     plain_echo(request)
 
 
+def server_record_close(request: Any, srv: SyncwsServer) -> None:
+    """Accept, wait for the client's close; record the reason ``get_message`` raised
+    with, then the connection's ``close_reason``."""
+    from syncws import ConnectionClosed
+
+    ws = request.accept()
+    try:
+        ws.get_message(timeout=WAIT)
+    except ConnectionClosed as exc:
+        srv.record.put(exc.reason)
+    else:
+        srv.record.put("a message instead of the close")
+    srv.record.put(ws.close_reason)
+
+
 def syncws_threads() -> list[threading.Thread]:
     """Live threads started by syncws (reader and handler threads, accept loops)."""
     return [t for t in threading.enumerate() if t.name.startswith("syncws-") and t.is_alive()]
@@ -462,6 +477,17 @@ def echo_once(url: str, message: str = "x") -> None:
     with syncws.connect(url, connect_timeout=WAIT) as ws:
         ws.send_message(message)
         assert ws.get_message(timeout=WAIT) == message
+
+
+def ping_in_flight(ws: Any, conn: Any, payload: bytes, **options: Any) -> Background:
+    """``ws.ping(payload, **options)`` in the background, returned once the raw peer
+    ``conn`` received the ping (and nothing else before it)."""
+    from rawpeer import OP_PING
+
+    pinger = Background(ws.ping, payload, **options)
+    frame = conn.recv_frame()
+    assert (frame.opcode, frame.payload) == (OP_PING, payload), frame
+    return pinger
 
 
 def finish(ws: Any, conn: Any) -> None:

@@ -14,10 +14,11 @@ from helpers import (
     echo_handler,
     finish,
     get_close,
+    ping_in_flight,
     record_close_handler,
     wait_for,
 )
-from rawpeer import OP_CLOSE, OP_PING, PeerConnection
+from rawpeer import OP_CLOSE, PeerConnection
 
 import syncws
 from syncws import CloseReason, ConnectionClosed, DisconnectionTimeout
@@ -27,9 +28,7 @@ BIG = 64 * 2**20  # far more than socket buffers hold: a send of this size must 
 
 def ping_sync(ws, conn: PeerConnection) -> None:
     """Return once the client has processed everything the peer sent so far."""
-    pinger = Background(ws.ping, b"sync")
-    frame = conn.recv_frame()
-    assert (frame.opcode, frame.payload) == (OP_PING, b"sync")
+    pinger = ping_in_flight(ws, conn, b"sync")
     conn.send_pong(b"sync")
     pinger.result()
 
@@ -444,8 +443,7 @@ def test_close_wakes_thread_blocked_in_ping(raw_peer) -> None:
     peer = raw_peer()
     ws = syncws.connect(peer.url, disconnect_timeout=SHORT)
     conn = peer.connection()
-    pinger = Background(ws.ping, b"unanswered")
-    assert conn.recv_frame().payload == b"unanswered"  # the ping is in flight
+    pinger = ping_in_flight(ws, conn, b"unanswered")  # the ping is in flight
     start = time.monotonic()
     closer = Background(ws.close)
     conn.close_handshake()

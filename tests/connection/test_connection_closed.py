@@ -14,7 +14,7 @@ import struct
 from typing import Any
 
 import pytest
-from helpers import SHORT, WAIT, Background, SyncwsServer, WsServer
+from helpers import SHORT, WAIT, Background, SyncwsServer, WsServer, ping_in_flight
 from rawpeer import OP_CLOSE, OP_TEXT, encode_frame
 
 import syncws
@@ -309,8 +309,7 @@ def test_ping_in_flight_gets_the_peers_normal_close(raw_peer) -> None:
     peer = raw_peer()
     with syncws.connect(peer.url) as ws:
         conn = peer.connection()
-        pinger = Background(ws.ping, b"never answered")
-        assert conn.recv_frame().payload == b"never answered"
+        pinger = ping_in_flight(ws, conn, b"never answered")
         conn.send_close(1000)
         assert conn.expect_close().close_code == 1000
         conn.close()

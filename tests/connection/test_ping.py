@@ -6,18 +6,11 @@ import sys
 import time
 
 import pytest
-from helpers import MARGIN, SHORT, WAIT, Background, WsServer, echo_handler
+from helpers import MARGIN, SHORT, WAIT, Background, WsServer, echo_handler, finish, ping_in_flight
 from rawpeer import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, encode_frame
 
 import syncws
 from syncws import ConnectionClosed
-
-
-def finish(ws, conn) -> None:
-    """Close ``ws`` against a manual raw peer connection."""
-    closer = Background(ws.close)
-    conn.close_handshake()
-    closer.result()
 
 
 def test_ping_returns_round_trip_seconds(websockets_server) -> None:
@@ -63,15 +56,13 @@ def test_duplicate_payload_in_flight_raises_value_error(raw_peer) -> None:
     peer = raw_peer()
     with syncws.connect(peer.url) as ws:
         conn = peer.connection()
-        first = Background(ws.ping, b"dup")
-        assert conn.recv_frame().payload == b"dup"
+        first = ping_in_flight(ws, conn, b"dup")
         with pytest.raises(ValueError):
             ws.ping(b"dup")
         conn.send_pong(b"dup")
         assert first.result() > 0
         # Once answered, the payload may be used again.
-        second = Background(ws.ping, b"dup")
-        assert conn.recv_frame().payload == b"dup"
+        second = ping_in_flight(ws, conn, b"dup")
         conn.send_pong(b"dup")
         assert second.result() > 0
         finish(ws, conn)
@@ -92,8 +83,7 @@ def test_ping_raises_connection_closed_when_peer_closes(raw_peer) -> None:
     peer = raw_peer()
     with syncws.connect(peer.url) as ws:
         conn = peer.connection()
-        pinger = Background(ws.ping, b"never answered")
-        assert conn.recv_frame().opcode == OP_PING
+        pinger = ping_in_flight(ws, conn, b"never answered")
         conn.send_close(1001, "going")
         reply = conn.expect_close()
         assert reply.opcode == OP_CLOSE
@@ -108,8 +98,7 @@ def test_ping_raises_connection_closed_when_peer_vanishes(raw_peer) -> None:
     peer = raw_peer()
     with syncws.connect(peer.url) as ws:
         conn = peer.connection()
-        pinger = Background(ws.ping, b"lost")
-        assert conn.recv_frame().opcode == OP_PING
+        pinger = ping_in_flight(ws, conn, b"lost")
         conn.close()
         exc = pinger.exception()
         assert isinstance(exc, ConnectionClosed)
@@ -120,10 +109,8 @@ def test_pong_for_later_ping_wakes_earlier_pings(raw_peer) -> None:
     peer = raw_peer()
     with syncws.connect(peer.url) as ws:
         conn = peer.connection()
-        first = Background(ws.ping, b"first")
-        assert conn.recv_frame().payload == b"first"
-        second = Background(ws.ping, b"second")
-        assert conn.recv_frame().payload == b"second"
+        first = ping_in_flight(ws, conn, b"first")
+        second = ping_in_flight(ws, conn, b"second")
         conn.send_pong(b"second")
         assert second.result() > 0
         assert first.result() > 0
@@ -147,8 +134,7 @@ def test_messages_before_the_pong_are_queued_when_ping_returns(raw_peer) -> None
     with syncws.connect(peer.url) as ws:
         conn = peer.connection()
         for round_ in range(20):
-            pinger = Background(ws.ping, b"p%d" % round_)
-            assert conn.recv_frame().payload == b"p%d" % round_
+            pinger = ping_in_flight(ws, conn, b"p%d" % round_)
             texts = [f"{round_}-{i}" for i in range(15)]  # the queue holds 16
             frames = b"".join(encode_frame(OP_TEXT, t.encode()) for t in texts)
             conn.send_raw(frames + encode_frame(OP_PONG, b"p%d" % round_))
@@ -161,10 +147,8 @@ def test_pong_for_earlier_ping_does_not_wake_later_ping(raw_peer) -> None:
     peer = raw_peer()
     with syncws.connect(peer.url) as ws:
         conn = peer.connection()
-        first = Background(ws.ping, b"first")
-        assert conn.recv_frame().payload == b"first"
-        second = Background(ws.ping, b"second", timeout=SHORT)
-        assert conn.recv_frame().payload == b"second"
+        first = ping_in_flight(ws, conn, b"first")
+        second = ping_in_flight(ws, conn, b"second", timeout=SHORT)
         conn.send_pong(b"first")
         assert first.result() > 0
         assert isinstance(second.exception(), TimeoutError)

@@ -18,6 +18,7 @@ from helpers import (
     WAIT,
     SyncwsServer,
     server_echo,
+    server_record_close,
     wait_for,
 )
 from rawpeer import (
@@ -317,14 +318,7 @@ def test_handler_may_close_with_its_own_code(syncws_server) -> None:
 
 
 def test_client_close_code_reaches_handler(syncws_server) -> None:
-    def handler(request, srv: SyncwsServer) -> None:
-        ws = request.accept()
-        with pytest.raises(ConnectionClosed) as excinfo:
-            ws.get_message(timeout=WAIT)
-        srv.record.put(excinfo.value.reason)
-        srv.record.put(ws.close_reason)
-
-    srv = syncws_server(handler)
+    srv = syncws_server(server_record_close)
     ws = syncws.connect(srv.url)
     ws.close(4000, "client leaves")
     assert srv.get() == CloseReason(4000, "client leaves")

@@ -9,7 +9,15 @@ import threading
 
 import pytest
 import websocket  # websocket-client
-from helpers import WAIT, Background, SyncwsServer, echo_messages, plain_echo, server_echo
+from helpers import (
+    WAIT,
+    Background,
+    SyncwsServer,
+    echo_messages,
+    plain_echo,
+    server_echo,
+    server_record_close,
+)
 from rawpeer import read_http_response
 from websockets.exceptions import ConnectionClosed as WsConnectionClosed
 from websockets.sync.client import connect as ws_connect
@@ -98,15 +106,10 @@ def test_server_close_code_and_reason_reach_websockets_client(syncws_server) -> 
 
 
 def test_websockets_client_close_code_reaches_handler(syncws_server) -> None:
-    def handler(request, srv: SyncwsServer) -> None:
-        ws = request.accept()
-        with pytest.raises(ConnectionClosed) as excinfo:
-            ws.get_message(timeout=WAIT)
-        srv.record.put(excinfo.value.reason)
-
-    srv = syncws_server(handler)
+    srv = syncws_server(server_record_close)
     with websockets_client(srv) as ws:
         ws.close(4200, "client says bye")
+    assert srv.get() == CloseReason(4200, "client says bye")
     assert srv.get() == CloseReason(4200, "client says bye")
 
 
