@@ -470,11 +470,12 @@ def echo(request):
 LISTENING_ON = r"listening on ws://127\.0\.0\.1:(\d+)"
 
 
-def echo_once(url: str, message: str = "x") -> None:
-    """Connect to the echo server at ``url``; ``message`` must come back."""
+def echo_once(url: str, message: str | bytes = "x", **options: Any) -> None:
+    """Connect to the echo server at ``url`` (``syncws.connect`` options: ``options``),
+    send ``message``: it must come back. The connection closes normally."""
     import syncws
 
-    with syncws.connect(url, connect_timeout=WAIT) as ws:
+    with syncws.connect(url, **options) as ws:
         ws.send_message(message)
         assert ws.get_message(timeout=WAIT) == message
 

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from helpers import WAIT, echo_handler
-
-import syncws
+from helpers import echo_handler, echo_once
 
 
 def test_lifecycle_logged_at_debug(websockets_server, caplog) -> None:
     srv = websockets_server(echo_handler)
     caplog.set_level(logging.DEBUG, logger="syncws")
-    with syncws.connect(srv.url) as ws:
-        ws.send_message("x")
-        assert ws.get_message(timeout=WAIT) == "x"
+    echo_once(srv.url, "x")
     records = [r for r in caplog.records if r.name == "syncws" or r.name.startswith("syncws.")]
     assert records, "nothing logged on the syncws logger"
     assert any(r.levelno == logging.DEBUG for r in records)
@@ -24,16 +20,12 @@ def test_lifecycle_logged_at_debug(websockets_server, caplog) -> None:
 def test_frame_trace_when_enabled(websockets_server, caplog) -> None:
     srv = websockets_server(echo_handler)
     caplog.set_level(logging.DEBUG, logger="syncws.trace")
-    with syncws.connect(srv.url) as ws:
-        ws.send_message("traced")
-        assert ws.get_message(timeout=WAIT) == "traced"
+    echo_once(srv.url, "traced")
     assert any(r.name == "syncws.trace" for r in caplog.records)
 
 
 def test_quiet_at_default_levels(websockets_server, caplog) -> None:
     srv = websockets_server(echo_handler)
     caplog.set_level(logging.WARNING)
-    with syncws.connect(srv.url) as ws:
-        ws.send_message("quiet")
-        assert ws.get_message(timeout=WAIT) == "quiet"
+    echo_once(srv.url, "quiet")
     assert [r for r in caplog.records if r.name.startswith("syncws")] == []

@@ -8,7 +8,7 @@ import threading
 from typing import Any
 
 import pytest
-from helpers import ROOT, WAIT, SyncwsServer, server_echo, syncws_threads, unused_port
+from helpers import ROOT, WAIT, SyncwsServer, echo_once, server_echo, syncws_threads, unused_port
 from rawpeer import OP_BINARY, OP_PING, OP_PONG, raw_client
 
 import syncws
@@ -189,17 +189,13 @@ def test_an_unknown_option_with_no_likely_one() -> None:
 def test_max_message_size_none_means_no_limit(syncws_server: Any) -> None:
     big = b"x" * (3 << 20)  # three times the default limit
     server = syncws_server(server_echo, max_message_size=None)
-    with syncws.connect(server.url, max_message_size=None) as ws:
-        ws.send_message(big)
-        assert ws.get_message(timeout=WAIT) == big
+    echo_once(server.url, big, max_message_size=None)
 
 
 def test_max_message_size_none_with_compression(syncws_server: Any) -> None:
     big = b"y" * (3 << 20)
     server = syncws_server(server_echo, max_message_size=None, compression="deflate")
-    with syncws.connect(server.url, max_message_size=None, compression="deflate") as ws:
-        ws.send_message(big)
-        assert ws.get_message(timeout=WAIT) == big
+    echo_once(server.url, big, max_message_size=None, compression="deflate")
 
 
 # ------------------------------------------------------------ keepalive by default

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from clihelpers import LISTENING, Cli, ServeCli, Terminal, no_traceback
-from helpers import MARGIN, WAIT, wait_for
+from helpers import MARGIN, WAIT, echo_once, wait_for
 from rawpeer import read_http_response, upgrade_request
 
 import syncws
@@ -76,9 +76,7 @@ def test_a_second_interrupt_exits_at_once_with_130(signum: int) -> None:
 
 def test_echo_server_is_an_alias_of_serve_echo() -> None:
     with ServeCli("echo-server", "--port", "0") as server:
-        with syncws.connect(server.url) as ws:
-            ws.send_message("old name")
-            assert ws.get_message(WAIT) == "old name"
+        echo_once(server.url, "old name")
         stop(server)
 
 
@@ -138,9 +136,7 @@ def test_tls(
         files = ["--tls-cert", str(tmp_path / "both.pem")]
     with ServeCli("serve", "--port", "0", *files) as server:
         assert server.url.startswith("wss://127.0.0.1:")
-        with syncws.connect(server.url, ssl_context=tls_client_context) as ws:
-            ws.send_message("over tls")
-            assert ws.get_message(WAIT) == "over tls"
+        echo_once(server.url, "over tls", ssl_context=tls_client_context)
         stop(server)
 
 
@@ -209,17 +205,13 @@ def test_compression(value: str) -> None:
         else:
             assert answer is None
         # And messages still go through, compressed or not.
-        with syncws.connect(server.url, compression="deflate") as ws:
-            ws.send_message("squeeze me " * 100)
-            assert ws.get_message(WAIT) == "squeeze me " * 100
+        echo_once(server.url, "squeeze me " * 100, compression="deflate")
         stop(server)
 
 
 def test_origins() -> None:
     with ServeCli("serve", "--port", "0", "--origin", "https://example.com") as server:
-        with syncws.connect(server.url, origin="https://example.com") as ws:
-            ws.send_message("allowed")
-            assert ws.get_message(WAIT) == "allowed"
+        echo_once(server.url, "allowed", origin="https://example.com")
         for origin in ("https://evil.example", None):
             with pytest.raises(syncws.ConnectionRejected) as caught:
                 syncws.connect(server.url, origin=origin)

@@ -14,6 +14,7 @@ from helpers import (
     Background,
     WsServer,
     echo_handler,
+    echo_once,
     get_close,
     record_close_handler,
 )
@@ -44,9 +45,7 @@ def test_wss_with_trusted_context(
 
 def test_wss_by_host_name(websockets_server, tls_server_context, tls_client_context) -> None:
     srv = websockets_server(echo_handler, ssl=tls_server_context)
-    with syncws.connect(f"wss://localhost:{srv.port}/", ssl_context=tls_client_context) as ws:
-        ws.send_message(b"named")
-        assert ws.get_message(timeout=WAIT) == b"named"
+    echo_once(f"wss://localhost:{srv.port}/", b"named", ssl_context=tls_client_context)
 
 
 def test_wss_large_messages_both_ways(

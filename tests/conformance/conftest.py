@@ -13,9 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import WAIT, SyncwsServer
-
-import syncws
+from helpers import WAIT, SyncwsServer, echo_messages
 
 from .cases import LIMIT
 
@@ -32,11 +30,7 @@ class EchoServer:
 
     def _handle(self, request: Any, srv: SyncwsServer) -> None:
         ws = request.accept()
-        try:
-            for message in ws:
-                ws.send_message(message)
-        except syncws.ConnectionClosed:
-            pass
+        echo_messages(ws)
         self.reasons.put((ws.path, ws.close_reason))
 
     def close_reason(self, path: str) -> Any:

@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from helpers import MARGIN, SHORT, WAIT, Background, WsServer, echo_handler
+from helpers import MARGIN, SHORT, WAIT, Background, WsServer, echo_handler, echo_once
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rawpeer import OP_BINARY, OP_CONT, OP_PING, OP_PONG, OP_TEXT
@@ -81,9 +81,7 @@ def test_other_message_types_raise_type_error(websockets_server, value) -> None:
 def test_unicode_text_roundtrip(websockets_server) -> None:
     srv = websockets_server(echo_handler)
     text = "ascii, é, ☃, 漢字, 🎉 and a NUL \x00 too"
-    with syncws.connect(srv.url) as ws:
-        ws.send_message(text)
-        assert ws.get_message(timeout=WAIT) == text
+    echo_once(srv.url, text)
 
 
 # ------------------------------------------------------------------------ sizes
@@ -93,18 +91,14 @@ def test_unicode_text_roundtrip(websockets_server) -> None:
 def test_binary_sizes_roundtrip_websockets(websockets_server, size: int) -> None:
     srv = websockets_server(echo_handler)
     payload = bytes(i % 251 for i in range(size))
-    with syncws.connect(srv.url) as ws:
-        ws.send_message(payload)
-        assert ws.get_message(timeout=WAIT) == payload
+    echo_once(srv.url, payload)
 
 
 @pytest.mark.parametrize("size", SIZES)
 def test_text_sizes_roundtrip_websockets(websockets_server, size: int) -> None:
     srv = websockets_server(echo_handler)
     text = "".join(chr(ord("a") + i % 26) for i in range(size))
-    with syncws.connect(srv.url) as ws:
-        ws.send_message(text)
-        assert ws.get_message(timeout=WAIT) == text
+    echo_once(srv.url, text)
 
 
 @pytest.mark.parametrize("size", SIZES)

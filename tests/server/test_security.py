@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import websockets.sync.client
-from helpers import WAIT, SyncwsServer, server_echo
+from helpers import WAIT, SyncwsServer, echo_once, server_echo
 from rawpeer import HttpResponse, read_http_response, upgrade_request
 from websockets.exceptions import InvalidStatus
 
@@ -28,12 +28,6 @@ def assert_refused(response: HttpResponse, status: int) -> None:
     assert response.status == status, response
     assert response.closed
     assert response.header("Content-Length") == str(len(response.body))
-
-
-def echo_once(url: str, **options: Any) -> None:
-    with syncws.connect(url, **options) as ws:
-        ws.send_message("ping")
-        assert ws.get_message(timeout=WAIT) == "ping"
 
 
 # --------------------------------------------------------------------------- origins

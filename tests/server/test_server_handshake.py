@@ -24,6 +24,7 @@ from helpers import (
     UNIT,
     WAIT,
     SyncwsServer,
+    echo_once,
     server_echo,
     syncws_threads,
     wait_for,
@@ -167,9 +168,7 @@ def test_client_disconnecting_mid_request_is_quiet(echo_server, debug_log) -> No
     with socket.create_connection(("127.0.0.1", echo_server.port), WAIT):
         pass  # connects and leaves without a byte
     # The server is still fine, and said nothing above DEBUG about either.
-    with syncws.connect(echo_server.url) as ws:
-        ws.send_message("ok")
-        assert ws.get_message(timeout=WAIT) == "ok"
+    echo_once(echo_server.url, "ok")
     assert_no_traceback(debug_log)
 
 
@@ -191,9 +190,7 @@ def test_slowloris_is_dropped_after_connect_timeout(syncws_server) -> None:
         started = time.monotonic()
         slow.sendall(upgrade_request(f"127.0.0.1:{srv.port}")[:40])
         # Others are served while the slow client dawdles.
-        with syncws.connect(srv.url) as ws:
-            ws.send_message("meanwhile")
-            assert ws.get_message(timeout=WAIT) == "meanwhile"
+        echo_once(srv.url, "meanwhile")
         assert time.monotonic() - started < LIMIT
         assert wait_closed(slow, LIMIT + MARGIN) == b""
         elapsed = time.monotonic() - started

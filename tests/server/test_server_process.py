@@ -191,7 +191,9 @@ def test_out_of_file_descriptors_the_accept_loop_backs_off() -> None:
         assert all(line.startswith("WARNING") for line in trouble), trouble
         while socks:
             socks.pop().close()
-        echo_once(server.url("/echo"), "still serving")  # served once descriptors are free
+        echo_once(
+            server.url("/echo"), "still serving", connect_timeout=WAIT
+        )  # served once descriptors are free
         wait_for(
             lambda: any("accepting clients again" in line for line in server.log_lines()),
             what="the server to log that it accepts again",
@@ -223,7 +225,7 @@ def test_a_thread_that_cannot_start_refuses_its_client_and_the_server_goes_on() 
                 syncws.connect(server.url("/echo"), connect_timeout=WAIT)
             assert excinfo.value.status_code == 503
         assert server.command("threads on") == "threads on"
-        echo_once(server.url("/echo"), "still serving")
+        echo_once(server.url("/echo"), "still serving", connect_timeout=WAIT)
         wait_for(
             lambda: any("threads start again" in line for line in server.log_lines()),
             what="the server to log that threads start again",

@@ -15,6 +15,7 @@ from helpers import (
     WAIT,
     Background,
     SyncwsServer,
+    echo_once,
     plain_echo,
     server_echo,
     syncws_threads,
@@ -324,9 +325,7 @@ def test_serve_forever_twice_at_once_is_refused() -> None:
     server = syncws.WebSocketServer(plain_echo, "127.0.0.1", 0)
     loop = Background(server.serve_forever)
     try:
-        with syncws.connect(f"ws://127.0.0.1:{server.port}/") as ws:
-            ws.send_message("serving")
-            assert ws.get_message(timeout=WAIT) == "serving"
+        echo_once(f"ws://127.0.0.1:{server.port}/", "serving")
         with pytest.raises(RuntimeError):
             server.serve_forever()
     finally:
@@ -351,9 +350,7 @@ def test_shutdown_does_not_wait_for_stalled_handshakes(
         if not tls:
             partial.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         # A full client afterwards: once it is served, both stalled ones were accepted.
-        with syncws.connect(srv.url, ssl_context=tls_client_context if tls else None) as ws:
-            ws.send_message("served")
-            assert ws.get_message(timeout=WAIT) == "served"
+        echo_once(srv.url, "served", ssl_context=tls_client_context if tls else None)
         started = time.monotonic()
         srv.server.shutdown(timeout=MARGIN)
         elapsed = time.monotonic() - started

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import HAS_IPV6, ROOT, SHORT, WAIT, checkout_env, wait_for
+from helpers import HAS_IPV6, ROOT, SHORT, WAIT, checkout_env, echo_once, wait_for
 from rawpeer import upgrade_request
 
 import syncws
@@ -255,9 +255,7 @@ def test_server_thread_serves_until_stopped() -> None:
     assert server.start() is server
     with pytest.raises(RuntimeError, match="already started"):
         server.start()
-    with syncws.connect(server.url) as ws:
-        ws.send_message("ping")
-        assert ws.get_message(timeout=WAIT) == "ping"
+    echo_once(server.url, "ping")
     server.stop()
     server.stop()  # Idempotent.
     assert set(threading.enumerate()) <= before
@@ -273,17 +271,13 @@ def test_server_thread_stopped_without_being_started() -> None:
 def test_server_thread_url_with_an_ipv6_address() -> None:
     with ServerThread(echo, "::1") as server:
         assert server.url == f"ws://[::1]:{server.port}/"
-        with syncws.connect(server.url) as ws:
-            ws.send_message("v6")
-            assert ws.get_message(timeout=WAIT) == "v6"
+        echo_once(server.url, "v6")
 
 
 def test_server_thread_with_tls(tls_server_context, tls_client_context) -> None:
     with ServerThread(echo, ssl_context=tls_server_context) as server:
         assert server.url.startswith("wss://127.0.0.1:")
-        with syncws.connect(server.url, ssl_context=tls_client_context) as ws:
-            ws.send_message("secret")
-            assert ws.get_message(timeout=WAIT) == "secret"
+        echo_once(server.url, "secret", ssl_context=tls_client_context)
 
 
 @pytest.mark.allow_syncws_errors(logging.WARNING)
