@@ -119,7 +119,7 @@ def test_a_message_queued_while_the_caller_takes_the_socket_is_not_left_behind(
         # then took a message from the queue instead): the reader thread lends the
         # socket after its next read.
         ws._turns.hand_to_reader()
-        wait_for(lambda: waits_in_receive(ws._reader), what="the reader thread to read")
+        wait_for(lambda: waits_in_receive(ws.reader_thread), what="the reader thread to read")
         ws._turns._wanted = True
         original = ws._queue.take
 
@@ -278,11 +278,11 @@ def test_get_message_with_zero_timeout_reads_what_is_there(raw_peer) -> None:
 @off_main_thread
 def test_an_idle_server_connection_has_no_reader_thread(syncws_server) -> None:
     waiting = threading.Event()
-    names: list[str] = []
+    accepted: list[syncws.WebSocketConnection] = []
 
     def handler(request, srv):
         ws = request.accept()
-        names.append(f"syncws-reader-{ws._id}")
+        accepted.append(ws)
         waiting.set()
         for message in ws:
             ws.send_message(message)
@@ -294,7 +294,7 @@ def test_an_idle_server_connection_has_no_reader_thread(syncws_server) -> None:
         # checks the connection once, shortly after it opened, and starts nothing.
         with pytest.raises(TimeoutError):
             ws.get_message(timeout=0.3)
-        assert names[0] not in [t.name for t in threading.enumerate()]
+        assert accepted[0].reader_thread is None
         # It still answers, on the handler's own thread.
         assert ws.ping(timeout=WAIT) < WAIT
         ws.send_message("hi")
@@ -339,11 +339,11 @@ def test_a_handler_that_reads_until_the_close_ends_it_on_its_own_thread(
             pass
         assert ws.close_reason == syncws.CloseReason(1000, None)
     for ws in accepted:
-        assert ws._closed.wait(WAIT)
+        wait_for(lambda ws=ws: ws.has_ended, what="the server's connection to end")
         assert ws.close_reason == syncws.CloseReason(1000, None)
         # The handler read the close frame, returned, and the server's close()
         # finished the connection on the handler's thread.
-        assert ws._reader is None
+        assert ws.reader_thread is None
 
 
 @off_main_thread
@@ -363,7 +363,7 @@ def test_a_connection_ends_while_its_handler_still_runs(syncws_server) -> None:
         ws = syncws.connect(srv.url, disconnect_timeout=WAIT)
         ws.close()
         assert ws.close_reason == syncws.CloseReason(1000, None)
-        assert accepted[0]._closed.wait(WAIT)
+        wait_for(lambda: accepted[0].has_ended, what="the server's connection to end")
         assert accepted[0].is_closed
     finally:
         release.set()

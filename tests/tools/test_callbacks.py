@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import random
+import select
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,14 @@ import pytest
 from helpers import MARGIN, WAIT, SyncwsServer, server_echo, unused_port, wait_for
 
 import syncws
-from syncws import Backoff, CallbackClient, CloseReason, ConnectionClosed, WebSocketConnection
+from syncws import (
+    Backoff,
+    CallbackClient,
+    CloseReason,
+    ConnectionClosed,
+    MessageNotifier,
+    WebSocketConnection,
+)
 
 #: Reconnect at once, deterministically.
 FAST = Backoff(initial=0.001, factor=2.0, max_delay=0.01, jitter=0.0)
@@ -133,7 +141,8 @@ def test_no_message_is_delivered_after_close(syncws_server: Any) -> None:
     def on_message(ws: WebSocketConnection, message: str | bytes) -> None:
         if message == "one":
             # The others are on their way or queued already: none is delivered.
-            wait_for(ws._queue.has_items, what="the next message")
+            with MessageNotifier(ws) as queued:
+                assert select.select([queued], [], [], WAIT)[0], "the next message never came"
             client.close()
         recorder.on_message(ws, message)
 
