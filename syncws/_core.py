@@ -61,6 +61,7 @@ from ._options import (
     UNLIMITED,
 )
 from ._readturns import ReadTurns
+from ._timers import Due, Timers
 from ._transport import BLOCKED, BUSY, Progress, Transport, TransportError, retry_wait
 from ._wsproto import is_peer_close, negotiated_extensions
 from .types import CloseReason, Endpoint
@@ -176,9 +177,7 @@ class ConnectionCore:
     # Slots: an instance dict with this many attributes would cost 1.5 KiB more.
     __slots__ = (
         "__weakref__",
-        "_awaiting_peer_since",
         "_check_later",
-        "_close_deadline",
         "_close_record",
         "_close_timed_out",
         "_closed",
@@ -195,11 +194,8 @@ class ConnectionCore:
         "_local",
         "_lock",
         "_max_message_size",
-        "_next_ping",
         "_parts",
         "_path",
-        "_ping_interval",
-        "_ping_timeout",
         "_pings",
         "_pongs",
         "_primed",
@@ -211,6 +207,7 @@ class ConnectionCore:
         "_start_warned",
         "_state",
         "_subprotocol",
+        "_timers",
         "_transport",
         "_turns",
         "_ws",
@@ -273,7 +270,6 @@ class ConnectionCore:
         self._state = State.OPEN
         # The close frames received and sent, and the close reason (see ._closing).
         self._close_record = CloseRecord()
-        self._close_deadline: float | None = None
         self._close_timed_out = False
         self._pings: dict[bytes, PendingPing] = {}
         self._latency = 0.0
@@ -287,11 +283,8 @@ class ConnectionCore:
         self._pongs: list[int] = []
         self._input_done = False
         self._eof = False
-        self._ping_interval = ping_interval
-        self._ping_timeout = ping_timeout if ping_timeout is not None else ping_interval
-        now = time.monotonic()
-        self._next_ping = None if ping_interval is None else now + ping_interval
-        self._awaiting_peer_since: float | None = None
+        # Reading turn only, but for the closing deadline (set under the lock).
+        self._timers = Timers(ping_interval, ping_timeout, time.monotonic())
         self._keepalive_payload: bytes | None = None
         # Parsed what wsproto got with the handshake (the first holder of the role does).
         self._primed = False
@@ -517,7 +510,7 @@ class ConnectionCore:
         if data is None:
             self._on_timer()
         elif data:
-            self._awaiting_peer_since = None
+            self._timers.heard_from_peer()
             self._handle(data, block)
         else:
             self._eof = True
@@ -713,10 +706,10 @@ class ConnectionCore:
         if self._close_record.sent is not None:
             logger.debug("%s: message discarded, the connection is closing", self)
             return
-        if self._queue.put(data, block) and self._awaiting_peer_since is not None:
+        if self._queue.put(data, block):
             # The reader was paused by a full queue: the peer's silence while we were
             # not reading proves nothing, so keepalive starts counting again now.
-            self._awaiting_peer_since = time.monotonic()
+            self._timers.waited_for_application(time.monotonic())
 
     def _match_pong(self, payload: bytes) -> None:
         """Complete the ping ``payload`` answers, and every ping sent before it (lock held)."""
@@ -776,34 +769,21 @@ class ConnectionCore:
 
     def _next_timer(self) -> float | None:
         """Seconds until the next keepalive or closing deadline, ``None`` for none."""
-        if self._close_deadline is None and self._next_ping is None:
-            return None  # No keepalive and no close under way: the common case.
-        times = [self._close_deadline, self._next_ping]
-        if self._awaiting_peer_since is not None and self._ping_timeout is not None:
-            times.append(self._awaiting_peer_since + self._ping_timeout)
-        soonest = min((t for t in times if t is not None), default=None)
-        return None if soonest is None else max(0.0, soonest - time.monotonic())
+        return self._timers.next_wait(time.monotonic)
 
     def _on_timer(self) -> None:
+        """Act on what the timers say is due (see :mod:`._timers`)."""
         now = time.monotonic()
-        if self._close_deadline is not None and now >= self._close_deadline:
+        due = self._timers.due(now)
+        if due is None:
+            return
+        if due is Due.CLOSE_TIMEOUT:
             with self._lock:
                 self._close_timed_out = True
             self.abort("closing handshake timed out")
-            return
-        if (
-            self._awaiting_peer_since is not None
-            and self._ping_timeout is not None
-            and now >= self._awaiting_peer_since + self._ping_timeout
-        ):
+        elif due is Due.PEER_SILENT:
             self._fail(1011, "keepalive ping timeout")
-            return
-        if (
-            self._next_ping is not None
-            and self._ping_interval is not None
-            and now >= self._next_ping
-        ):
-            self._next_ping = now + self._ping_interval
+        else:
             with self._lock:
                 if self._state is not State.OPEN:
                     return
@@ -814,15 +794,15 @@ class ConnectionCore:
                 payload = self._keepalive_payload = self._new_ping_payload()
                 self._pings[payload] = PendingPing(now)
                 self._transport.queue(self._ws.send(Ping(payload=payload)))
-            if self._awaiting_peer_since is None:
-                self._awaiting_peer_since = now
+            self._timers.ping_sent(now)
 
     def _linger(self) -> None:
         """After the close frames: write ours, end TCP (server first), await EOF."""
         with self._lock:
-            if self._close_deadline is None:
-                self._close_deadline = time.monotonic() + self._disconnect_timeout
-            deadline = Deadline.at(self._close_deadline)
+            timers = self._timers
+            if timers.close_deadline is None:
+                timers.close_deadline = time.monotonic() + self._disconnect_timeout
+            deadline = Deadline.at(timers.close_deadline)
             end = self._transport.queue(b"")
         try:
             self._transport.flush(end, deadline)
