@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING
 from wsproto.connection import Connection
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
 
+from ._assembler import MessageAssembler, MessageTooBig
 from ._closing import CloseRecord
 from ._deadline import Deadline
 from ._framing import FrameSplitter
@@ -94,10 +95,6 @@ ABORT_JOIN_TIMEOUT = 5.0
 #: the peer reads them, so that a peer which sends pings and never reads is held back
 #: by TCP flow control instead of filling our memory with its answers.
 MAX_UNSENT_PONGS = 128
-#: The most frames a fragmented message may have (close code 1009 beyond it): the
-#: parts of a message are joined as they come, so this bounds the time spent on a
-#: message that never ends, not its memory.
-MAX_FRAGMENTS = 65536
 _ids = itertools.count(1)
 
 
@@ -153,10 +150,6 @@ def check_timeout(name: str, value: float | None, *, allow_none: bool = True) ->
         raise ValueError(f"{name} must be a number >= 0{' or None' if allow_none else ''}")
 
 
-def _utf8_size(text: str) -> int:
-    return len(text) if text.isascii() else len(text.encode("utf-8"))
-
-
 def endpoint(sock: socket.socket, *, local: bool, is_ssl: bool) -> Endpoint | str:
     """Describe one end of a socket: an Endpoint, or a path for Unix sockets."""
     try:
@@ -177,6 +170,7 @@ class ConnectionCore:
     # Slots: an instance dict with this many attributes would cost 1.5 KiB more.
     __slots__ = (
         "__weakref__",
+        "_assembler",
         "_check_later",
         "_close_record",
         "_close_timed_out",
@@ -185,7 +179,6 @@ class ConnectionCore:
         "_eof",
         "_extensions",
         "_fast_send",
-        "_fragments",
         "_handshake_headers",
         "_id",
         "_input_done",
@@ -194,7 +187,6 @@ class ConnectionCore:
         "_local",
         "_lock",
         "_max_message_size",
-        "_parts",
         "_path",
         "_pings",
         "_pongs",
@@ -202,7 +194,6 @@ class ConnectionCore:
         "_queue",
         "_reader",
         "_remote",
-        "_size",
         "_splitter",
         "_start_warned",
         "_state",
@@ -274,11 +265,8 @@ class ConnectionCore:
         self._pings: dict[bytes, PendingPing] = {}
         self._latency = 0.0
         # Reading turn only.
-        # The message being assembled from its frames, as UTF-8 for text: one buffer,
-        # whatever the number of frames.
-        self._parts = bytearray()
-        self._size = 0
-        self._fragments = 0
+        # The message being joined from its frames.
+        self._assembler = MessageAssembler(max_message_size)
         # The write-queue offsets just past the pongs that may not be written yet.
         self._pongs: list[int] = []
         self._input_done = False
@@ -599,7 +587,6 @@ class ConnectionCore:
             else:
                 self._deliver(event, block)
         if too_big is not None and not self._input_done:
-            self._parts.clear()
             self._fail(1009, too_big)
 
     def _parse(
@@ -649,23 +636,14 @@ class ConnectionCore:
                 # Whole messages, pongs and close frames are traced as they are acted on.
                 trace_logger.debug("%s < %s", self, describe(event))
             if isinstance(event, (TextMessage, BytesMessage)):
-                data = event.data
-                self._size += _utf8_size(data) if isinstance(data, str) else len(data)
-                if self._size > self._max_message_size:
-                    return f"message larger than {self._max_message_size} bytes"
-                if not event.message_finished:
-                    self._parts += data.encode("utf-8") if isinstance(data, str) else data
-                    if event.frame_finished:
-                        self._fragments += 1
-                        if self._fragments >= MAX_FRAGMENTS:
-                            return f"message in more than {MAX_FRAGMENTS} frames"
-                    continue
-                self._size = 0
-                self._fragments = 0
-                if self._parts:
-                    events.append(self._joined(data))
-                else:
-                    events.append(data if isinstance(data, (str, bytes)) else bytes(data))
+                try:
+                    message = self._assembler.add(
+                        event.data, event.message_finished, event.frame_finished
+                    )
+                except MessageTooBig as exc:
+                    return str(exc)
+                if message is not None:
+                    events.append(message)
             elif isinstance(event, Ping):
                 if self._state is State.OPEN:
                     self._pongs.append(self._transport.queue(self._ws.send(event.response())))
@@ -683,18 +661,6 @@ class ConnectionCore:
                 events.append(event)
                 return None  # Nothing counts after a close frame (or a protocol error).
         return None
-
-    def _joined(self, last: str | bytes | bytearray) -> str | bytes:
-        """Return the fragmented message that ``last`` ends (reading turn)."""
-        parts = self._parts
-        if isinstance(last, str):
-            parts += last.encode("utf-8")
-            message: str | bytes = parts.decode("utf-8")
-        else:
-            parts += last
-            message = bytes(parts)
-        parts.clear()
-        return message
 
     def _deliver(self, data: str | bytes, block: bool) -> None:
         """Queue a complete message, unless the application closed the connection.
