@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING
 from wsproto.connection import Connection
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
 
+from ._assembler import MessageAssembler, MessageTooBig
 from ._closing import CloseRecord
 from ._deadline import Deadline
 from ._framing import FrameSplitter
@@ -61,6 +62,7 @@ from ._options import (
     UNLIMITED,
 )
 from ._readturns import ReadTurns
+from ._timers import Due, Timers
 from ._transport import BLOCKED, BUSY, Progress, Transport, TransportError, retry_wait
 from ._wsproto import is_peer_close, negotiated_extensions
 from .types import CloseReason, Endpoint
@@ -93,10 +95,6 @@ ABORT_JOIN_TIMEOUT = 5.0
 #: the peer reads them, so that a peer which sends pings and never reads is held back
 #: by TCP flow control instead of filling our memory with its answers.
 MAX_UNSENT_PONGS = 128
-#: The most frames a fragmented message may have (close code 1009 beyond it): the
-#: parts of a message are joined as they come, so this bounds the time spent on a
-#: message that never ends, not its memory.
-MAX_FRAGMENTS = 65536
 _ids = itertools.count(1)
 
 
@@ -152,10 +150,6 @@ def check_timeout(name: str, value: float | None, *, allow_none: bool = True) ->
         raise ValueError(f"{name} must be a number >= 0{' or None' if allow_none else ''}")
 
 
-def _utf8_size(text: str) -> int:
-    return len(text) if text.isascii() else len(text.encode("utf-8"))
-
-
 def endpoint(sock: socket.socket, *, local: bool, is_ssl: bool) -> Endpoint | str:
     """Describe one end of a socket: an Endpoint, or a path for Unix sockets."""
     try:
@@ -176,9 +170,8 @@ class ConnectionCore:
     # Slots: an instance dict with this many attributes would cost 1.5 KiB more.
     __slots__ = (
         "__weakref__",
-        "_awaiting_peer_since",
+        "_assembler",
         "_check_later",
-        "_close_deadline",
         "_close_record",
         "_close_timed_out",
         "_closed",
@@ -186,7 +179,6 @@ class ConnectionCore:
         "_eof",
         "_extensions",
         "_fast_send",
-        "_fragments",
         "_handshake_headers",
         "_id",
         "_input_done",
@@ -195,22 +187,18 @@ class ConnectionCore:
         "_local",
         "_lock",
         "_max_message_size",
-        "_next_ping",
-        "_parts",
         "_path",
-        "_ping_interval",
-        "_ping_timeout",
         "_pings",
         "_pongs",
         "_primed",
         "_queue",
         "_reader",
         "_remote",
-        "_size",
         "_splitter",
         "_start_warned",
         "_state",
         "_subprotocol",
+        "_timers",
         "_transport",
         "_turns",
         "_ws",
@@ -273,25 +261,18 @@ class ConnectionCore:
         self._state = State.OPEN
         # The close frames received and sent, and the close reason (see ._closing).
         self._close_record = CloseRecord()
-        self._close_deadline: float | None = None
         self._close_timed_out = False
         self._pings: dict[bytes, PendingPing] = {}
         self._latency = 0.0
         # Reading turn only.
-        # The message being assembled from its frames, as UTF-8 for text: one buffer,
-        # whatever the number of frames.
-        self._parts = bytearray()
-        self._size = 0
-        self._fragments = 0
+        # The message being joined from its frames.
+        self._assembler = MessageAssembler(max_message_size)
         # The write-queue offsets just past the pongs that may not be written yet.
         self._pongs: list[int] = []
         self._input_done = False
         self._eof = False
-        self._ping_interval = ping_interval
-        self._ping_timeout = ping_timeout if ping_timeout is not None else ping_interval
-        now = time.monotonic()
-        self._next_ping = None if ping_interval is None else now + ping_interval
-        self._awaiting_peer_since: float | None = None
+        # Reading turn only, but for the closing deadline (set under the lock).
+        self._timers = Timers(ping_interval, ping_timeout, time.monotonic())
         self._keepalive_payload: bytes | None = None
         # Parsed what wsproto got with the handshake (the first holder of the role does).
         self._primed = False
@@ -517,7 +498,7 @@ class ConnectionCore:
         if data is None:
             self._on_timer()
         elif data:
-            self._awaiting_peer_since = None
+            self._timers.heard_from_peer()
             self._handle(data, block)
         else:
             self._eof = True
@@ -606,7 +587,6 @@ class ConnectionCore:
             else:
                 self._deliver(event, block)
         if too_big is not None and not self._input_done:
-            self._parts.clear()
             self._fail(1009, too_big)
 
     def _parse(
@@ -656,23 +636,14 @@ class ConnectionCore:
                 # Whole messages, pongs and close frames are traced as they are acted on.
                 trace_logger.debug("%s < %s", self, describe(event))
             if isinstance(event, (TextMessage, BytesMessage)):
-                data = event.data
-                self._size += _utf8_size(data) if isinstance(data, str) else len(data)
-                if self._size > self._max_message_size:
-                    return f"message larger than {self._max_message_size} bytes"
-                if not event.message_finished:
-                    self._parts += data.encode("utf-8") if isinstance(data, str) else data
-                    if event.frame_finished:
-                        self._fragments += 1
-                        if self._fragments >= MAX_FRAGMENTS:
-                            return f"message in more than {MAX_FRAGMENTS} frames"
-                    continue
-                self._size = 0
-                self._fragments = 0
-                if self._parts:
-                    events.append(self._joined(data))
-                else:
-                    events.append(data if isinstance(data, (str, bytes)) else bytes(data))
+                try:
+                    message = self._assembler.add(
+                        event.data, event.message_finished, event.frame_finished
+                    )
+                except MessageTooBig as exc:
+                    return str(exc)
+                if message is not None:
+                    events.append(message)
             elif isinstance(event, Ping):
                 if self._state is State.OPEN:
                     self._pongs.append(self._transport.queue(self._ws.send(event.response())))
@@ -691,18 +662,6 @@ class ConnectionCore:
                 return None  # Nothing counts after a close frame (or a protocol error).
         return None
 
-    def _joined(self, last: str | bytes | bytearray) -> str | bytes:
-        """Return the fragmented message that ``last`` ends (reading turn)."""
-        parts = self._parts
-        if isinstance(last, str):
-            parts += last.encode("utf-8")
-            message: str | bytes = parts.decode("utf-8")
-        else:
-            parts += last
-            message = bytes(parts)
-        parts.clear()
-        return message
-
     def _deliver(self, data: str | bytes, block: bool) -> None:
         """Queue a complete message, unless the application closed the connection.
 
@@ -713,10 +672,10 @@ class ConnectionCore:
         if self._close_record.sent is not None:
             logger.debug("%s: message discarded, the connection is closing", self)
             return
-        if self._queue.put(data, block) and self._awaiting_peer_since is not None:
+        if self._queue.put(data, block):
             # The reader was paused by a full queue: the peer's silence while we were
             # not reading proves nothing, so keepalive starts counting again now.
-            self._awaiting_peer_since = time.monotonic()
+            self._timers.waited_for_application(time.monotonic())
 
     def _match_pong(self, payload: bytes) -> None:
         """Complete the ping ``payload`` answers, and every ping sent before it (lock held)."""
@@ -776,34 +735,21 @@ class ConnectionCore:
 
     def _next_timer(self) -> float | None:
         """Seconds until the next keepalive or closing deadline, ``None`` for none."""
-        if self._close_deadline is None and self._next_ping is None:
-            return None  # No keepalive and no close under way: the common case.
-        times = [self._close_deadline, self._next_ping]
-        if self._awaiting_peer_since is not None and self._ping_timeout is not None:
-            times.append(self._awaiting_peer_since + self._ping_timeout)
-        soonest = min((t for t in times if t is not None), default=None)
-        return None if soonest is None else max(0.0, soonest - time.monotonic())
+        return self._timers.next_wait(time.monotonic)
 
     def _on_timer(self) -> None:
+        """Act on what the timers say is due (see :mod:`._timers`)."""
         now = time.monotonic()
-        if self._close_deadline is not None and now >= self._close_deadline:
+        due = self._timers.due(now)
+        if due is None:
+            return
+        if due is Due.CLOSE_TIMEOUT:
             with self._lock:
                 self._close_timed_out = True
             self.abort("closing handshake timed out")
-            return
-        if (
-            self._awaiting_peer_since is not None
-            and self._ping_timeout is not None
-            and now >= self._awaiting_peer_since + self._ping_timeout
-        ):
+        elif due is Due.PEER_SILENT:
             self._fail(1011, "keepalive ping timeout")
-            return
-        if (
-            self._next_ping is not None
-            and self._ping_interval is not None
-            and now >= self._next_ping
-        ):
-            self._next_ping = now + self._ping_interval
+        else:
             with self._lock:
                 if self._state is not State.OPEN:
                     return
@@ -814,15 +760,15 @@ class ConnectionCore:
                 payload = self._keepalive_payload = self._new_ping_payload()
                 self._pings[payload] = PendingPing(now)
                 self._transport.queue(self._ws.send(Ping(payload=payload)))
-            if self._awaiting_peer_since is None:
-                self._awaiting_peer_since = now
+            self._timers.ping_sent(now)
 
     def _linger(self) -> None:
         """After the close frames: write ours, end TCP (server first), await EOF."""
         with self._lock:
-            if self._close_deadline is None:
-                self._close_deadline = time.monotonic() + self._disconnect_timeout
-            deadline = Deadline.at(self._close_deadline)
+            timers = self._timers
+            if timers.close_deadline is None:
+                timers.close_deadline = time.monotonic() + self._disconnect_timeout
+            deadline = Deadline.at(timers.close_deadline)
             end = self._transport.queue(b"")
         try:
             self._transport.flush(end, deadline)

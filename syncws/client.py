@@ -9,15 +9,12 @@ when the connection opens.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import re
 import socket
 import ssl
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
@@ -35,7 +32,8 @@ from ._http import (
     split_head,
 )
 from ._options import check_options, seconds
-from ._redact import MASK, hidden_span, redact_url
+from ._redact import redact_url
+from ._url import UNSAFE_URL, Target, check_host, check_resource, host_header, parse_url
 from ._wsproto import HANDSHAKE_ERRORS
 from .connection import ConnectionOptions, WebSocketConnection, connection_args
 from .exceptions import (
@@ -65,7 +63,6 @@ MAX_REJECT_BODY = 64 * 1024
 
 #: Response headers that may appear once (RFC 6455, section 4.1).
 _SINGLE_RESPONSE_HEADERS = (b"sec-websocket-accept", b"sec-websocket-protocol")
-_UNSAFE_URL = re.compile(r"[\x00-\x20\x7f]")
 
 
 class ConnectOptions(ConnectionOptions, total=False):
@@ -87,181 +84,7 @@ class ConnectOptions(ConnectionOptions, total=False):
     user_agent: str | None
 
 
-@dataclass(frozen=True)
-class _Target:
-    """Where to connect and what to ask for."""
-
-    host: str
-    port: int
-    secure: bool
-    resource: str
-    host_header: str
-    authorization: bytes | None = None
-    #: The host or the port may be a piece of the URL's password: messages hide it.
-    hide_host: bool = False
-    hide_port: bool = False
-
-    @property
-    def where(self) -> str:
-        """``host:port`` for messages, with ``***`` for what must not be shown.
-
-        For :func:`wrap_client_socket`, which knows no port (port 0): the ``Host``
-        header it was given.
-        """
-        if self.hide_host:
-            host = MASK
-        elif self.port == 0:
-            return self.host
-        else:
-            host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{MASK if self.hide_port else self.port}"
-
-
-def _host_header(host: str, port: int, secure: bool) -> str:
-    """Build the ``Host`` header: IPv6 addresses in brackets, the port unless the default."""
-    if ":" in host:
-        host = f"[{host}]"
-    return host if port == (443 if secure else 80) else f"{host}:{port}"
-
-
-def _check_host(host: str) -> str:
-    if not host or _UNSAFE_URL.search(host):
-        raise ValueError(f"invalid host {host!r}")
-    if host.isascii():
-        return host
-    try:
-        return host.encode("idna").decode("ascii")
-    except UnicodeError as exc:
-        raise ValueError(f"invalid host {host!r}") from exc
-
-
-def _check_resource(resource: str) -> str:
-    if not resource.startswith("/"):
-        raise ValueError(f"the resource must start with '/', not {resource!r}")
-    if _UNSAFE_URL.search(resource):
-        raise ValueError(f"the resource contains whitespace or control characters: {resource!r}")
-    # Non-ASCII characters are sent percent-encoded, as browsers do.
-    return quote(resource, safe="!#$%&'()*+,/:;=?@[]~")
-
-
-def _parse_url(url: str) -> _Target:
-    """Split a ``ws://`` or ``wss://`` URL; raise ValueError naming what is wrong.
-
-    Error messages show the URL through :func:`redact_url` only, never a part of it
-    taken from the parser (which may have mistaken a piece of password for a port or a
-    host), and chain no exception that could hold it.
-    """
-    problem = _url_problem(url)
-    if problem is not None:
-        raise ValueError(problem)
-    return _split_url(url)
-
-
-#: The WebSocket scheme to use instead of an HTTP one (RFC 6455, section 3).
-_HTTP_SCHEMES = {"http": "ws", "https": "wss"}
-
-
-def _url_problem(url: str) -> str | None:
-    """Return what is wrong with ``url``, its password hidden, or ``None``."""
-    shown = repr(redact_url(url))
-    if _UNSAFE_URL.search(url):
-        return f"the URL contains whitespace or control characters: {shown}"
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:  # Its message may quote the netloc, password included.
-        return f"malformed URL {shown}: an invalid port or host"
-    scheme = parts.scheme.lower()
-    if scheme not in ("ws", "wss"):
-        return _scheme_problem(url, parts.scheme, shown)
-    if not parts.hostname:
-        return f"no host in URL {shown}"
-    if port == 0:
-        return f"invalid port 0 in URL {shown}"
-    if "#" in url:
-        # RFC 6455, section 3: fragments must not be used; a "#" is sent as %23.
-        return f"a WebSocket URL may not have a fragment: {shown}"
-    try:
-        _check_host(parts.hostname)
-        _check_resource(parts.path or "/")
-    except ValueError:
-        return f"invalid host or path in URL {shown}"
-    return None
-
-
-def _scheme_problem(url: str, scheme: str, shown: str) -> str:
-    """Say what is wrong with the scheme of ``url``, and what to write instead.
-
-    ``localhost:8765/`` parses as the scheme ``localhost``: a "scheme" that is not
-    followed by ``//`` is taken for a host, and ``ws://`` is suggested in front of it.
-    The scheme is shown only when ``://`` follows it, where it cannot be part of a
-    password; suggestions go through :func:`redact_url` like the URL itself.
-    """
-    has_scheme = bool(scheme) and url[len(scheme) : len(scheme) + 3] == "://"
-    if not has_scheme:
-        suggestion = repr(redact_url("ws://" + url.removeprefix("//")))
-        return f"URL needs a ws:// or wss:// scheme: {shown} (try {suggestion})"
-    instead = _HTTP_SCHEMES.get(scheme.lower())
-    if instead is not None:
-        suggestion = repr(redact_url(instead + url[len(scheme) :]))
-        return (
-            f"use {instead}://, not {scheme.lower()}://, for a WebSocket URL: {shown} "
-            f"(try {suggestion})"
-        )
-    # The scheme comes before the first colon: it cannot hold the password.
-    return f"unsupported URL scheme {scheme!r} in {shown}: use ws:// or wss://"
-
-
-def _split_url(url: str) -> _Target:
-    """Split a URL that :func:`_url_problem` found nothing wrong with."""
-    parts = urlsplit(url)
-    assert parts.hostname is not None
-    secure = parts.scheme.lower() == "wss"
-    resource = parts.path or "/"
-    if parts.query:
-        resource = f"{resource}?{parts.query}"
-    authorization = None
-    if parts.username is not None:
-        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        authorization = b"Basic " + base64.b64encode(credentials.encode("utf-8"))
-    host = _check_host(parts.hostname)
-    port = parts.port or (443 if secure else 80)
-    hide_host, hide_port = _maybe_password(url, parts)
-    return _Target(
-        host=host,
-        port=port,
-        secure=secure,
-        resource=_check_resource(resource),
-        host_header=_host_header(host, port, secure),
-        authorization=authorization,
-        hide_host=hide_host,
-        hide_port=hide_port,
-    )
-
-
-def _maybe_password(url: str, parts: SplitResult) -> tuple[bool, bool]:
-    """Whether the host and the port that the parser found may be pieces of a password.
-
-    ``ws://alice:12/34@host/`` may be the password ``12/34`` of ``alice``, which the
-    parser reads as the host ``alice`` and the port 12: a host or a port that overlaps
-    what :func:`redact_url` hides is not shown in messages.
-    """
-    span = hidden_span(url)
-    if span is None:
-        return False, False
-    netloc_start = len(parts.scheme) + len("://")
-    netloc_end = netloc_start + len(parts.netloc)
-    host_start = netloc_start + parts.netloc.rfind("@") + 1
-    host_end = netloc_end
-    if parts.port is not None:
-        host_end = netloc_start + parts.netloc.rfind(":")
-    hidden_start, hidden_end = span
-    hide_host = host_start < hidden_end and hidden_start < host_end
-    hide_port = parts.port is not None and host_end + 1 < hidden_end and hidden_start < netloc_end
-    return hide_host, hide_port
-
-
-def _request(target: _Target, options: ConnectOptions) -> Request:
+def _request(target: Target, options: ConnectOptions) -> Request:
     """Build the wsproto upgrade request for ``target``."""
     subprotocols = list(options.get("subprotocols") or ())
     for subprotocol in subprotocols:
@@ -316,7 +139,7 @@ _TLS_PORT_400 = re.compile(rb"\b(?:https|tls|ssl)\b", re.IGNORECASE)
 
 
 def _lost(
-    target: _Target, error: BaseException | None, when: str, hint: str | None = None
+    target: Target, error: BaseException | None, when: str, hint: str | None = None
 ) -> ConnectionLost:
     """Make the :class:`ConnectionLost` for an end of stream (``None``) or a socket error."""
     how = "reset" if isinstance(error, ConnectionResetError) else "closed"
@@ -324,7 +147,7 @@ def _lost(
     return ConnectionLost(f"{message}; {hint}" if hint else message)
 
 
-def _not_tls(error: ssl.SSLError, target: _Target) -> ssl.SSLError:
+def _not_tls(error: ssl.SSLError, target: Target) -> ssl.SSLError:
     """Remake a TLS error about bytes that are not TLS, saying what they may mean."""
     remade = ssl.SSLError(
         error.errno,
@@ -339,7 +162,7 @@ def _not_tls(error: ssl.SSLError, target: _Target) -> ssl.SSLError:
 class _Response:
     """What arrived of the server's answer to the upgrade request, fed to wsproto."""
 
-    def __init__(self, ws: WSConnection, target: _Target) -> None:
+    def __init__(self, ws: WSConnection, target: Target) -> None:
         self._ws = ws
         self._target = target
         #: The bytes of the response until it turned out to be a rejection.
@@ -423,7 +246,7 @@ class _Response:
 
 
 def _handshake(
-    sock: socket.socket, target: _Target, deadline: Deadline, options: ConnectOptions
+    sock: socket.socket, target: Target, deadline: Deadline, options: ConnectOptions
 ) -> WebSocketConnection:
     """Run the HTTP upgrade on a connected socket; return the open connection."""
     ws = WSConnection(ConnectionType.CLIENT)
@@ -468,7 +291,7 @@ def _handshake(
 
 
 def _verification_error(
-    exc: ssl.SSLCertVerificationError, target: _Target
+    exc: ssl.SSLCertVerificationError, target: Target
 ) -> ssl.SSLCertVerificationError:
     """Remake the error with a message that names the server and what to do."""
     error = ssl.SSLCertVerificationError(
@@ -503,7 +326,7 @@ def _check_response_head(data: bytes) -> int:
 
 
 def _open(
-    target: _Target, ssl_context: ssl.SSLContext | None, options: ConnectOptions
+    target: Target, ssl_context: ssl.SSLContext | None, options: ConnectOptions
 ) -> WebSocketConnection:
     """TCP connect, TLS, then the upgrade, all within ``connect_timeout``.
 
@@ -577,7 +400,7 @@ def connect(
         the error of the first one, its message naming each address and port and why it
         failed.
     """
-    return _open(_parse_url(url), ssl_context, options)
+    return _open(parse_url(url), ssl_context, options)
 
 
 def connect_websocket_url(
@@ -611,16 +434,16 @@ def connect_websocket(
     :param options: see :class:`ConnectOptions`.
     :raises ValueError, HandshakeError, OSError: as :func:`connect`.
     """
-    host = _check_host(host)
+    host = check_host(host)
     if not 0 < port < 65536:
         raise ValueError(f"invalid port {port!r}")
     secure = use_ssl is not False
-    target = _Target(
+    target = Target(
         host=host,
         port=port,
         secure=secure,
-        resource=_check_resource(resource),
-        host_header=_host_header(host, port, secure),
+        resource=check_resource(resource),
+        host_header=host_header(host, port, secure),
     )
     context = use_ssl if isinstance(use_ssl, ssl.SSLContext) else None
     return _open(target, context, options)
@@ -643,13 +466,13 @@ def wrap_client_socket(
     """
     try:
         check_options(options, "client")
-        if not host or _UNSAFE_URL.search(host):
+        if not host or UNSAFE_URL.search(host):
             raise ValueError(f"invalid host {host!r}")
-        target = _Target(
+        target = Target(
             host=host,
             port=0,
             secure=isinstance(sock, ssl.SSLSocket),
-            resource=_check_resource(resource),
+            resource=check_resource(resource),
             host_header=host,
         )
         deadline = Deadline(seconds(options, "connect_timeout"))

@@ -579,7 +579,7 @@ class WebSocketConnection(ConnectionCore):
             if self._state is not State.OPEN:
                 return None
             sent = CloseReason(code, reason)
-            self._close_deadline = deadline.when
+            self._timers.close_deadline = deadline.when
             end = self._transport.queue(self._ws.send(CloseConnection(code, reason)))
             self._close_record = self._close_record.sending(sent)
             self._set_state(State.CLOSING)

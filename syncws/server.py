@@ -23,13 +23,15 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._core import ConnectionCore, endpoint
 from ._deadline import Deadline
 from ._http import response
+from ._listen import adopt, bind, check_address, listen_unix
 from ._options import seconds
 from ._signals import SIGTERM_MESSAGE, SecondInterrupt, SignalWakeup, sigterm_interrupts
+from ._trouble import WARNING_INTERVAL, Trouble  # noqa: F401 - WARNING_INTERVAL: the tests read it here
 from .connection import WebSocketConnection
 from .request import Handler, ServeOptions, check_handler, check_options, serve_socket
 from .types import Endpoint
@@ -43,7 +45,6 @@ __all__ = ["WebSocketServer", "serve_websocket"]
 
 #: Clients over ``max_connections`` that may wait at once for their 503 answer.
 _MAX_OVERFLOW = 64
-_LISTEN_BACKLOG = 1024
 #: accept() errors that mean the process or the system is out of a resource. The accept
 #: loop then stops watching its listeners for a while (clients wait in the backlog):
 #: first ACCEPT_PAUSE seconds, doubling up to ACCEPT_PAUSE_MAX while the errors last.
@@ -66,9 +67,6 @@ _CONNECTION_FAILED = frozenset(
         errno.EPERM,
     ]
 )
-#: At most one warning per this many seconds about each recurring trouble of the
-#: accept loop (out of file descriptors, threads that cannot start, a bug).
-WARNING_INTERVAL = 10.0
 #: Clients refused because their thread could not start, whose 503 the accept loop
 #: sees through at once, each for at most _REFUSAL_LINGER seconds; beyond it, new
 #: ones are closed without an answer.
@@ -88,124 +86,6 @@ _SIGNAL_CHECK = 0.1
 #: handler is reading by then (a handler usually calls get_message at once).
 READER_CHECK_DELAY = 0.05
 _handler_ids = itertools.count(1)
-
-
-def _bind(host: str | None, port: int) -> list[socket.socket]:
-    """Open listening sockets: all interfaces, one address, or every address of a name."""
-    if not host:
-        if socket.has_dualstack_ipv6():
-            return [
-                socket.create_server(
-                    ("", port),
-                    family=socket.AF_INET6,
-                    dualstack_ipv6=True,
-                    backlog=_LISTEN_BACKLOG,
-                )
-            ]
-        return [socket.create_server(("", port), backlog=_LISTEN_BACKLOG)]
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    sockets: list[socket.socket] = []
-    seen = set()
-    try:
-        for family, _, _, _, address in infos:
-            if (family, address[0]) in seen:
-                continue
-            seen.add((family, address[0]))
-            # With port 0, every address listens on the port the first one got.
-            bind_port = sockets[0].getsockname()[1] if sockets and port == 0 else port
-            try:
-                sockets.append(
-                    socket.create_server(
-                        (address[0], bind_port, *address[2:]),
-                        family=family,
-                        backlog=_LISTEN_BACKLOG,
-                    )
-                )
-            except OSError as exc:
-                # A name may resolve to an address family this machine lacks (::1
-                # without IPv6): skip it, as long as another address works.
-                if exc.errno not in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
-                    raise
-                logger.debug("cannot listen on %s: %s", address[0], exc)
-    except BaseException:
-        for sock in sockets:
-            sock.close()
-        raise
-    if not sockets:
-        raise OSError(errno.EADDRNOTAVAIL, f"cannot listen on any address of {host!r}")
-    return sockets
-
-
-def _listen_unix(path: str) -> socket.socket:
-    """Open a listening Unix socket at ``path``."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(path)
-        sock.listen(_LISTEN_BACKLOG)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _adopt(sock: socket.socket) -> socket.socket:
-    """Listen on a bound socket that the caller made (listening already or not)."""
-    if not isinstance(sock, socket.socket):
-        raise TypeError(f"sock must be a socket, not {type(sock).__name__}")
-    if sock.type != socket.SOCK_STREAM:
-        raise ValueError(f"sock must be a stream socket (SOCK_STREAM), not {sock.type!r}")
-    # A listening socket only takes the new backlog.
-    sock.listen(_LISTEN_BACKLOG)
-    return sock
-
-
-def _check_address(
-    host: str | None, port: int, sock: socket.socket | None, unix_path: str | None
-) -> None:
-    """Raise ValueError unless exactly one way of listening is given."""
-    if sock is not None and unix_path is not None:
-        raise ValueError("give sock or unix_path, not both")
-    given = "sock" if sock is not None else "unix_path" if unix_path is not None else None
-    if given is not None and (host is not None or port != 0):
-        raise ValueError(f"host and port cannot be given with {given}")
-
-
-class _Trouble:
-    """A recurring trouble of the accept loop: a warning at most every WARNING_INTERVAL.
-
-    :meth:`happened` counts an occurrence and logs the warning when none was logged
-    for WARNING_INTERVAL seconds, with the count since the last one; :meth:`over`
-    ends an episode, with one ``INFO`` line when a warning was logged during it.
-    """
-
-    def __init__(self, warning: str, recovery: str | None = None) -> None:
-        self._warning = warning
-        self._recovery = recovery
-        self._last_warning: float | None = None
-        self._unreported = 0
-        self._episode: float | None = None
-        self._count = 0
-        self._warned = False
-
-    def happened(self, detail: object, level: int = logging.WARNING, **kwargs: Any) -> None:
-        """Count one occurrence; log it (``detail``, the count) unless one was just logged.
-
-        :param kwargs: for the log call, e.g. ``exc_info=True``.
-        """
-        now = time.monotonic()
-        if self._episode is None:
-            self._episode, self._count = now, 0
-        self._count += 1
-        self._unreported += 1
-        if self._last_warning is None or now - self._last_warning >= WARNING_INTERVAL:
-            logger.log(level, self._warning, detail, self._unreported, **kwargs)
-            self._last_warning, self._unreported, self._warned = now, 0, True
-
-    def over(self) -> None:
-        """End the current episode, if any (an INFO line when it was warned about)."""
-        if self._episode is not None and self._warned and self._recovery is not None:
-            logger.info(self._recovery, time.monotonic() - self._episode, self._count)
-        self._episode, self._warned = None, False
 
 
 class WebSocketServer:
@@ -260,15 +140,15 @@ class WebSocketServer:
         check_handler(handler)
         check_options(options)
         path = None if unix_path is None else os.fspath(unix_path)
-        _check_address(host, port, sock, path)
+        check_address(host, port, sock, path)
         self._wake_r, self._wake_w = socket.socketpair()
         try:
             if sock is not None:
-                listeners = [_adopt(sock)]
+                listeners = [adopt(sock)]
             elif path is not None:
-                listeners = [_listen_unix(path)]
+                listeners = [listen_unix(path)]
             else:
-                listeners = _bind(host, port)
+                listeners = bind(host, port)
         except BaseException:
             self._wake_r.close()
             self._wake_w.close()
@@ -309,18 +189,18 @@ class WebSocketServer:
         self._paused_until: float | None = None
         self._last_failure = 0.0
         self._refused: dict[socket.socket, float] = {}
-        self._no_accept = _Trouble(
+        self._no_accept = Trouble(
             "cannot accept clients: %s (failed attempts since the last warning: %d); "
             "they wait in the backlog, and accepting pauses (up to "
             f"{ACCEPT_PAUSE_MAX:g} s at a time) until it works again",
             "accepting clients again after %.1f s (failed attempts: %d)",
         )
-        self._no_thread = _Trouble(
+        self._no_thread = Trouble(
             "cannot start a thread for a client (%s): refused it "
             "(clients refused since the last warning: %d)",
             "handler threads start again after %.1f s (clients refused: %d)",
         )
-        self._bug = _Trouble(
+        self._bug = Trouble(
             "unexpected error in the accept loop, which goes on: %r "
             "(errors since the last report: %d)"
         )
