@@ -1,5 +1,5 @@
 """The connection: messages, closing, pings, flow control, limits, reading turns, threads.
 
 syncws/connection.py and _core.py, and the layers under them (_transport.py, _messages.py,
-_readturns.py, _framing.py, _deflate.py, _closing.py, _latch.py).
+_readturns.py, _framing.py, _assembler.py, _timers.py, _deflate.py, _closing.py, _latch.py).
 """
