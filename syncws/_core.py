@@ -22,8 +22,9 @@ Lock order. A thread that holds one of these locks takes only those below it:
    once) and the pings' events (set when a pong is matched).
 
 The message queue's lock (then the lock of a :class:`~syncws.notify.MessageNotifier`
-listening to it), the reading turns' lock (:mod:`._readturns`) and the ``_closed``
-latch's are never held together with the connection lock: they are taken with no other
+listening to it), the reading turns' lock (:mod:`._readturns`), the ``_closed``
+latch's and the reader starter's (:mod:`._starter`) are never held together with the
+connection lock: they are taken with no other
 lock of the connection held. No thread is started and no application callback runs
 while any of these locks is held. Methods documented "(lock held)" assert that the
 connection lock is held.
@@ -62,6 +63,7 @@ from ._options import (
     UNLIMITED,
 )
 from ._readturns import ReadTurns
+from ._starter import STARTER
 from ._timers import Due, Timers
 from ._transport import BLOCKED, BUSY, Progress, Transport, TransportError, retry_wait
 from ._wsproto import is_peer_close, negotiated_extensions
@@ -171,7 +173,6 @@ class ConnectionCore:
     __slots__ = (
         "__weakref__",
         "_assembler",
-        "_check_later",
         "_close_record",
         "_close_timed_out",
         "_closed",
@@ -187,6 +188,7 @@ class ConnectionCore:
         "_local",
         "_lock",
         "_max_message_size",
+        "_on_demand",
         "_path",
         "_pings",
         "_pongs",
@@ -218,7 +220,7 @@ class ConnectionCore:
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
         ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
         received: bytes = b"",
-        check_later: Callable[[ConnectionCore], object] | None = None,
+        reader_on_demand: bool = False,
     ) -> None:
         for name, given in (
             ("message_queue_size", message_queue_size),
@@ -248,7 +250,7 @@ class ConnectionCore:
             message_queue_size, max(1, message_queue_size) * max_message_size
         )
         # A server connection's reader thread starts on demand: a caller may read first.
-        self._turns = ReadTurns(reader_starts_now=check_later is None)
+        self._turns = ReadTurns(reader_starts_now=not reader_on_demand)
         extensions = negotiated_extensions(ws)
         self._extensions = extensions or ""
         plain = extensions == ""
@@ -277,18 +279,19 @@ class ConnectionCore:
         # Parsed what wsproto got with the handshake (the first holder of the role does).
         self._primed = False
         self._reader: threading.Thread | None = None
-        # Set for a reader thread started on demand: asks the server to call
+        # A reader thread started on demand: the process's timer (._starter) calls
         # check_reader() shortly. Keepalive timers run on whichever thread reads: a
         # handler waiting in get_message, or the reader thread once it stops.
-        self._check_later = check_later
+        self._on_demand = reader_on_demand
         self._start_warned = False
         logger.debug("%s: open, %s -> %s", self, self._local, self._remote)
-        if self._check_later is None:
+        if not reader_on_demand:
             # A client's reader thread starts with the connection. A thread that cannot
             # start here fails the opening of the connection (RuntimeError).
             self._turns.start_reader_once(self._new_reader)
         else:
-            self._check_later(self)
+            STARTER.opened()
+            STARTER.check_later(self)
         _live.add(self)
 
     def _start_reader(self) -> bool:
@@ -307,8 +310,8 @@ class ConnectionCore:
             if not self._start_warned:
                 self._start_warned = True
                 logger.warning("%s: cannot start the reader thread yet: %s", self, exc)
-            if self._check_later is not None:
-                self._check_later(self)  # The server tries again shortly.
+            if self._on_demand:
+                STARTER.check_later(self)  # The timer tries again shortly.
             return False
         return True
 
@@ -331,8 +334,8 @@ class ConnectionCore:
     def check_reader(self) -> None:
         """Start the reader thread unless a caller is reading.
 
-        Called by the server of a connection whose reader thread starts on demand
-        (``check_later`` given), shortly after it asked: after the connection opened,
+        Called by the process's timer (:mod:`._starter`) for a connection whose reader
+        thread starts on demand, shortly after it asked: after the connection opened,
         and after a handler's read ended the input. A handler waiting in
         ``get_message`` reads itself, and its connection needs no reader thread until
         it stops (an idle connection then costs one thread); a handler that closes the
@@ -345,8 +348,7 @@ class ConnectionCore:
             except RuntimeError as exc:
                 # The system cannot start a thread now: try again shortly.
                 logger.debug("%s: cannot start the reader thread yet: %s", self, exc)
-                if self._check_later is not None:
-                    self._check_later(self)
+                STARTER.check_later(self)
 
     def _set_state(self, state: State) -> None:
         """Change ``_state``; the one place where it changes (lock held)."""
@@ -555,8 +557,8 @@ class ConnectionCore:
                 # The close reason is known and get_message raises it: the handler's
                 # close() ends the connection on its own thread, or the reader thread
                 # starts shortly (see check_reader).
-                assert self._check_later is not None  # The reader starts on demand.
-                self._check_later(self)
+                assert self._on_demand  # A client's reader thread starts at once.
+                STARTER.check_later(self)
             elif finished or pending:
                 # The reader thread ends the connection, or waits for the socket to
                 # take the rest.
@@ -807,6 +809,8 @@ class ConnectionCore:
         self._transport.abort()
         self._turns.reader_keep_for_good()
         self._transport.close(self._disconnect_timeout)
+        if self._on_demand:
+            STARTER.ended()
         self._closed.set()
         logger.debug("%s: closed: %s", self, record.reason)
 
@@ -825,7 +829,7 @@ class ConnectionCore:
         self._closed.set()
         self._pings = {}
         self._reader = None
-        self._check_later = None
+        self._on_demand = False
         with self._lock:
             self._set_state(State.CLOSED)
 

@@ -22,7 +22,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, Request
 from wsproto.utilities import RemoteProtocolError
 
-from ._core import ConnectionCore, endpoint
+from ._core import endpoint
 from ._deadline import Deadline
 from ._deflate import deflate_extensions
 from ._deprecated import module_getattr as _module_getattr
@@ -178,10 +178,10 @@ class WebSocketRequest:
         options: ServeOptions,
         *,
         on_accept: Callable[[WebSocketConnection], None] | None = None,
-        check_later: Callable[[ConnectionCore], object] | None = None,
+        reader_on_demand: bool = False,
     ) -> None:
         self._sock = sock
-        self._check_later = check_later
+        self._reader_on_demand = reader_on_demand
         self._ws: WSConnection | None = ws
         self._event = event
         self._early_data = early_data
@@ -320,7 +320,7 @@ class WebSocketRequest:
                 subprotocol=subprotocol,
                 handshake_headers=self._headers,
                 received=self._early_data,
-                check_later=self._check_later,
+                reader_on_demand=self._reader_on_demand,
                 **connection_args(self._options),
             )
         except BaseException:
@@ -560,13 +560,12 @@ def serve_socket(
     overloaded: bool = False,
     on_socket: Callable[[socket.socket], None] | None = None,
     on_accept: Callable[[WebSocketConnection], None] | None = None,
-    check_later: Callable[[ConnectionCore], object] | None = None,
+    reader_on_demand: bool = False,
 ) -> None:
     """Serve one client in the calling thread: TLS, handshake, handler, close.
 
-    ``check_later``: the connection starts its reader thread on demand; it calls
-    ``check_later(connection)`` when the caller should call its ``check_reader()``
-    shortly (the server does).
+    ``reader_on_demand``: the connection starts its reader thread only when the
+    handler does not read (the server's connections do; see :mod:`._starter`).
     """
     deadline = Deadline(seconds(options, "connect_timeout"))
     request = None
@@ -590,7 +589,7 @@ def serve_socket(
         if received is None:
             return
         request = WebSocketRequest(
-            sock, *received, options, on_accept=on_accept, check_later=check_later
+            sock, *received, options, on_accept=on_accept, reader_on_demand=reader_on_demand
         )
         received = None  # The request owns the handshake engine (and drops it on accept).
         if overloaded:
@@ -676,4 +675,5 @@ def wrap_server_socket(
     """
     check_handler(handler)
     check_options(options)
-    serve_socket(sock, handler, ssl_context, options)
+    # As on the server: the handler's reads need no reader thread.
+    serve_socket(sock, handler, ssl_context, options, reader_on_demand=True)

@@ -21,11 +21,10 @@ import ssl
 import threading
 import time
 import warnings
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ._core import ConnectionCore, endpoint
+from ._core import endpoint
 from ._deadline import Deadline
 from ._http import response
 from ._listen import adopt, bind, check_address, listen_unix
@@ -82,9 +81,6 @@ _SHUTDOWN_GRACE = 0.5
 #: Seconds between two checks for a signal while the main thread waits for handlers
 #: after an interrupt (see :meth:`WebSocketServer._wait_for_handlers`).
 _SIGNAL_CHECK = 0.1
-#: How long after a connection opened the server starts its reader thread unless the
-#: handler is reading by then (a handler usually calls get_message at once).
-READER_CHECK_DELAY = 0.05
 _handler_ids = itertools.count(1)
 
 
@@ -181,7 +177,6 @@ class WebSocketServer:
         self._sockets: dict[threading.Thread, socket.socket] = {}
         self._connections: set[WebSocketConnection] = set()
         # New connections, with the time to check whether they need a reader thread.
-        self._unchecked: deque[tuple[float, ConnectionCore]] = deque()
         self._overflow = 0
         # The accept loop's own (no lock): its back-off, the sockets of refused
         # clients with their deadlines, and its troubles.
@@ -326,7 +321,6 @@ class WebSocketServer:
             try:
                 while not self._stopping:
                     events = selector.select(self._select_timeout())
-                    self._check_readers()
                     if self._paused_until is not None and time.monotonic() >= self._paused_until:
                         self._paused_until = None
                         for listener in self._listeners:
@@ -349,10 +343,6 @@ class WebSocketServer:
     def _select_timeout(self) -> float | None:
         """Return the time until the accept loop has something to do (None: nothing)."""
         due = []
-        if self._unchecked:
-            # Connections start their reader thread on demand: shortly after a
-            # connection opened, start it unless its handler is reading.
-            due.append(self._unchecked[0][0])
         if self._paused_until is not None:
             due.append(self._paused_until)
         if self._refused:
@@ -494,7 +484,7 @@ class WebSocketServer:
                 overloaded=overloaded,
                 on_socket=lambda tls: self._track_socket(me, tls),
                 on_accept=self._track_connection,
-                check_later=self._check_later,
+                reader_on_demand=True,
             )
         except SystemExit:
             pass  # A handler's sys.exit() ends its own thread, as in any thread.
@@ -512,29 +502,6 @@ class WebSocketServer:
     def _track_socket(self, thread: threading.Thread, sock: socket.socket) -> None:
         with self._lock:
             self._sockets[thread] = sock
-
-    def _check_readers(self) -> None:
-        """Check the connections opened at least READER_CHECK_DELAY ago (accept loop)."""
-        now = time.monotonic()
-        due = []
-        with self._lock:
-            while self._unchecked and self._unchecked[0][0] <= now:
-                due.append(self._unchecked.popleft()[1])
-        for connection in due:
-            try:
-                connection.check_reader()
-            except Exception as exc:
-                self._bug.happened(exc, logging.ERROR, exc_info=True)
-
-    def _check_later(self, connection: ConnectionCore) -> None:
-        """Have the accept loop call ``connection.check_reader()`` shortly."""
-        with self._lock:
-            was_empty = not self._unchecked
-            self._unchecked.append((time.monotonic() + READER_CHECK_DELAY, connection))
-        if was_empty:
-            # The accept loop may be waiting without a timeout.
-            with contextlib.suppress(OSError):
-                self._wake_w.send(b"x")
 
     def _track_connection(self, connection: WebSocketConnection) -> None:
         with self._lock:

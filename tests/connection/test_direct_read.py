@@ -18,7 +18,7 @@ from helpers import SHORT, WAIT, Background, finish, off_main_thread, wait_for
 from rawpeer import OP_PONG
 
 import syncws
-from syncws import ConnectionClosed, _core, _readturns, _transport
+from syncws import ConnectionClosed, _core, _readturns, _starter, _transport
 
 
 @contextlib.contextmanager
@@ -323,8 +323,8 @@ def test_a_server_handler_that_does_not_read_gets_a_reader_thread(syncws_server)
 def test_a_handler_that_reads_until_the_close_ends_it_on_its_own_thread(
     syncws_server, monkeypatch
 ) -> None:
-    # The server's check, which would start a reader thread, comes too late to matter.
-    monkeypatch.setattr(syncws.server, "READER_CHECK_DELAY", 3600.0)
+    # The timer's check, which would start a reader thread, comes too late to matter.
+    monkeypatch.setattr(_starter, "START_DELAY", 3600.0)
     accepted: list[syncws.WebSocketConnection] = []
 
     def handler(request, srv):
