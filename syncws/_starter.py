@@ -8,7 +8,7 @@ short while after the connection opened or after the handler stopped reading, an
 try again when the system could not start a thread. That is this module's job.
 
 One :class:`ReaderStarter` per process (:data:`STARTER`) keeps a queue of
-connections to look at, by due time, and one thread, ``syncws-reader-starter``, that
+connections to look at, by due time, and one thread, ``syncws-starter``, that
 calls each connection's ``check_reader()`` when it is due. The thread runs while at
 least one such connection is open and ends with the last one (it is a daemon, like
 the reader threads, and the last connection to end joins it). A connection counts
@@ -93,7 +93,7 @@ class ReaderStarter:
                 return
             self._running = True
             thread = self._thread = threading.Thread(
-                target=self._run, name="syncws-reader-starter", daemon=True
+                target=self._run, name="syncws-starter", daemon=True
             )
         try:
             thread.start()

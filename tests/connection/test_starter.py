@@ -37,9 +37,9 @@ def test_a_check_runs_on_the_timers_own_thread() -> None:
     calls: queue.Queue[tuple[str, str]] = queue.Queue()
     starter.opened()
     starter.check_later(FakeConnection("a", calls), delay=0)
-    assert calls.get(timeout=WAIT) == ("a", "syncws-reader-starter")
+    assert calls.get(timeout=WAIT) == ("a", "syncws-starter")
     starter.ended()  # The last connection: joins the thread.
-    assert not [t for t in threading.enumerate() if t.name == "syncws-reader-starter"]
+    assert not [t for t in threading.enumerate() if t.name == "syncws-starter"]
 
 
 def test_checks_run_in_order_of_their_due_times() -> None:

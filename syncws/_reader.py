@@ -1,0 +1,452 @@
+"""The reading of one connection: its reader thread, or a caller whose turn it is.
+
+:class:`Reader` reads the socket (:mod:`._transport`), has the bytes parsed
+(:class:`~syncws._protocol.Protocol`), acts on what they held in frame order (queues
+messages, matches pongs, answers or fails on close frames), runs the keepalive and
+closing timers, and ends the connection: lingers for the peer's TCP close, closes the
+socket and wakes everyone. Who reads is decided by :mod:`._readturns`: the reader
+thread, or a caller of ``get_message`` that found no message queued; a server
+connection's reader thread starts on demand (:mod:`._starter`).
+
+Fields marked *reading turn* are touched only by the thread whose turn it is to read;
+the end of the connection (lingering, closing the socket) is the reader loop's alone.
+No lock of its own: the protocol's methods take the connection lock, the message
+queue and the turns take theirs, one at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from wsproto.events import CloseConnection, Pong
+
+from ._deadline import Deadline
+from ._latch import Latch
+from ._messages import MessageQueue
+from ._protocol import describe, trace_logger
+from ._readturns import ReadTurns
+from ._starter import STARTER
+from ._timers import Due
+from ._transport import BLOCKED, BUSY, TransportError, retry_wait
+from .types import CloseReason
+
+if TYPE_CHECKING:
+    from ._closing import CloseRecord
+    from ._protocol import Protocol
+    from ._transport import Transport
+
+__all__ = ["ABORT_JOIN_TIMEOUT", "MAX_UNSENT_PONGS", "Reader"]
+
+logger = logging.getLogger("syncws")
+
+#: How long to wait for the reader thread once the socket was shut down under it.
+ABORT_JOIN_TIMEOUT = 5.0
+#: The most pongs that may wait to be written: past it, the reader stops reading until
+#: the peer reads them, so that a peer which sends pings and never reads is held back
+#: by TCP flow control instead of filling our memory with its answers.
+MAX_UNSENT_PONGS = 128
+
+
+class Reader:
+    """Reads one connection and ends it (see the module docstring).
+
+    :param name: the connection's name, for logs and the thread's name.
+    :param protocol: the connection's protocol state.
+    :param transport: its socket.
+    :param queue: its received messages.
+    :param disconnect_timeout: how long the closing handshake may take.
+    :param on_demand: start the reader thread only when no caller reads (a server's
+        connections); otherwise :meth:`start_now` starts it.
+    """
+
+    __slots__ = (
+        "ended",
+        "eof",
+        "input_done",
+        "on_demand",
+        "protocol",
+        "queue",
+        "thread",
+        "transport",
+        "turns",
+        "_disconnect_timeout",
+        "_name",
+        "_primed",
+        "_start_warned",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        protocol: Protocol,
+        transport: Transport,
+        queue: MessageQueue,
+        *,
+        disconnect_timeout: float,
+        on_demand: bool,
+    ) -> None:
+        self._name = name
+        self.protocol = protocol
+        self.transport = transport
+        self.queue = queue
+        self._disconnect_timeout = disconnect_timeout
+        self.on_demand = on_demand
+        self.turns = ReadTurns(reader_starts_now=not on_demand)
+        #: Set once the connection has ended: its socket closed, its reader done.
+        self.ended = Latch()
+        #: The reader thread, once it runs (``None`` before).
+        self.thread: threading.Thread | None = None
+        # Reading turn only.
+        self.input_done = False
+        self.eof = False
+        # Parsed what wsproto got with the handshake (the first to read does).
+        self._primed = False
+        self._start_warned = False
+
+    def __str__(self) -> str:
+        return self._name
+
+    # -- starting the reader thread ----------------------------------------------------
+
+    def start_now(self) -> None:
+        """Start the reader thread with the connection (a client's).
+
+        :raises RuntimeError: when no thread can start: the connection cannot open.
+        """
+        self.turns.start_reader_once(self._new_thread)
+
+    def schedule_start(self) -> None:
+        """Have the process's timer check shortly whether the reader thread must start."""
+        STARTER.opened()
+        STARTER.check_later(self)
+
+    def start(self) -> bool:
+        """Start the reader thread unless it runs already (any thread may call this).
+
+        :returns: whether the reader's loop runs (on its thread, or on a thread that
+            closes the connection). When the system cannot start a thread now, a
+            warning is logged (once per connection) and a later call tries again (the
+            timer's, shortly, for a server's connection); meanwhile callers of
+            ``get_message`` read themselves.
+        """
+        if self.thread is not None:
+            return True
+        try:
+            self.turns.start_reader_once(self._new_thread)
+        except RuntimeError as exc:
+            if not self._start_warned:
+                self._start_warned = True
+                logger.warning("%s: cannot start the reader thread yet: %s", self, exc)
+            if self.on_demand:
+                STARTER.check_later(self)  # The timer tries again shortly.
+            return False
+        return True
+
+    def _new_thread(self) -> None:
+        thread = threading.Thread(
+            target=self.run,
+            name=f"syncws-reader-{self._name.rpartition('-')[2]}",
+            # A daemon, so that a connection the application forgot to close never
+            # keeps the interpreter from exiting. close() joins it.
+            daemon=True,
+        )
+        thread.start()
+        self.thread = thread  # Only once it runs: close() joins it.
+
+    def hand_over(self) -> None:
+        """Something waits for the network: the reader thread reads now if nobody does."""
+        self.start()
+        self.turns.hand_to_reader()
+
+    def check_reader(self) -> None:
+        """Start the reader thread unless a caller is reading (the timer calls this).
+
+        Called by the process's timer (:mod:`._starter`) for a connection whose reader
+        thread starts on demand, shortly after it asked: after the connection opened,
+        and after a handler's read ended the input. A handler waiting in
+        ``get_message`` reads itself, and its connection needs no reader thread until
+        it stops (an idle connection then costs one thread); a handler that closes the
+        connection soon after its end ends it on its own thread; any other handler
+        gets the reader thread.
+        """
+        if self.thread is None:
+            try:
+                self.turns.start_reader_once(self._new_thread, unless_caller_reads=True)
+            except RuntimeError as exc:
+                # The system cannot start a thread now: try again shortly.
+                logger.debug("%s: cannot start the reader thread yet: %s", self, exc)
+                STARTER.check_later(self)
+
+    def abort(self, why: str | None, *, timed_out: bool = False) -> None:
+        """Give up on the connection now: no closing handshake (code 1006)."""
+        if not self.protocol.abort(why, timed_out=timed_out):
+            return
+        logger.debug("%s: aborting (%s)", self, why)
+        self.queue.release()
+        self.transport.abort()
+        self.hand_over()
+
+    # -- the reader's loop -------------------------------------------------------------
+
+    def run(self) -> None:
+        """The reader's loop: read until the input ends, then end the connection."""
+        try:
+            turns = self.turns
+            while not (self.input_done or self.eof) and turns.reader_wait_turn(self._next_timer):
+                self._read_step(self._next_timer(), block=True)
+                if not (self.input_done or self.eof) and turns.reader_hand_over_if_asked():
+                    self.queue.wake()
+            turns.reader_keep_for_good()
+            if not self.eof:
+                self._linger()
+        except Exception:
+            logger.exception("%s: reader thread failed", self)
+            self.protocol.internal_error()
+        finally:
+            self._finish()
+
+    def _read_step(self, wait: float | None, *, block: bool) -> bool:
+        """Read once (the thread whose turn it is): wait up to ``wait`` seconds for bytes.
+
+        Runs the timers when the wait ends without bytes, and writes the control
+        frames the bytes called for. ``block`` says whether a full message queue may
+        hold the read up (only the reader thread may wait for the application).
+        While more than :data:`MAX_UNSENT_PONGS` pongs wait for the socket, it does
+        not read at all: it waits for the socket to take them.
+
+        :returns: whether queued bytes are still waiting for the socket.
+        """
+        transport = self.transport
+        if not self._primed:
+            self._primed = True
+            self._handle(None, block)
+            if self.input_done:
+                return self._flush_now()
+        progress = transport.try_flush()
+        blocked = progress is BLOCKED
+        if blocked or progress is BUSY:
+            wait = retry_wait(wait)
+            if self.protocol.pongs and self._unsent_pongs() > MAX_UNSENT_PONGS:
+                # The peer does not read our answers to its pings: read nothing more
+                # from it until it does.
+                transport.wait_writable(wait, blocked)
+                self._on_timer()
+                return self._flush_now()
+        elif self.protocol.pongs:
+            self._unsent_pongs()  # Forget the pongs written.
+        data = transport.receive(wait, want_write=blocked)
+        if data is None:
+            self._on_timer()
+        elif data:
+            self.protocol.timers.heard_from_peer()
+            self._handle(data, block)
+        else:
+            self.eof = True
+            return False
+        return self._flush_now()
+
+    def _flush_now(self) -> bool:
+        """Write what the socket takes now; return whether bytes still wait for it."""
+        progress = self.transport.try_flush()
+        return progress is BLOCKED or progress is BUSY
+
+    def _unsent_pongs(self) -> int:
+        """Forget the pongs written since the last look; return how many are left."""
+        written = self.transport.written_offset
+        pongs = self.protocol.pongs
+        sent = 0
+        while sent < len(pongs) and pongs[sent] <= written:
+            sent += 1
+        del pongs[:sent]
+        return len(pongs)
+
+    def read_directly(self, deadline: Deadline) -> bool:
+        """Read once on the calling thread if the turn is free; return whether it was.
+
+        Called by ``get_message`` when no message is queued (see :mod:`._readturns`).
+        """
+        turns = self.turns
+        if not turns.try_take(not deadline.expired()):
+            return False
+        if self.queue.has_items():
+            # The reader thread queued a message after the caller looked, then lent
+            # the turn: the caller takes the message, it does not wait for the socket.
+            if turns.give_back(False):
+                self.queue.wake()
+            return True
+        pending = True
+        try:
+            timer = self._next_timer()
+            wait = deadline.remaining()
+            if timer is not None:
+                wait = timer if wait is None else min(wait, timer)
+            pending = self._read_step(wait, block=False)
+        finally:
+            finished = self.input_done or self.eof
+            if turns.give_back(finished):
+                self.queue.wake()
+            if finished and not pending and self.thread is None:
+                self._after_last_direct_read()
+            elif finished or pending:
+                # The reader thread ends the connection, or waits for the socket to
+                # take the rest.
+                self.hand_over()
+        return True
+
+    def _after_last_direct_read(self) -> None:
+        """A caller's read ended the input of a connection with no reader thread."""
+        if not self.protocol.is_client and self.protocol.close_record.complete:
+            # RFC 6455, section 7.1.1: the server closes TCP first. Do it now, not
+            # after the reader thread has started, so the client is not kept waiting.
+            self.transport.shutdown_write()
+        if self.input_done:
+            # The close reason is known and get_message raises it: the handler's
+            # close() ends the connection on its own thread, or the reader thread
+            # starts shortly (see check_reader).
+            assert self.on_demand  # A client's reader thread starts at once.
+            STARTER.check_later(self)
+        else:
+            self.hand_over()
+
+    # -- acting on what was received (reading turn) ------------------------------------
+
+    def _handle(self, data: bytes | None, block: bool = True) -> None:
+        """Have received bytes parsed, and act on what they held, in frame order."""
+        protocol = self.protocol
+        if data is None:  # Only what wsproto got with the handshake.
+            events, too_big = protocol.parse(None)
+        else:
+            events, too_big = protocol.parse(protocol.splitter.feed(data))
+        tracing = trace_logger.isEnabledFor(logging.DEBUG)
+        for event in events:
+            if self.input_done:
+                return
+            if tracing:
+                trace_logger.debug("%s < %s", self, describe(event))
+            if isinstance(event, CloseConnection):
+                self._on_close_frame(event)
+            elif isinstance(event, Pong):
+                # Matched in frame order, after the messages before it are queued: a
+                # ping that returns guarantees that they can be read.
+                protocol.match_pong(event.payload, time.monotonic())
+            else:
+                self._deliver(event, block)
+        if too_big is not None and not self.input_done:
+            self._fail(1009, too_big)
+
+    def _deliver(self, data: str | bytes, block: bool) -> None:
+        """Queue a complete message, unless the application closed the connection.
+
+        Messages that arrive after ``close()`` are discarded, as documented; those
+        that arrived before the connection failed or was aborted are kept. (A close
+        frame sent otherwise, as an answer or to fail the connection, ends the input.)
+        """
+        if self.protocol.close_record.sent is not None:
+            logger.debug("%s: message discarded, the connection is closing", self)
+            return
+        if self.queue.put(data, block):
+            # The reader was paused by a full queue: the peer's silence while we were
+            # not reading proves nothing, so keepalive starts counting again now.
+            self.protocol.timers.waited_for_application(time.monotonic())
+
+    def _on_close_frame(self, event: CloseConnection) -> None:
+        record = self.protocol.answer_close(event)
+        if record is None:  # wsproto's report of a protocol error
+            if event.code == 1009:
+                # Also for a compressed message whose inflated size passed the limit:
+                # wsproto says "error in extension" there.
+                self._fail(1009, f"message larger than {self.protocol.max_message_size} bytes")
+            else:
+                self._fail(event.code, event.reason or None)
+            return
+        self.input_done = True
+        logger.debug("%s: close frame received: %s", self, record.reason)
+        self._end_stream(record)
+
+    def _fail(self, code: int, reason: str | None) -> None:
+        """Fail the connection: send a close frame with ``code``, stop parsing input."""
+        record = self.protocol.fail(code, reason)
+        self.input_done = True
+        logger.debug("%s: failing the connection: %s", self, record.reason)
+        self._end_stream(record)
+
+    # -- timers ------------------------------------------------------------------------
+
+    def _next_timer(self) -> float | None:
+        """Seconds until the next keepalive or closing deadline, ``None`` for none."""
+        return self.protocol.timers.next_wait(time.monotonic)
+
+    def _on_timer(self) -> None:
+        """Act on what the timers say is due (see :mod:`._timers`)."""
+        now = time.monotonic()
+        due = self.protocol.timers.due(now)
+        if due is None:
+            return
+        if due is Due.CLOSE_TIMEOUT:
+            self.abort("closing handshake timed out", timed_out=True)
+        elif due is Due.PEER_SILENT:
+            self._fail(1011, "keepalive ping timeout")
+        elif self.protocol.send_keepalive_ping(now):
+            self.protocol.timers.ping_sent(now)
+
+    # -- the end -----------------------------------------------------------------------
+
+    def _linger(self) -> None:
+        """After the close frames: write ours, end TCP (server first), await EOF."""
+        protocol = self.protocol
+        with protocol.lock:
+            timers = protocol.timers
+            if timers.close_deadline is None:
+                timers.close_deadline = time.monotonic() + self._disconnect_timeout
+            deadline = Deadline.at(timers.close_deadline)
+            end = self.transport.queue(b"")
+        try:
+            self.transport.flush(end, deadline)
+        except (TimeoutError, TransportError):
+            return
+        if not protocol.is_client:
+            # RFC 6455, section 7.1.1: the server closes the TCP connection first.
+            self.transport.shutdown_write()
+        while True:
+            data = self.transport.receive(deadline.remaining())
+            if data == b"" or (data is None and deadline.expired()):
+                return
+
+    def _end_stream(self, record: CloseRecord) -> None:
+        """No more messages will come: wake pings, end the message queue.
+
+        Called as soon as the close reason is known, so that ``get_message``
+        returns what is queued and then raises without waiting for TCP to close.
+        ``record`` is the close record then: what ``get_message`` raises says it.
+        """
+        for ping in self.protocol.take_pings():
+            ping.done.set()
+        self.queue.end(record.error)
+
+    def _finish(self) -> None:
+        """Last act of the reader: mark the connection closed and wake everyone."""
+        record = self.protocol.finish()
+        self._end_stream(record)
+        # A caller still reading (after a failure of this thread) wakes up and gives
+        # the socket back before it is closed.
+        self.transport.abort()
+        self.turns.reader_keep_for_good()
+        self.transport.close(self._disconnect_timeout)
+        if self.on_demand:
+            STARTER.ended()
+        self.ended.set()
+        logger.debug("%s: closed: %s", self, record.reason)
+
+    def after_fork(self, lock: threading.Lock) -> None:
+        """Become a closed copy of the parent's reader (child process after ``fork()``)."""
+        self.transport.forsake(lock)
+        self.turns.after_fork()
+        self.queue = MessageQueue(1, 1)
+        self.queue.end(self.protocol.close_record.error)
+        self.ended = Latch()
+        self.ended.set()
+        self.thread = None
+        self.on_demand = False
