@@ -18,11 +18,13 @@ from dataclasses import dataclass, replace
 from .exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from .types import CloseReason
 
-__all__ = ["NORMAL_CODES", "CloseRecord"]
+__all__ = ["NORMAL_CODES", "CloseRecord", "check_close_arguments", "exit_close_code"]
 
 #: The codes of a normal close: 1000 (normal closure), 1001 (going away) and 1005, which
 #: stands for a close frame without a code. The same codes as in ``websockets``.
 NORMAL_CODES = frozenset([1000, 1001, 1005])
+#: Close codes an application may send (RFC 6455, section 7.4).
+_SENDABLE_CODES = frozenset([1000, 1001, 1002, 1003, *range(1007, 1015), *range(3000, 5000)])
 #: The reason of a connection that closed before anything else was known.
 _ABNORMAL = CloseReason(1006, None)
 
@@ -106,3 +108,22 @@ class CloseRecord:
             sent=self.sent,
             rcvd_then_sent=self.rcvd_then_sent,
         )
+
+
+def check_close_arguments(code: int, reason: str | None) -> None:
+    """Raise ValueError for a close code that may not be sent or a reason too long."""
+    if code not in _SENDABLE_CODES:
+        raise ValueError(f"close code {code} may not be sent")
+    if reason is not None and len(reason.encode("utf-8")) > 123:
+        raise ValueError("a close reason is at most 123 bytes in UTF-8")
+
+
+def exit_close_code(exc_type: type[BaseException] | None) -> int:
+    """Return the close code for leaving a ``with`` block, by the exception leaving it.
+
+    1000 without one, 1001 (going away) for Ctrl-C (:exc:`KeyboardInterrupt`): the user
+    leaves, nothing failed; 1011 (internal error) for any other exception.
+    """
+    if exc_type is None:
+        return 1000
+    return 1001 if issubclass(exc_type, KeyboardInterrupt) else 1011

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import time
 
-__all__ = ["Deadline"]
+__all__ = ["Deadline", "check_timeout"]
+
+
+def check_timeout(name: str, value: float | None, *, allow_none: bool = True) -> None:
+    """Raise ValueError (TypeError for a non-number) unless ``value`` is seconds >= 0."""
+    if value is None and allow_none:
+        return
+    if value is None:
+        raise ValueError(f"{name} must be a number >= 0")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number or None, not {type(value).__name__}")
+    if not value >= 0:  # NaN too
+        raise ValueError(f"{name} must be a number >= 0{' or None' if allow_none else ''}")
 
 
 class Deadline:

@@ -28,8 +28,18 @@ import os
 import struct
 from collections import deque
 from collections.abc import Callable
+from typing import Any, cast
 
-__all__ = ["FrameSplitter", "apply_mask", "encode_message", "masking_key", "speedups"]
+from wsproto.events import BytesMessage, Message, TextMessage
+
+__all__ = [
+    "FrameSplitter",
+    "apply_mask",
+    "encode_message",
+    "masking_key",
+    "message_event",
+    "speedups",
+]
 
 OP_CONTINUATION = 0x0
 OP_TEXT = 0x1
@@ -91,6 +101,15 @@ def apply_mask(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
     if _fast_mask is not None:
         return _fast_mask(data, key)
     return _python_mask(data, key)
+
+
+def message_event(message: str | bytes | bytearray | memoryview) -> Message[Any]:
+    """Make the wsproto event for a message: text for ``str``, binary for bytes-like."""
+    if isinstance(message, str):
+        return TextMessage(data=message)
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        return BytesMessage(data=cast("bytes", message))
+    raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
 
 
 def encode_message(

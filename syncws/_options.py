@@ -18,7 +18,7 @@ import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypedDict, cast
 
 from ._http import check_header_option, product
 
@@ -32,10 +32,12 @@ __all__ = [
     "DEFAULT_PING_TIMEOUT",
     "OPTIONS",
     "UNLIMITED",
+    "ConnectionOptions",
     "Option",
     "Scope",
     "check_names",
     "check_options",
+    "connection_args",
     "message_size",
     "names",
     "seconds",
@@ -390,3 +392,49 @@ def message_size(options: Mapping[str, object]) -> int:
     """Return ``max_message_size`` as a number of bytes (:data:`UNLIMITED` for ``None``)."""
     size = options.get("max_message_size", DEFAULT_MAX_MESSAGE_SIZE)
     return UNLIMITED if size is None else int(size)  # type: ignore[call-overload]
+
+
+# -- the options of a connection, for type checkers ---------------------------------------
+
+
+class ConnectionOptions(TypedDict, total=False):
+    """Keyword options of a connection, shared by the client and server functions.
+
+    They configure the :class:`WebSocketConnection` once it is open;
+    ``connect_timeout``, which bounds the opening handshake, is one of
+    :class:`ConnectOptions` and :class:`ServeOptions`. Every key is optional; the
+    client reference gives the defaults, which come with the checks and the docs'
+    tables from one definition (``syncws/_options.py``).
+    """
+
+    #: Messages that may wait for ``get_message`` before reading pauses (default 16);
+    #: reading also pauses once they take ``message_queue_size * max_message_size``
+    #: bytes in memory.
+    message_queue_size: int
+    #: The largest incoming message, in bytes (default 1 MiB; ``None``: no limit).
+    max_message_size: int | None
+    #: Seconds for the closing handshake (default 60).
+    disconnect_timeout: float
+    #: Seconds between keepalive pings (default 20; ``None``: no keepalive).
+    ping_interval: float | None
+    #: Seconds to wait for any sign of life after a keepalive ping (default 20;
+    #: ``None``: ping_interval).
+    ping_timeout: float | None
+    #: ``"deflate"`` for permessage-deflate (RFC 7692) when the peer agrees; ``None``
+    #: (the default) for no compression.
+    compression: str | None
+
+
+class _ConnectionArgs(TypedDict):
+    message_queue_size: int
+    max_message_size: int | None
+    disconnect_timeout: float
+    ping_interval: float | None
+    ping_timeout: float | None
+
+
+def connection_args(options: Mapping[str, Any]) -> _ConnectionArgs:
+    """Pick the :class:`WebSocketConnection` keyword arguments out of ``options``."""
+    return cast(
+        "_ConnectionArgs", {name: value(options, name) for name in _ConnectionArgs.__annotations__}
+    )

@@ -90,6 +90,8 @@ class Protocol:
     """
 
     __slots__ = (
+        "_keepalive_payload",
+        "_queue",
         "assembler",
         "close_record",
         "close_timed_out",
@@ -105,8 +107,6 @@ class Protocol:
         "state",
         "timers",
         "ws",
-        "_keepalive_payload",
-        "_queue",
     )
 
     def __init__(
@@ -175,7 +175,7 @@ class Protocol:
         return self._queue(self.ws.send(event))
 
     def new_ping_payload(self) -> bytes:
-        """A random payload that no ping in flight has (lock held)."""
+        """Return a random payload that no ping in flight has (lock held)."""
         while True:
             payload = os.urandom(4)
             if payload not in self.pings:
@@ -211,7 +211,9 @@ class Protocol:
 
     # -- receiving (the reading thread) ------------------------------------------------
 
-    def parse(self, items: Iterable[str | bytes | memoryview] | None) -> tuple[list[Received], str | None]:
+    def parse(
+        self, items: Iterable[str | bytes | memoryview] | None
+    ) -> tuple[list[Received], str | None]:
         """Collect messages, pongs and close frames; also say if a message was too big.
 
         ``items`` are what the frame splitter made of the received bytes: messages it

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from wsproto.events import CloseConnection, Pong
 
 from ._deadline import Deadline
+from ._fork import track
 from ._latch import Latch
 from ._messages import MessageQueue
 from ._protocol import describe, trace_logger
@@ -31,7 +32,6 @@ from ._readturns import ReadTurns
 from ._starter import STARTER
 from ._timers import Due
 from ._transport import BLOCKED, BUSY, TransportError, retry_wait
-from .types import CloseReason
 
 if TYPE_CHECKING:
     from ._closing import CloseRecord
@@ -63,6 +63,11 @@ class Reader:
     """
 
     __slots__ = (
+        "__weakref__",
+        "_disconnect_timeout",
+        "_name",
+        "_primed",
+        "_start_warned",
         "ended",
         "eof",
         "input_done",
@@ -72,10 +77,6 @@ class Reader:
         "thread",
         "transport",
         "turns",
-        "_disconnect_timeout",
-        "_name",
-        "_primed",
-        "_start_warned",
     )
 
     def __init__(
@@ -105,6 +106,7 @@ class Reader:
         # Parsed what wsproto got with the handshake (the first to read does).
         self._primed = False
         self._start_warned = False
+        track(self)
 
     def __str__(self) -> str:
         return self._name
@@ -189,10 +191,45 @@ class Reader:
         self.transport.abort()
         self.hand_over()
 
+    def wait_ended(self, deadline: Deadline) -> bool:
+        """Wait for the end of the connection after a close; ``False`` when out of time.
+
+        A connection with no reader thread (a server's, never started, or out of
+        threads) has its loop run here, on the closing thread, within ``deadline``;
+        otherwise the reader thread ends it, and is aborted when ``deadline`` passes.
+        """
+        if self.thread is None and (self.turns.take_for_closing() or self._run_here(deadline)):
+            self.run()
+            return not self.protocol.close_timed_out
+        thread = self.thread
+        if thread is not None and threading.current_thread() is thread:
+            return True
+        if not self.ended.wait(deadline.remaining()):
+            # Past the close frames, only the TCP close is late: not a timeout of the
+            # closing handshake.
+            late = not self.protocol.close_record.complete
+            self.abort("closing handshake timed out", timed_out=late)
+            if not self.ended.wait(ABORT_JOIN_TIMEOUT):  # pragma: no cover - a bug
+                logger.warning("%s: reader thread did not stop", self)
+        thread = self.thread  # Also one that started while this call waited.
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(ABORT_JOIN_TIMEOUT)
+        return not self.protocol.close_timed_out
+
+    def _run_here(self, deadline: Deadline) -> bool:
+        """Start the reader thread to end the connection; ``True``: run its loop here."""
+        if self.start():
+            return False
+        if self.turns.take_for_closing_after_caller(deadline.remaining()):
+            return True
+        # A caller's read outlasted the closing deadline: wake it.
+        self.abort("closing handshake timed out")
+        return self.turns.take_for_closing_after_caller(ABORT_JOIN_TIMEOUT)
+
     # -- the reader's loop -------------------------------------------------------------
 
     def run(self) -> None:
-        """The reader's loop: read until the input ends, then end the connection."""
+        """Run the reader's loop: read until the input ends, then end the connection."""
         try:
             turns = self.turns
             while not (self.input_done or self.eof) and turns.reader_wait_turn(self._next_timer):
@@ -297,7 +334,7 @@ class Reader:
         return True
 
     def _after_last_direct_read(self) -> None:
-        """A caller's read ended the input of a connection with no reader thread."""
+        """Act after a caller's read ended the input of a connection with no reader thread."""
         if not self.protocol.is_client and self.protocol.close_record.complete:
             # RFC 6455, section 7.1.1: the server closes TCP first. Do it now, not
             # after the reader thread has started, so the client is not kept waiting.
@@ -440,8 +477,10 @@ class Reader:
         self.ended.set()
         logger.debug("%s: closed: %s", self, record.reason)
 
-    def after_fork(self, lock: threading.Lock) -> None:
-        """Become a closed copy of the parent's reader (child process after ``fork()``)."""
+    def after_fork(self) -> None:
+        """Become a closed copy of the parent's connection (child process, see :mod:`._fork`)."""
+        lock = threading.Lock()
+        self.protocol.after_fork(lock)
         self.transport.forsake(lock)
         self.turns.after_fork()
         self.queue = MessageQueue(1, 1)

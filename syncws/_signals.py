@@ -18,21 +18,79 @@ Signal handlers run in the main thread only: off it, all three do nothing.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any, NoReturn
-
-from ._core import on_main_thread
 
 __all__ = [
     "SIGTERM_MESSAGE",
     "SecondInterrupt",
     "SignalWakeup",
+    "interrupted_inside",
+    "on_main_thread",
     "raise_interrupt",
     "sigterm_interrupts",
 ]
+
+
+def on_main_thread() -> bool:
+    """Whether the caller runs on the main thread, the one that runs signal handlers.
+
+    Only there can an exception (:exc:`KeyboardInterrupt`) arrive between any two
+    steps of the library's code.
+    """
+    return threading.get_ident() == _main_ident
+
+
+_main_ident = threading.main_thread().ident
+
+
+def _forked() -> None:
+    global _main_ident  # noqa: PLW0603 - the thread that forked is the child's main thread
+    _main_ident = threading.main_thread().ident
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
+#: The modules whose code holds a connection's locks.
+_CONNECTION_MODULES = frozenset(
+    f"syncws.{name}"
+    for name in (
+        "_deflate",
+        "_framing",
+        "_latch",
+        "_messages",
+        "_protocol",
+        "_reader",
+        "_readturns",
+        "_starter",
+        "_transport",
+        "broadcast",
+        "connection",
+        "notify",
+    )
+)
+
+
+def interrupted_inside(frame: FrameType | None) -> bool:
+    """Whether ``frame`` or a frame below it on the stack runs a connection's code.
+
+    ``frame`` is the caller of ``WebSocketConnection.close()``. When close() is called
+    from a signal handler, the frames below the handler's are those of the code it
+    interrupted, on the same thread. (The library itself never calls the public
+    close() from its own code.)
+    """
+    while frame is not None:
+        if frame.f_globals.get("__name__") in _CONNECTION_MODULES:
+            return True
+        frame = frame.f_back
+    return False
+
 
 #: The argument of the :exc:`KeyboardInterrupt` that SIGTERM raises.
 SIGTERM_MESSAGE = "SIGTERM"

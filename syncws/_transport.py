@@ -32,11 +32,14 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import os
 import select
 import socket
 import ssl
 import threading
 from typing import TYPE_CHECKING
+
+from .types import Endpoint
 
 if TYPE_CHECKING:
     from ._deadline import Deadline
@@ -49,6 +52,7 @@ __all__ = [
     "Progress",
     "Transport",
     "TransportError",
+    "endpoint",
     "retry_wait",
 ]
 
@@ -68,6 +72,17 @@ _WRITE_EVENTS = getattr(select, "POLLOUT", 4)
 _ERROR_EVENTS = (
     getattr(select, "POLLERR", 8) | getattr(select, "POLLHUP", 16) | getattr(select, "POLLNVAL", 32)
 )
+
+
+def endpoint(sock: socket.socket, *, local: bool, is_ssl: bool) -> Endpoint | str:
+    """Describe one end of a socket: an Endpoint, or a path for Unix sockets."""
+    try:
+        address = sock.getsockname() if local else sock.getpeername()
+    except OSError:
+        return ""
+    if isinstance(address, tuple):
+        return Endpoint(str(address[0]), int(address[1]), is_ssl)
+    return os.fsdecode(address)
 
 
 def retry_wait(remaining: float | None) -> float:

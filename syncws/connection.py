@@ -1,48 +1,82 @@
 """The WebSocket connection: what the application calls, on the client and server side.
 
-:class:`WebSocketConnection` adds the public API to the protocol core
-(:mod:`syncws._core`), which holds the state and runs the reader thread. The
-caller's threads send through the ordered write queue of :mod:`syncws._transport`
-and receive from the message queue of :mod:`syncws._messages`.
+:class:`WebSocketConnection` is the public face of a connection. It holds the parts
+that do the work, each in a module of its own (see the design page of the docs):
+
+* the protocol state (:mod:`syncws._protocol`): wsproto and the fast frame path, the
+  lifecycle, the close reason, the pings, under the connection lock;
+* the transport (:mod:`syncws._transport`): the socket and its ordered write queue;
+* the message queue (:mod:`syncws._messages`): received messages, bounded;
+* the reader (:mod:`syncws._reader`): reads the socket on its thread or a caller's,
+  acts on what arrives, and ends the connection.
+
+Sending happens on the caller's thread, straight into the write queue; receiving
+takes messages from the message queue, reading the socket first when it is the
+caller's turn.
+
+Lock order. A thread that holds one of these locks takes only those below it:
+
+1. the server's lock (``WebSocketServer``): no connection method is called with it held;
+2. the connection lock (:attr:`Protocol.lock <syncws._protocol.Protocol.lock>`, also the
+   :class:`~syncws._transport.Transport`'s condition);
+3. the TLS socket's lock (``Transport``: writing under the connection lock may send at
+   once) and the pings' events (set when a pong is matched).
+
+The message queue's lock (then the lock of a :class:`~syncws.notify.MessageNotifier`
+listening to it), the reading turns' lock (:mod:`syncws._readturns`), the ``ended``
+latch's and the reader starter's (:mod:`syncws._starter`) are never held together
+with the connection lock: they are taken with no other lock of the connection held.
+No thread is started and no application callback runs while any of these locks is
+held. Methods documented "(lock held)" expect the connection lock held; the state
+changes assert it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, TypedDict, cast
+from typing import TYPE_CHECKING
 
-from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
+from wsproto.events import Event, Pong
 
-from ._core import (
-    ABORT_JOIN_TIMEOUT,
+from ._closing import check_close_arguments, exit_close_code
+from ._deadline import Deadline, check_timeout
+from ._framing import message_event
+from ._messages import MessageQueue
+from ._options import (
     DEFAULT_DISCONNECT_TIMEOUT,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MESSAGE_QUEUE_SIZE,
-    ConnectionCore,
-    PendingPing,
-    State,
-    check_timeout,
-    describe,
-    logger,
-    on_main_thread,
-    trace_logger,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
+    UNLIMITED,
+    ConnectionOptions,
+    check_options,
+    connection_args,
 )
-from ._deadline import Deadline
-from ._framing import encode_message
-from ._options import value
-from ._transport import TransportError
-from .exceptions import ConnectionClosed, ConnectionClosedOK
+from ._protocol import Protocol, State
+from ._reader import Reader
+from ._receiver import Receiver
+from ._sender import Sender
+from ._signals import interrupted_inside, on_main_thread
+from ._timers import Timers
+from ._transport import Transport, TransportError, endpoint
+from ._wsproto import negotiated_extensions
+from .exceptions import ConnectionClosedOK
 from .types import CloseReason, Endpoint
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
-    from types import FrameType, TracebackType
+    import socket
+    from collections.abc import Callable, Iterator
+    from types import TracebackType
 
-    from wsproto.events import Message
+    from wsproto import WSConnection
+
+    from ._transport import Progress
 
 __all__ = [
     "DEFAULT_DISCONNECT_TIMEOUT",
@@ -50,118 +84,17 @@ __all__ = [
     "DEFAULT_MESSAGE_QUEUE_SIZE",
     "ConnectionOptions",
     "WebSocketConnection",
+    "check_close_arguments",
+    "connection_args",
+    "exit_close_code",
+    "message_event",
 ]
 
-
-class ConnectionOptions(TypedDict, total=False):
-    """Keyword options of a connection, shared by the client and server functions.
-
-    They configure the :class:`WebSocketConnection` once it is open;
-    ``connect_timeout``, which bounds the opening handshake, is one of
-    :class:`ConnectOptions` and :class:`ServeOptions`. Every key is optional; the
-    client reference gives the defaults, which come with the checks and the docs'
-    tables from one definition (``syncws/_options.py``).
-    """
-
-    #: Messages that may wait for ``get_message`` before reading pauses (default 16);
-    #: reading also pauses once they take ``message_queue_size * max_message_size``
-    #: bytes in memory.
-    message_queue_size: int
-    #: The largest incoming message, in bytes (default 1 MiB; ``None``: no limit).
-    max_message_size: int | None
-    #: Seconds for the closing handshake (default 60).
-    disconnect_timeout: float
-    #: Seconds between keepalive pings (default 20; ``None``: no keepalive).
-    ping_interval: float | None
-    #: Seconds to wait for any sign of life after a keepalive ping (default 20;
-    #: ``None``: ping_interval).
-    ping_timeout: float | None
-    #: ``"deflate"`` for permessage-deflate (RFC 7692) when the peer agrees; ``None``
-    #: (the default) for no compression.
-    compression: str | None
+logger = logging.getLogger("syncws")
+_ids = itertools.count(1)
 
 
-class _ConnectionArgs(TypedDict):
-    message_queue_size: int
-    max_message_size: int | None
-    disconnect_timeout: float
-    ping_interval: float | None
-    ping_timeout: float | None
-
-
-def connection_args(options: Mapping[str, Any]) -> _ConnectionArgs:
-    """Pick the :class:`WebSocketConnection` keyword arguments out of ``options``."""
-    return cast(
-        "_ConnectionArgs", {name: value(options, name) for name in _ConnectionArgs.__annotations__}
-    )
-
-
-#: Close codes an application may send (RFC 6455, section 7.4).
-_SENDABLE_CODES = frozenset([1000, 1001, 1002, 1003, *range(1007, 1015), *range(3000, 5000)])
-
-
-def message_event(message: str | bytes | bytearray | memoryview) -> Message[Any]:
-    """Make the wsproto event for a message: text for ``str``, binary for bytes-like."""
-    if isinstance(message, str):
-        return TextMessage(data=message)
-    if isinstance(message, (bytes, bytearray, memoryview)):
-        return BytesMessage(data=cast("bytes", message))
-    raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
-
-
-def exit_close_code(exc_type: type[BaseException] | None) -> int:
-    """Return the close code for leaving a ``with`` block, by the exception leaving it.
-
-    1000 without one, 1001 (going away) for Ctrl-C (:exc:`KeyboardInterrupt`): the user
-    leaves, nothing failed; 1011 (internal error) for any other exception.
-    """
-    if exc_type is None:
-        return 1000
-    return 1001 if issubclass(exc_type, KeyboardInterrupt) else 1011
-
-
-def check_close_arguments(code: int, reason: str | None) -> None:
-    """Raise ValueError for a close code that may not be sent or a reason too long."""
-    if code not in _SENDABLE_CODES:
-        raise ValueError(f"close code {code} may not be sent")
-    if reason is not None and len(reason.encode("utf-8")) > 123:
-        raise ValueError("a close reason is at most 123 bytes in UTF-8")
-
-
-#: The modules whose code holds a connection's locks.
-_CONNECTION_MODULES = frozenset(
-    f"syncws.{name}"
-    for name in (
-        "_core",
-        "_deflate",
-        "_framing",
-        "_latch",
-        "_messages",
-        "_readturns",
-        "_transport",
-        "broadcast",
-        "connection",
-        "notify",
-    )
-)
-
-
-def _interrupted_inside(frame: FrameType | None) -> bool:
-    """Whether ``frame`` or a frame below it on the stack runs a connection's code.
-
-    ``frame`` is the caller of :meth:`WebSocketConnection.close`. When close() is
-    called from a signal handler, the frames below the handler's are those of the
-    code it interrupted, on the same thread. (The library itself never calls the
-    public close() from its own code.)
-    """
-    while frame is not None:
-        if frame.f_globals.get("__name__") in _CONNECTION_MODULES:
-            return True
-        frame = frame.f_back
-    return False
-
-
-class WebSocketConnection(ConnectionCore):
+class WebSocketConnection:
     """An open WebSocket connection, client or server side.
 
     Obtain one from :func:`~syncws.connect` and the other client functions rather
@@ -193,20 +126,110 @@ class WebSocketConnection(ConnectionCore):
         already given (frames the peer sent right behind it).
     """
 
-    # Attributes of the application's own may be set on a connection.
-    __slots__ = ("__dict__",)
+    __slots__ = (
+        # Attributes of the application's own may be set on a connection.
+        "__dict__",
+        "__weakref__",
+        "_disconnect_timeout",
+        "_extensions",
+        "_handshake_headers",
+        "_id",
+        "_local",
+        "_name",
+        "_path",
+        "_protocol",
+        "_reader",
+        "_receiver",
+        "_remote",
+        "_sender",
+        "_subprotocol",
+        "_transport",
+    )
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        ws: WSConnection,
+        *,
+        path: str,
+        subprotocol: str | None = None,
+        handshake_headers: tuple[tuple[bytes, bytes], ...] = (),
+        message_queue_size: int = DEFAULT_MESSAGE_QUEUE_SIZE,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
+        ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+        received: bytes = b"",
+        reader_on_demand: bool = False,
+    ) -> None:
+        check_options(
+            {
+                "message_queue_size": message_queue_size,
+                "max_message_size": max_message_size,
+                "disconnect_timeout": disconnect_timeout,
+                "ping_interval": ping_interval,
+                "ping_timeout": ping_timeout,
+            },
+            "connection",
+        )
+        if max_message_size is None:
+            max_message_size = UNLIMITED
+        if ws.connection is None:
+            raise ValueError("the opening handshake of ws is not complete")
+        self._id = next(_ids)
+        self._name = f"{'client' if ws.client else 'server'}-{self._id}"
+        lock = threading.Lock()
+        self._transport = Transport(sock, lock)
+        self._local = endpoint(sock, local=True, is_ssl=self._transport.is_ssl)
+        self._remote = endpoint(sock, local=False, is_ssl=self._transport.is_ssl)
+        self._path = path
+        self._subprotocol = subprotocol
+        self._handshake_headers = handshake_headers
+        self._disconnect_timeout = disconnect_timeout
+        extensions = negotiated_extensions(ws)
+        self._extensions = extensions or ""
+        # The engine of the open connection; the handshake engine is not kept.
+        self._protocol = Protocol(
+            self._name,
+            ws.connection,
+            lock,
+            self._transport.queue,
+            max_message_size=max_message_size,
+            timers=Timers(ping_interval, ping_timeout, time.monotonic()),
+            fast=extensions == "",
+            received=received,
+        )
+        queue = MessageQueue(message_queue_size, max(1, message_queue_size) * max_message_size)
+        # A server connection's reader thread starts on demand: a caller may read first.
+        self._reader = Reader(
+            self._name,
+            self._protocol,
+            self._transport,
+            queue,
+            disconnect_timeout=disconnect_timeout,
+            on_demand=reader_on_demand,
+        )
+        self._receiver = Receiver(self._reader)
+        self._sender = Sender(self._name, self._protocol, self._transport, self._reader)
+        logger.debug("%s: open, %s -> %s", self, self._local, self._remote)
+        if reader_on_demand:
+            self._reader.schedule_start()
+        else:
+            # A client's reader thread starts with the connection. A thread that cannot
+            # start here fails the opening of the connection (RuntimeError).
+            self._reader.start_now()
 
     # -- properties ------------------------------------------------------------------
 
     @property
     def is_client(self) -> bool:
         """Whether this is the client side of the connection."""
-        return self._ws.client
+        return self._protocol.is_client
 
     @property
     def is_server(self) -> bool:
         """Whether this is the server side of the connection."""
-        return not self._ws.client
+        return not self._protocol.is_client
 
     @property
     def is_closed(self) -> bool:
@@ -215,7 +238,7 @@ class WebSocketConnection(ConnectionCore):
         Messages received before the close may still be waiting for
         :meth:`get_message`.
         """
-        return self._state is not State.OPEN
+        return self._protocol.state is not State.OPEN
 
     @property
     def close_reason(self) -> CloseReason | None:
@@ -232,7 +255,7 @@ class WebSocketConnection(ConnectionCore):
         :attr:`~syncws.ConnectionClosed.reason`, beside the close frames received and
         sent.
         """
-        return self._close_record.reason
+        return self._protocol.close_record.reason
 
     @property
     def extensions(self) -> str:
@@ -280,13 +303,13 @@ class WebSocketConnection(ConnectionCore):
 
         Updated by :meth:`ping` and by keepalive pings.
         """
-        return self._latency
+        return self._protocol.latency
 
     def __str__(self) -> str:
-        return f"{'client' if self.is_client else 'server'}-{self._id}"
+        return self._name
 
     def __repr__(self) -> str:
-        return f"<WebSocketConnection {self} {self._state.value} {self._remote}>"
+        return f"<WebSocketConnection {self} {self._protocol.state.value} {self._remote}>"
 
     # -- sending -----------------------------------------------------------------------
 
@@ -308,29 +331,7 @@ class WebSocketConnection(ConnectionCore):
         :raises ConnectionClosed: when the connection is closing or closed.
         :raises TimeoutError: when ``timeout`` passed first.
         """
-        deadline = Deadline(timeout)
-        if not self._fast_send:
-            self._send(message_event(message), deadline)
-            return
-        if not isinstance(message, (str, bytes, bytearray, memoryview)):
-            message_event(message)  # Raises the TypeError.
-        pieces = encode_message(message, self._ws.client)
-        try:
-            with self._lock:
-                self._check_open()
-                for piece in pieces:
-                    end, written = self._transport.write(piece)
-        except ConnectionClosed:
-            raise
-        except BaseException:
-            # Interrupted (KeyboardInterrupt in the main thread) while writing: part of
-            # the frame may be on the wire, so the connection cannot go on.
-            self.abort("send interrupted")
-            raise
-        if trace_logger.isEnabledFor(logging.DEBUG):
-            trace_logger.debug("%s > %s", self, describe(message))
-        if not written:
-            self._flush(end, deadline)
+        self._sender.send_message(message, Deadline(timeout))
 
     def ping(self, payload: bytes | None = None, timeout: float | None = None) -> float:
         """Send a ping and wait for the matching pong.
@@ -356,27 +357,7 @@ class WebSocketConnection(ConnectionCore):
             payload = bytes(payload)
             if len(payload) > 125:
                 raise ValueError("a ping payload is at most 125 bytes")
-        with self._lock:
-            self._check_open()
-            if payload is None:
-                payload = self._new_ping_payload()
-            elif payload in self._pings:
-                raise ValueError(f"a ping with payload {payload!r} is already in flight")
-            ping = self._pings[payload] = PendingPing(time.monotonic())
-            end = self._transport.queue(self._ws.send(Ping(payload=payload)))
-        # The pong must be read even if no get_message() runs.
-        self._hand_to_reader()
-        try:
-            self._flush(end, deadline)
-            if not ping.done.wait(deadline.remaining()):
-                raise TimeoutError("no pong received in time")
-        finally:
-            with self._lock:
-                if self._pings.get(payload) is ping:
-                    del self._pings[payload]
-        if ping.rtt is None:
-            raise self._close_record.error()
-        return ping.rtt
+        return self._sender.ping(payload, deadline)
 
     def pong(self, payload: bytes | None = None, timeout: float | None = None) -> None:
         """Send an unsolicited pong, a one-way heartbeat; nothing is waited for.
@@ -389,69 +370,14 @@ class WebSocketConnection(ConnectionCore):
         data = b"" if payload is None else bytes(payload)
         if len(data) > 125:
             raise ValueError("a pong payload is at most 125 bytes")
-        self._send(Pong(payload=data), Deadline(timeout))
-
-    def _check_open(self) -> None:
-        """Raise ConnectionClosed unless messages can still be sent (lock held)."""
-        assert self._lock.locked()
-        if self._state is not State.OPEN:
-            raise self._close_record.error()
-
-    def _send(self, event: Event, deadline: Deadline) -> None:
-        self._flush(self.enqueue(event), deadline)
+        self._sender.flush(self._sender.enqueue(Pong(payload=data)), Deadline(timeout))
 
     def enqueue(self, event: Event) -> int:
-        """Frame ``event`` into the write queue; return the queue offset just past it."""
-        if self._fast_send and isinstance(event, (TextMessage, BytesMessage)):
-            pieces = encode_message(event.data, self._ws.client)
-        else:
-            pieces = None
-        try:
-            with self._lock:
-                self._check_open()
-                if pieces is None:
-                    end = self._transport.queue(self._ws.send(event))
-                else:
-                    for piece in pieces:
-                        end = self._transport.queue(piece)
-        except ConnectionClosed:
-            raise
-        except BaseException:
-            # Interrupted while wsproto framed (and compressed) the message: its state
-            # and the write queue may disagree, so the connection cannot go on.
-            self.abort("send interrupted")
-            raise
-        if trace_logger.isEnabledFor(logging.DEBUG):
-            trace_logger.debug("%s > %s", self, describe(event))
-        return end
+        """Frame ``event`` into the write queue; return the queue offset just past it.
 
-    def _flush(self, end: int, deadline: Deadline) -> None:
-        try:
-            self._transport.flush(end, deadline)
-        except TimeoutError:
-            self.abort("send timed out")
-            # Let the reader wind down, so the caller finds the connection closed.
-            self._closed.wait(ABORT_JOIN_TIMEOUT)
-            raise
-        except TransportError as exc:
-            # The socket broke. The reader may be paused on a full message queue with
-            # the peer's last messages, or its close frame, parsed: let it go on
-            # without waiting for the application, so that it learns the real reason
-            # and ends the connection; wait for that within this call's deadline.
-            self._queue.release()
-            self._hand_to_reader()
-            remaining = deadline.remaining()
-            wait = ABORT_JOIN_TIMEOUT if remaining is None else min(remaining, ABORT_JOIN_TIMEOUT)
-            if not self._closed.wait(wait):
-                self.abort("connection lost")
-            raise self._close_record.error() from exc
-        except BaseException:
-            # Interrupted (KeyboardInterrupt in the main thread): part of the frame may
-            # be on the wire and nobody waits to write the rest, so, as after a
-            # timeout, the connection cannot go on. Nothing more is waited for here.
-            if not self._transport.written(end):
-                self.abort("send interrupted")
-            raise
+        Part of the interface for syncws's own tools (see below); not public API.
+        """
+        return self._sender.enqueue(event)
 
     # -- receiving ---------------------------------------------------------------------
 
@@ -469,53 +395,8 @@ class WebSocketConnection(ConnectionCore):
         """
         check_timeout("timeout", timeout)
         if on_main_thread():
-            return self._get_message_guarded(Deadline(timeout))
-        try:
-            return self._get_message(Deadline(timeout))
-        finally:
-            if self._reader is None and not self._turns.input_ended:
-                # The caller stops reading: from now on, the reader thread must be
-                # there to take the socket back after the caller window.
-                self._start_reader()
-
-    def _get_message_guarded(self, deadline: Deadline) -> str | bytes:
-        """``get_message`` on the main thread, where Ctrl-C may interrupt any step.
-
-        The main thread never reads the socket itself: an interrupt in the middle of
-        a read could drop bytes already taken from the socket, or leave the
-        protocol engine half-way. It waits for the reader thread's messages, and
-        takes each one so that an interrupt leaves it queued (see
-        :meth:`MessageQueue.get`); no step follows the take but the return.
-        """
-        message = self._queue.take(guard=True)
-        if message is not None:
-            return message
-        if not self._start_reader():
-            # No reader thread can start (the system is out of threads): read here
-            # rather than wait for nothing.
-            return self._get_message(deadline)
-        self._turns.hand_to_reader()
-        while True:
-            message = self._queue.get(deadline.remaining(), guard=True)
-            if message is not None:
-                return message
-
-    def _get_message(self, deadline: Deadline) -> str | bytes:
-        while True:
-            message = self._queue.take()
-            if message is not None:
-                return message
-            if self.read_directly(deadline):
-                if deadline.expired():
-                    message = self._queue.take()
-                    if message is None:
-                        raise TimeoutError("no message received in time")
-                    return message
-                continue
-            # Another thread reads: wait for what it queues, or for the role.
-            message = self._queue.get(deadline.remaining())
-            if message is not None:
-                return message
+            return self._receiver.get_guarded(Deadline(timeout))
+        return self._receiver.get(Deadline(timeout))
 
     def __iter__(self) -> Iterator[str | bytes]:
         """Yield messages until the connection closes.
@@ -552,7 +433,7 @@ class WebSocketConnection(ConnectionCore):
         :raises ValueError: for a code that may not be sent or a reason too long.
         """
         check_close_arguments(code, reason)
-        if _interrupted_inside(sys._getframe(1)):
+        if interrupted_inside(sys._getframe(1)):
             # Called from a signal handler that interrupted this thread inside the
             # connection's own code, which may hold a lock that close() needs: close
             # on a thread of its own, and return at once.
@@ -573,72 +454,71 @@ class WebSocketConnection(ConnectionCore):
         except RuntimeError as exc:
             logger.warning("%s: cannot close from a signal handler now: %s", self, exc)
 
-    def _begin_close(self, code: int, reason: str | None, deadline: Deadline) -> int | None:
-        """Queue a close frame if the connection is open; return its write-queue end."""
-        with self._lock:
-            if self._state is not State.OPEN:
-                return None
-            sent = CloseReason(code, reason)
-            self._timers.close_deadline = deadline.when
-            end = self._transport.queue(self._ws.send(CloseConnection(code, reason)))
-            self._close_record = self._close_record.sending(sent)
-            self._set_state(State.CLOSING)
-        logger.debug("%s: closing with %s", self, sent)
-        # The reader must not wait for the application any more, and must read the
-        # peer's answer even if no get_message() runs.
-        self._queue.release()
-        self._hand_to_reader()
-        return end
+    # -- the interface for syncws's own tools ------------------------------------------
+    #
+    # broadcast, notify, the server and syncws.testing use a connection through these
+    # methods (and enqueue) and nothing else of its insides. They are not public API:
+    # the API reference leaves them out, and they may change in any release.
+
+    def abort(self, why: str | None) -> None:
+        """Give up on the connection now: no closing handshake (code 1006).
+
+        :param why: the reason recorded in :attr:`close_reason` (with code 1006), unless
+            the connection had a reason already.
+        """
+        self._reader.abort(why)
+
+    def progress(self, end: int) -> Progress:
+        """Write what the socket takes now, without waiting, up to offset ``end``.
+
+        :param end: a write-queue offset returned by ``enqueue``.
+        :returns: whether the bytes up to ``end`` are written, the socket is full,
+            another thread is writing, or the connection failed.
+        """
+        return self._transport.progress(end)
+
+    @property
+    def socket_fileno(self) -> int:
+        """The socket's file descriptor, to wait until it can be written (never read it)."""
+        return self._transport.fileno
+
+    def read_in_background(self) -> None:
+        """Let the reader thread read now, even if a caller of ``get_message`` just read."""
+        self._reader.hand_over()
+
+    def set_message_listener(self, listener: Callable[[], None] | None) -> None:
+        """Call ``listener()`` each time a message is queued (``None``: stop).
+
+        The listener runs on the thread that queues the message, with
+        the queue's lock held: it must only wake another thread.
+
+        :raises RuntimeError: when another listener is set already.
+        """
+        self._reader.queue.set_listener(listener)
+
+    @property
+    def has_ended(self) -> bool:
+        """Whether the socket is closed and the reader done (not yet while closing)."""
+        return self._reader.ended.is_set()
+
+    @property
+    def reader_thread(self) -> threading.Thread | None:
+        """The connection's reader thread, once started (``None`` before)."""
+        return self._reader.thread
 
     def start_close(self, code: int, reason: str | None) -> None:
         """Send a close frame without waiting for anything (a server shutting down)."""
-        if self._begin_close(code, reason, Deadline(self._disconnect_timeout)) is not None:
+        if self._sender.send_close(code, reason, Deadline(self._disconnect_timeout)) is not None:
             self._transport.try_flush()
 
     def close_within_timeout(self, code: int, reason: str | None) -> bool:
         """Close; return False when the closing handshake did not finish in time."""
         deadline = Deadline(self._disconnect_timeout)
-        end = self._begin_close(code, reason, deadline)
+        end = self._sender.send_close(code, reason, deadline)
         if end is not None:
             with contextlib.suppress(TimeoutError, TransportError):
                 self._transport.flush(end, deadline)
-        if self._reader is None and (
-            self._turns.take_for_closing() or self._run_here_if_no_reader(deadline)
-        ):
-            # A server connection whose reader thread never started (or cannot start):
-            # its loop ends the connection on this thread, within the closing deadline.
-            self._run()
-            return not self._close_timed_out
-        reader = self._reader
-        if reader is not None and threading.current_thread() is reader:
-            return True
-        # Without a reader thread, another thread closing runs its loop (above).
-        if not self._closed.wait(deadline.remaining()):
-            with self._lock:
-                # Past the close frames, only the TCP close is late: not a timeout
-                # of the closing handshake.
-                if not self._close_record.complete:
-                    self._close_timed_out = True
-            self.abort("closing handshake timed out")
-            if not self._closed.wait(ABORT_JOIN_TIMEOUT):  # pragma: no cover - a bug
-                logger.warning("%s: reader thread did not stop", self)
-        reader = self._reader  # Also one that started while this call waited.
-        if reader is not None and reader is not threading.current_thread():
-            reader.join(ABORT_JOIN_TIMEOUT)
-        return not self._close_timed_out
-
-    def _run_here_if_no_reader(self, deadline: Deadline) -> bool:
-        """Start the reader thread to end the connection; if none can start, run its loop here.
-
-        :returns: whether the calling thread must run the reader's loop.
-        """
-        if self._start_reader():
-            return False
-        if self._turns.take_for_closing_after_caller(deadline.remaining()):
-            return True
-        # A caller's read outlasted the closing deadline: wake it.
-        self.abort("closing handshake timed out")
-        return self._turns.take_for_closing_after_caller(ABORT_JOIN_TIMEOUT)
+        return self._reader.wait_ended(deadline)
 
     def __enter__(self) -> WebSocketConnection:
         return self

@@ -22,7 +22,6 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, Request
 from wsproto.utilities import RemoteProtocolError
 
-from ._core import endpoint
 from ._deadline import Deadline
 from ._deflate import deflate_extensions
 from ._deprecated import module_getattr as _module_getattr
@@ -37,6 +36,7 @@ from ._http import (
 )
 from ._options import check_options as check_option_values
 from ._options import seconds
+from ._transport import endpoint
 from ._wsproto import HANDSHAKE_ERRORS, http_status_hint, missing_upgrade
 from .connection import ConnectionOptions, WebSocketConnection, connection_args
 from .exceptions import ConnectionClosed

@@ -24,12 +24,12 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ._core import endpoint
 from ._deadline import Deadline
 from ._http import response
 from ._listen import adopt, bind, check_address, listen_unix
 from ._options import seconds
 from ._signals import SIGTERM_MESSAGE, SecondInterrupt, SignalWakeup, sigterm_interrupts
+from ._transport import endpoint
 from ._trouble import WARNING_INTERVAL, Trouble  # noqa: F401 - WARNING_INTERVAL: the tests read it here
 from .connection import WebSocketConnection
 from .request import Handler, ServeOptions, check_handler, check_options, serve_socket

@@ -4,7 +4,7 @@ No module of syncws reads or writes another's underscore names: it imports no
 underscore name from another module and uses no underscore attribute of an object
 other than ``self`` or ``cls``. A connection's insides are reached by syncws's own
 tools (broadcast, notify, the server, syncws.testing) through the documented methods
-of its internal interface only (see ``ConnectionCore`` in ``syncws/_core.py``).
+of its internal interface only (see ``WebSocketConnection`` in ``syncws/connection.py``).
 """
 
 from __future__ import annotations

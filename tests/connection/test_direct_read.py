@@ -18,7 +18,7 @@ from helpers import SHORT, WAIT, Background, finish, off_main_thread, wait_for
 from rawpeer import OP_PONG
 
 import syncws
-from syncws import ConnectionClosed, _core, _readturns, _starter, _transport
+from syncws import ConnectionClosed, _reader, _readturns, _starter, _transport
 
 
 @contextlib.contextmanager
@@ -38,14 +38,14 @@ def read_once(raw_peer, **options):
 def reading_threads(monkeypatch):
     """Record the name of every thread that feeds received bytes to the engine."""
     names: list[str] = []
-    original = _core.ConnectionCore._handle
+    original = _reader.Reader._handle
 
     def handle(self, data, block=True):
         if data is not None:
             names.append(threading.current_thread().name)
         return original(self, data, block)
 
-    monkeypatch.setattr(_core.ConnectionCore, "_handle", handle)
+    monkeypatch.setattr(_reader.Reader, "_handle", handle)
     return names
 
 
@@ -118,10 +118,10 @@ def test_a_message_queued_while_the_caller_takes_the_socket_is_not_left_behind(
         # The reader thread holds the socket, and a caller asked for it before (and
         # then took a message from the queue instead): the reader thread lends the
         # socket after its next read.
-        ws._turns.hand_to_reader()
+        ws._reader.turns.hand_to_reader()
         wait_for(lambda: waits_in_receive(ws.reader_thread), what="the reader thread to read")
-        ws._turns._wanted = True
-        original = ws._queue.take
+        ws._reader.turns._wanted = True
+        original = ws._reader.queue.take
 
         def take():
             message = original()
@@ -130,17 +130,17 @@ def test_a_message_queued_while_the_caller_takes_the_socket_is_not_left_behind(
                 # Between this look at the queue and the caller's try for the
                 # socket, the reader thread reads a message, queues it and lends.
                 conn.send_text("in between")
-                wait_for(lambda: ws._turns.turn is _readturns.Turn.FREE, what="the lend")
+                wait_for(lambda: ws._reader.turns.turn is _readturns.Turn.FREE, what="the lend")
             return message
 
         reads: list[bool] = []
-        ws._queue.take = take
+        ws._reader.queue.take = take
         # The message is in the queue: the caller must not wait for the socket (it
         # would find the message only when its timeout ran out).
         started = time.monotonic()
         assert ws.get_message(timeout=WAIT) == "in between"
         assert time.monotonic() - started < SHORT
-        del ws._queue.take
+        del ws._reader.queue.take
         finish(ws, conn)
 
 

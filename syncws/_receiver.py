@@ -1,0 +1,92 @@
+"""Receiving on one connection: messages from the queue, read first when it is our turn.
+
+:class:`Receiver` runs on the caller's thread (``get_message``). It takes the next
+message from the connection's message queue; when none is queued and nobody else reads
+the socket, it reads the socket itself (:meth:`~syncws._reader.Reader.read_directly`,
+see :mod:`._readturns`), so that the message it waits for never crosses threads. On the
+main thread it never reads: Ctrl-C may interrupt any step there, and an interrupted
+read could lose bytes; it waits for the reader thread's messages instead.
+
+No lock of its own: the queue and the reading turns take theirs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._deadline import Deadline
+    from ._reader import Reader
+
+__all__ = ["Receiver"]
+
+
+class Receiver:
+    """Returns a connection's messages to its callers (see the module docstring).
+
+    :param reader: the connection's reader, which holds the message queue.
+    """
+
+    __slots__ = ("_reader",)
+
+    def __init__(self, reader: Reader) -> None:
+        self._reader = reader
+
+    def get(self, deadline: Deadline) -> str | bytes:
+        """Return the next message, reading the socket here when it is this thread's turn.
+
+        :raises TimeoutError: when ``deadline`` passed first.
+        :raises ConnectionClosed: after the last message, once the connection closed.
+        """
+        reader = self._reader
+        try:
+            return self._get(deadline)
+        finally:
+            if reader.thread is None and not reader.turns.input_ended:
+                # The caller stops reading: from now on, the reader thread must be
+                # there to take the socket back after the caller window.
+                reader.start()
+
+    def _get(self, deadline: Deadline) -> str | bytes:
+        reader = self._reader
+        queue = reader.queue
+        while True:
+            message = queue.take()
+            if message is not None:
+                return message
+            if reader.read_directly(deadline):
+                if deadline.expired():
+                    message = queue.take()
+                    if message is None:
+                        raise TimeoutError("no message received in time")
+                    return message
+                continue
+            # Another thread reads: wait for what it queues, or for the turn.
+            message = queue.get(deadline.remaining())
+            if message is not None:
+                return message
+
+    def get_guarded(self, deadline: Deadline) -> str | bytes:
+        """Return the next message on the main thread, where Ctrl-C may interrupt any step.
+
+        The main thread never reads the socket itself: an interrupt in the middle of
+        a read could drop bytes already taken from the socket, or leave the
+        protocol engine half-way. It waits for the reader thread's messages, and
+        takes each one so that an interrupt leaves it queued (see
+        :meth:`~syncws._messages.MessageQueue.get`); no step follows the take but the
+        return.
+        """
+        reader = self._reader
+        queue = reader.queue
+        message = queue.take(guard=True)
+        if message is not None:
+            return message
+        if not reader.start():
+            # No reader thread can start (the system is out of threads): read here
+            # rather than wait for nothing.
+            return self._get(deadline)
+        reader.turns.hand_to_reader()
+        while True:
+            message = queue.get(deadline.remaining(), guard=True)
+            if message is not None:
+                return message
