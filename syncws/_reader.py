@@ -3,14 +3,14 @@
 :class:`Reader` reads the socket (:mod:`._transport`), has the bytes parsed
 (:class:`~syncws._protocol.Protocol`), acts on what they held in frame order (queues
 messages, matches pongs, answers or fails on close frames), runs the keepalive and
-closing timers, and ends the connection: lingers for the peer's TCP close, closes the
+closing timers, and ends the connection: waits for the peer's TCP close, closes the
 socket and wakes everyone. Who reads is decided by :mod:`._readturns`: the reader
 thread, or a caller of ``get_message`` that found no message queued; a server
 connection's reader thread starts on demand (:mod:`._starter`).
 
 Fields marked *reading turn* are touched only by the thread whose turn it is to read;
-the end of the connection (lingering, closing the socket) is the reader loop's alone.
-No lock of its own: the protocol's methods take the connection lock, the message
+the end of the connection (waiting for TCP to close, closing the socket) is the reader
+loop's alone. No lock of its own: the protocol's methods take the connection lock, the message
 queue and the turns take theirs, one at a time.
 """
 
@@ -65,8 +65,8 @@ class Reader:
     __slots__ = (
         "__weakref__",
         "_disconnect_timeout",
+        "_handshake_bytes_parsed",
         "_name",
-        "_primed",
         "_start_warned",
         "ended",
         "eof",
@@ -104,7 +104,7 @@ class Reader:
         self.input_done = False
         self.eof = False
         # Parsed what wsproto got with the handshake (the first to read does).
-        self._primed = False
+        self._handshake_bytes_parsed = False
         self._start_warned = False
         track(self)
 
@@ -123,7 +123,7 @@ class Reader:
     def schedule_start(self) -> None:
         """Have the process's timer check shortly whether the reader thread must start."""
         STARTER.opened()
-        STARTER.check_later(self)
+        STARTER.check_soon(self)
 
     def start(self) -> bool:
         """Start the reader thread unless it runs already (any thread may call this).
@@ -143,7 +143,7 @@ class Reader:
                 self._start_warned = True
                 logger.warning("%s: cannot start the reader thread yet: %s", self, exc)
             if self.on_demand:
-                STARTER.check_later(self)  # The timer tries again shortly.
+                STARTER.check_soon(self)  # The timer tries again shortly.
             return False
         return True
 
@@ -163,7 +163,7 @@ class Reader:
         self.start()
         self.turns.hand_to_reader()
 
-    def check_reader(self) -> None:
+    def start_unless_caller_reads(self) -> None:
         """Start the reader thread unless a caller is reading (the timer calls this).
 
         Called by the process's timer (:mod:`._starter`) for a connection whose reader
@@ -180,7 +180,7 @@ class Reader:
             except RuntimeError as exc:
                 # The system cannot start a thread now: try again shortly.
                 logger.debug("%s: cannot start the reader thread yet: %s", self, exc)
-                STARTER.check_later(self)
+                STARTER.check_soon(self)
 
     def abort(self, why: str | None, *, timed_out: bool = False) -> None:
         """Give up on the connection now: no closing handshake (code 1006)."""
@@ -238,7 +238,7 @@ class Reader:
                     self.queue.wake()
             turns.reader_keep_for_good()
             if not self.eof:
-                self._linger()
+                self._await_tcp_close()
         except Exception:
             logger.exception("%s: reader thread failed", self)
             self.protocol.internal_error()
@@ -257,8 +257,8 @@ class Reader:
         :returns: whether queued bytes are still waiting for the socket.
         """
         transport = self.transport
-        if not self._primed:
-            self._primed = True
+        if not self._handshake_bytes_parsed:
+            self._handshake_bytes_parsed = True
             self._handle(None, block)
             if self.input_done:
                 return self._flush_now()
@@ -342,9 +342,9 @@ class Reader:
         if self.input_done:
             # The close reason is known and get_message raises it: the handler's
             # close() ends the connection on its own thread, or the reader thread
-            # starts shortly (see check_reader).
+            # starts shortly (see start_unless_caller_reads).
             assert self.on_demand  # A client's reader thread starts at once.
-            STARTER.check_later(self)
+            STARTER.check_soon(self)
         else:
             self.hand_over()
 
@@ -431,7 +431,7 @@ class Reader:
 
     # -- the end -----------------------------------------------------------------------
 
-    def _linger(self) -> None:
+    def _await_tcp_close(self) -> None:
         """After the close frames: write ours, end TCP (server first), await EOF."""
         protocol = self.protocol
         with protocol.lock:

@@ -9,7 +9,7 @@ try again when the system could not start a thread. That is this module's job.
 
 One :class:`ReaderStarter` per process (:data:`STARTER`) keeps a queue of
 connections to look at, by due time, and one thread, ``syncws-starter``, that
-calls each connection's ``check_reader()`` when it is due. The thread runs while at
+calls each connection's ``start_unless_caller_reads()`` when it is due. The thread runs while at
 least one such connection is open and ends with the last one (it is a daemon, like
 the reader threads, and the last connection to end joins it). A connection counts
 from its opening (:meth:`ReaderStarter.opened`) to its end (:meth:`ReaderStarter.ended`).
@@ -37,19 +37,19 @@ __all__ = ["STARTER", "START_DELAY", "ReaderStarter", "StartsReader"]
 
 logger = logging.getLogger("syncws")
 
-#: Seconds between a request (:meth:`ReaderStarter.check_later`) and the check.
+#: Seconds between a request (:meth:`ReaderStarter.check_soon`) and the check.
 START_DELAY = 0.05
 
 
 class StartsReader(Protocol):
     """What the timer calls: a connection whose reader thread starts on demand."""
 
-    def check_reader(self) -> None:
+    def start_unless_caller_reads(self) -> None:
         """Start the reader thread unless a caller reads; ask again if none can start."""
 
 
 class ReaderStarter:
-    """Calls ``check_reader()`` of connections when it is due, on a thread of its own.
+    """Calls ``start_unless_caller_reads()`` of connections when it is due, on a thread of its own.
 
     :param clock: the monotonic clock (seconds).
     """
@@ -83,8 +83,11 @@ class ReaderStarter:
             with contextlib.suppress(RuntimeError):  # Not started yet: nothing to wait for.
                 thread.join()
 
-    def check_later(self, connection: StartsReader, delay: float | None = None) -> None:
-        """Call ``connection.check_reader()`` in ``delay`` seconds (default :data:`START_DELAY`)."""
+    def check_soon(self, connection: StartsReader, delay: float | None = None) -> None:
+        """Call ``connection.start_unless_caller_reads()`` in ``delay`` seconds.
+
+        :param delay: seconds (default :data:`START_DELAY`).
+        """
         when = self._clock() + (START_DELAY if delay is None else delay)
         with self._cond:
             heapq.heappush(self._due, (when, next(self._seq), connection))
@@ -132,7 +135,7 @@ class ReaderStarter:
         while (due := self._take_due()) is not None:
             for connection in due:
                 try:
-                    connection.check_reader()
+                    connection.start_unless_caller_reads()
                 except Exception:
                     logger.exception("%s: starting the reader thread failed", connection)
 

@@ -16,14 +16,14 @@ from syncws._starter import ReaderStarter
 
 
 class FakeConnection:
-    """Records each ``check_reader()`` call, with the calling thread's name."""
+    """Records each ``start_unless_caller_reads()`` call, with the calling thread's name."""
 
     def __init__(self, name: str, calls: queue.Queue[tuple[str, str]], fail: bool = False) -> None:
         self.name = name
         self.calls = calls
         self.fail = fail
 
-    def check_reader(self) -> None:
+    def start_unless_caller_reads(self) -> None:
         self.calls.put((self.name, threading.current_thread().name))
         if self.fail:
             raise RuntimeError("check failed")
@@ -36,7 +36,7 @@ def test_a_check_runs_on_the_timers_own_thread() -> None:
     starter = ReaderStarter()
     calls: queue.Queue[tuple[str, str]] = queue.Queue()
     starter.opened()
-    starter.check_later(FakeConnection("a", calls), delay=0)
+    starter.check_soon(FakeConnection("a", calls), delay=0)
     assert calls.get(timeout=WAIT) == ("a", "syncws-starter")
     starter.ended()  # The last connection: joins the thread.
     assert not [t for t in threading.enumerate() if t.name == "syncws-starter"]
@@ -48,11 +48,11 @@ def test_checks_run_in_order_of_their_due_times() -> None:
     calls: queue.Queue[tuple[str, str]] = queue.Queue()
     starter.opened()
     # Due in the (fake) future, then the clock jumps past both.
-    starter.check_later(FakeConnection("later", calls), delay=2.0)
-    starter.check_later(FakeConnection("sooner", calls), delay=1.0)
+    starter.check_soon(FakeConnection("later", calls), delay=2.0)
+    starter.check_soon(FakeConnection("sooner", calls), delay=1.0)
     assert starter.pending == 2
     now[0] = 103.0
-    starter.check_later(FakeConnection("now", calls), delay=0)  # Wakes the thread.
+    starter.check_soon(FakeConnection("now", calls), delay=0)  # Wakes the thread.
     names = [calls.get(timeout=WAIT)[0] for _ in range(3)]
     assert names == ["sooner", "later", "now"]
     starter.ended()
@@ -63,7 +63,7 @@ def test_the_thread_ends_with_the_last_connection_and_drops_its_checks() -> None
     calls: queue.Queue[tuple[str, str]] = queue.Queue()
     starter.opened()
     starter.opened()
-    starter.check_later(FakeConnection("a", calls), delay=3600.0)
+    starter.check_soon(FakeConnection("a", calls), delay=3600.0)
     starter.ended()
     assert starter.pending == 1  # One connection is still open.
     starter.ended()
@@ -71,7 +71,7 @@ def test_the_thread_ends_with_the_last_connection_and_drops_its_checks() -> None
     assert calls.empty()
     # The timer starts again for the next connection.
     starter.opened()
-    starter.check_later(FakeConnection("b", calls), delay=0)
+    starter.check_soon(FakeConnection("b", calls), delay=0)
     assert calls.get(timeout=WAIT)[0] == "b"
     starter.ended()
 
@@ -84,9 +84,9 @@ def test_a_check_that_raises_is_logged_and_the_timer_goes_on(
     calls: queue.Queue[tuple[str, str]] = queue.Queue()
     starter.opened()
     with caplog.at_level(logging.ERROR, logger="syncws"):
-        starter.check_later(FakeConnection("bad", calls, fail=True), delay=0)
+        starter.check_soon(FakeConnection("bad", calls, fail=True), delay=0)
         assert calls.get(timeout=WAIT)[0] == "bad"
-        starter.check_later(FakeConnection("good", calls), delay=0)
+        starter.check_soon(FakeConnection("good", calls), delay=0)
         assert calls.get(timeout=WAIT)[0] == "good"
     assert "bad: starting the reader thread failed" in caplog.text
     starter.ended()
@@ -98,10 +98,10 @@ def test_when_no_thread_can_start_the_next_request_tries_again() -> None:
     starter.opened()
     threading.stack_size(2**47)  # Every Thread.start() of the process now fails.
     try:
-        starter.check_later(FakeConnection("a", calls), delay=0)  # No error.
+        starter.check_soon(FakeConnection("a", calls), delay=0)  # No error.
     finally:
         threading.stack_size(0)
     assert calls.empty()
-    starter.check_later(FakeConnection("b", calls), delay=0)
+    starter.check_soon(FakeConnection("b", calls), delay=0)
     assert sorted(calls.get(timeout=WAIT)[0] for _ in range(2)) == ["a", "b"]
     starter.ended()
