@@ -13,8 +13,9 @@ import selectors
 from collections.abc import Iterable
 
 from ._deadline import Deadline
+from ._framing import message_event
 from ._transport import Progress, retry_wait
-from .connection import WebSocketConnection, message_event
+from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed
 
 logger = logging.getLogger("syncws")

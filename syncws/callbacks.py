@@ -18,10 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ._closing import check_close_arguments, exit_close_code
 from ._options import check_options
 from ._redact import redact_url
 from .client import connect
-from .connection import WebSocketConnection, check_close_arguments, exit_close_code
+from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed, ConnectionClosedError, ConnectionRejected, HandshakeError
 from .types import CloseReason
 

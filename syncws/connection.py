@@ -45,7 +45,6 @@ from wsproto.events import Event, Pong
 
 from ._closing import check_close_arguments, exit_close_code
 from ._deadline import Deadline, check_timeout
-from ._framing import message_event
 from ._messages import MessageQueue
 from ._options import (
     DEFAULT_DISCONNECT_TIMEOUT,
@@ -84,10 +83,7 @@ __all__ = [
     "DEFAULT_MESSAGE_QUEUE_SIZE",
     "ConnectionOptions",
     "WebSocketConnection",
-    "check_close_arguments",
     "connection_args",
-    "exit_close_code",
-    "message_event",
 ]
 
 logger = logging.getLogger("syncws")
