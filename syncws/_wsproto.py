@@ -70,7 +70,7 @@ The text of a handshake error (:func:`missing_upgrade`)
 Workarounds elsewhere in syncws, for what wsproto does not check or does not give:
 
 The opening handshake's head is split again
-    ``_http.check_request_head`` (called by ``request._receive_request``) and
+    ``_http.check_request_head`` (called by ``_read_request.receive_request``) and
     ``_http.split_head`` (called by ``client._check_response_head``) split the
     header block that h11 parsed and wsproto accepted a second time. wsproto reads
     the headers that may appear once into single values, the last one winning:
@@ -97,7 +97,7 @@ The opening handshake's head is split again
 The bytes after the upgrade request (``request.WebSocketRequest.accept``)
     On the client, wsproto hands the bytes h11 read past the ``101`` response to the
     open connection (``Connection``'s ``trailing_data``); on the server it drops
-    those after the request. syncws keeps them (``request._receive_request``) and
+    those after the request. syncws keeps them (``_read_request.receive_request``) and
     feeds them to the engine itself after sending the ``101``. If wsproto passed
     them on the server too, they would be parsed twice: the tests of frames sent
     right behind the handshake would fail. *Removed by:* wsproto passing h11's

@@ -16,7 +16,8 @@ caller's turn.
 
 Lock order. A thread that holds one of these locks takes only those below it:
 
-1. the server's lock (``WebSocketServer``): no connection method is called with it held;
+1. the server's locks (``WebSocketServer``'s and its ``HandlerThreads``', never held
+   together): no connection method is called with either held;
 2. the connection lock (:attr:`Protocol.lock <syncws._protocol.Protocol.lock>`, also the
    :class:`~syncws._transport.Transport`'s condition);
 3. the TLS socket's lock (``Transport``: writing under the connection lock may send at

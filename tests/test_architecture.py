@@ -98,3 +98,17 @@ def test_a_module_may_use_its_own_classes_insides(tmp_path: Path) -> None:
         "    return request._answered\n"
     )
     assert _module_private_uses(module) == []
+
+
+#: The longest a module of the library may grow: small enough to read at once (about
+#: 500 lines; the public face of the connection, with its documentation, is the longest).
+MAX_MODULE_LINES = 550
+
+
+def test_every_module_is_small_enough_to_read_at_once() -> None:
+    long = {
+        str(path.relative_to(PACKAGE)): lines
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"

@@ -34,6 +34,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 import syncws
+import syncws._handler_threads
 import syncws.server
 from syncws import CloseReason, ConnectionClosed, ConnectionRejected, Endpoint
 
@@ -520,7 +521,7 @@ def test_a_bug_in_the_accept_loop_is_logged_and_serving_goes_on(
     # No exception from the work the accept loop does for a client may end it (a
     # server in a with block then kept its listener open and new clients hung in the
     # backlog). The bug shows: ERROR, with its traceback.
-    monkeypatch.setattr(syncws.server, "_handler_ids", FailsOnce())
+    monkeypatch.setattr(syncws._handler_threads, "_handler_ids", FailsOnce())
     srv = syncws_server(server_echo)
     # That client's socket is closed at once (with its request unread: maybe a reset).
     with pytest.raises((syncws.HandshakeError, ConnectionResetError)):

@@ -19,7 +19,7 @@ from helpers import WAIT, SyncwsServer, server_echo
 from rawpeer import wait_closed
 
 import syncws
-import syncws.request
+import syncws._server_tls
 
 pytest.importorskip("trustme")
 
@@ -63,7 +63,7 @@ class Records(logging.Handler):
 @pytest.fixture
 def records(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> Iterator[Records]:
     # A fresh budget: failures of earlier tests must not have used it up.
-    monkeypatch.setattr(syncws.request, "tls_failures", syncws.request.LogBudget())
+    monkeypatch.setattr(syncws._server_tls, "tls_failures", syncws._server_tls.LogBudget())
     caplog.set_level(logging.DEBUG, logger="syncws")
     handler = Records()
     logger = logging.getLogger("syncws")
@@ -121,14 +121,14 @@ def garbage_client(port: int) -> None:
 def test_a_scanner_cannot_flood_the_log(
     tls_echo: SyncwsServer, records: Records, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(syncws.request, "TLS_LOG_BURST", 2)
+    monkeypatch.setattr(syncws._server_tls, "TLS_LOG_BURST", 2)
     for _ in range(5):
         garbage_client(tls_echo.port)  # The server logged or counted it before closing.
     infos = records.infos()
     assert len(infos) == 2, infos
     assert all("not TLS: WRONG_VERSION_NUMBER" in line for line in infos), infos
     # Once the interval is over, the count of the lines left out comes first.
-    monkeypatch.setattr(syncws.request, "TLS_LOG_INTERVAL", 0.0)
+    monkeypatch.setattr(syncws._server_tls, "TLS_LOG_INTERVAL", 0.0)
     garbage_client(tls_echo.port)
     infos = records.infos()
     assert len(infos) == 2, infos

@@ -1,0 +1,78 @@
+"""The server's keyword options (:class:`ServeOptions`) and the checks of its arguments.
+
+Shared by :class:`~syncws.WebSocketServer`, :func:`~syncws.serve_websocket` and
+:func:`~syncws.wrap_server_socket`, which check their handler and options before they
+serve, and by the serving of each client, which checks ``Origin`` against ``origins``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from ._options import check_options as check_option_values
+from ._websocket_request import Handler, WebSocketRequest  # noqa: F401 - Handler's hints
+from .connection import ConnectionOptions
+
+__all__ = ["ServeOptions", "check_handler", "check_options", "origin_allowed"]
+
+
+class ServeOptions(ConnectionOptions, total=False):
+    """Keyword options of the server functions, besides :class:`ConnectionOptions`.
+
+    ``connect_timeout`` bounds the TLS handshake and the HTTP request of each client
+    together: a client that is slower is dropped (a defence against slowloris).
+    """
+
+    #: Seconds for each client's opening handshake: TLS, the HTTP request and the
+    #: response together (default 10).
+    connect_timeout: float
+    #: Clients served at once; beyond it, new clients get HTTP 503 (default: no limit).
+    max_connections: int | None
+    #: The ``Origin`` header values allowed, e.g. ``["https://example.com"]``; other
+    #: requests get HTTP 403. ``None`` in the list admits requests without the header
+    #: (clients other than browsers). Default: ``None``, any origin (no check).
+    origins: Sequence[str | None] | None
+    #: Called with each request, in the client's thread, before the handler; it may
+    #: refuse the request with :meth:`WebSocketRequest.reject` (e.g. HTTP 401), and
+    #: the handler then never runs. See :func:`~syncws.basic_auth`. Default: ``None``.
+    process_request: Handler | None
+    #: The ``Server`` header of the 101 response (default: ``"syncws/VERSION Python/X.Y"``;
+    #: ``None``: none).
+    server_header: str | None
+
+
+def check_handler(handler: object) -> None:
+    """Raise TypeError unless ``handler`` can be called with a request."""
+    if not callable(handler):
+        raise TypeError(f"handler must be callable, not {type(handler).__name__}")
+
+
+def check_options(options: ServeOptions) -> None:
+    """Check the server ``options``; normalise ``origins`` (a tuple, in lower case).
+
+    :raises TypeError: for an unknown option or a value of the wrong type.
+    :raises ValueError: for a bad value.
+    """
+    check_option_values(options, "server")
+    origins = options.get("origins")
+    if origins is not None:
+        origins = tuple(origins)  # Any iterable, read once.
+        for origin in origins:
+            if origin is not None and not isinstance(origin, str):
+                raise TypeError(f"origins must hold strings or None, not {origin!r}")
+            if origin is not None and (not origin.isascii() or _BAD_ORIGIN.search(origin)):
+                raise ValueError(f"invalid origin {origin!r}")
+        # Scheme and host are case-insensitive (RFC 6454): compare in lower case,
+        # lowered here once rather than for every request.
+        options["origins"] = tuple(o if o is None else o.lower() for o in origins)
+
+
+_BAD_ORIGIN = re.compile(r"[\x00-\x20\x7f]")
+
+
+def origin_allowed(origin: str | None, origins: Sequence[str | None] | None) -> bool:
+    """Whether an Origin header value (``None``: absent) is on the checked allow-list."""
+    if origins is None:
+        return True
+    return (origin if origin is None else origin.lower()) in origins
