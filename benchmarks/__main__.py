@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import gc
 import json
@@ -48,6 +49,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"peers, comma-separated: {','.join(PEERS)}",
     )
     parser.add_argument(
+        "--client-thread",
+        action="store_true",
+        help="run the clients in a thread other than the main one (as a server's handlers "
+        "and most threaded programs do; syncws reads on the caller's thread there)",
+    )
+    parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results", help="output directory"
     )
     args = parser.parse_args(argv)
@@ -59,6 +66,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _log(text: str) -> None:
     sys.stderr.write(text + "\n")
     sys.stderr.flush()
+
+
+def _run(workload: Any, peer: Any, params: Any, in_thread: bool) -> Any:
+    """Run one sample, on the main thread or, with ``in_thread``, on a thread of its own."""
+    if not in_thread:
+        return workload.run(peer, params)
+    with concurrent.futures.ThreadPoolExecutor(1, "bench-client") as pool:
+        return pool.submit(workload.run, peer, params).result()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -75,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
                 ["python -m benchmarks", *(sys.argv[1:] if argv is None else argv)]
             ),
             "quick": args.quick,
+            "client_thread": args.client_thread,
             "repeat": params.repeat,
             "params": dataclasses.asdict(params),
             "peers": {
@@ -107,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
                 gc.collect()
                 t0 = time.monotonic()
                 try:
-                    sample = workload.run(PEERS[peer_name], params)
+                    sample = _run(workload, PEERS[peer_name], params, args.client_thread)
                 except Exception as exc:  # a failing peer must not stop the suite
                     record["errors"].setdefault(peer_name, []).append(
                         f"{type(exc).__name__}: {exc}"

@@ -21,7 +21,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from wsproto.events import CloseConnection, Pong
+from wsproto.events import CloseConnection
 
 from ._deadline import Deadline
 from ._fork import track
@@ -363,14 +363,16 @@ class Reader:
                 return
             if tracing:
                 trace_logger.debug("%s < %s", self, describe(event))
-            if isinstance(event, CloseConnection):
-                self._on_close_frame(event)
-            elif isinstance(event, Pong):
-                # Matched in frame order, after the messages before it are queued: a
-                # ping that returns guarantees that they can be read.
-                protocol.match_pong(event.payload, time.monotonic())
-            else:
+            # A message first, the common case (wsproto's events are ABCs, whose
+            # isinstance checks cost a Python call each).
+            if isinstance(event, (str, bytes)):
                 self._deliver(event, block)
+            elif isinstance(event, CloseConnection):
+                self._on_close_frame(event)
+            else:
+                # A pong, matched in frame order, after the messages before it are
+                # queued: a ping that returns guarantees that they can be read.
+                protocol.match_pong(event.payload, time.monotonic())
         if too_big is not None and not self.input_done:
             self._fail(1009, too_big)
 

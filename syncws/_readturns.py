@@ -101,6 +101,10 @@ class Timing:
 class Turn(enum.Enum):
     """Who reads the socket now."""
 
+    # Members are singletons: hash them by identity, in C (Enum's own hash is Python
+    # code, and the table lookup of every move hashes two members).
+    __hash__ = object.__hash__
+
     READER = "reader"
     CALLER = "caller"
     FREE = "free"
@@ -108,6 +112,8 @@ class Turn(enum.Enum):
 
 class Event(enum.Enum):
     """What moves the turn (see the module's table)."""
+
+    __hash__ = object.__hash__
 
     CALLER_TAKES = "caller_takes"
     CALLER_GIVES_BACK = "caller_gives_back"
