@@ -53,7 +53,7 @@ MAX_UNSENT_PONGS = 128
 class Reader:
     """Reads one connection and ends it (see the module docstring).
 
-    :param name: the connection's name, for logs and the thread's name.
+    :param number: the connection's number, in its name for logs and its thread's.
     :param protocol: the connection's protocol state.
     :param transport: its socket.
     :param queue: its received messages.
@@ -67,6 +67,7 @@ class Reader:
         "_disconnect_timeout",
         "_handshake_bytes_parsed",
         "_name",
+        "_number",
         "_start_warned",
         "ended",
         "eof",
@@ -81,7 +82,7 @@ class Reader:
 
     def __init__(
         self,
-        name: str,
+        number: int,
         protocol: Protocol,
         transport: Transport,
         queue: MessageQueue,
@@ -89,7 +90,8 @@ class Reader:
         disconnect_timeout: float,
         on_demand: bool,
     ) -> None:
-        self._name = name
+        self._number = number
+        self._name = f"{'client' if protocol.is_client else 'server'}-{number}"
         self.protocol = protocol
         self.transport = transport
         self.queue = queue
@@ -150,7 +152,7 @@ class Reader:
     def _new_thread(self) -> None:
         thread = threading.Thread(
             target=self.run,
-            name=f"syncws-reader-{self._name.rpartition('-')[2]}",
+            name=f"syncws-reader-{self._number}",
             # A daemon, so that a connection the application forgot to close never
             # keeps the interpreter from exiting. close() joins it.
             daemon=True,

@@ -199,7 +199,7 @@ class WebSocketConnection:
         queue = MessageQueue(message_queue_size, max(1, message_queue_size) * max_message_size)
         # A server connection's reader thread starts on demand: a caller may read first.
         self._reader = Reader(
-            self._name,
+            self._id,
             self._protocol,
             self._transport,
             queue,
