@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from ._http import response
+from ._starter import START_DELAY, STARTER
 from ._trouble import Trouble
 
 logger = logging.getLogger("syncws")
@@ -123,6 +124,8 @@ class AcceptLoop:
                         elif self._paused_until is None:
                             self._accept(key.fileobj, selector)  # type: ignore[arg-type]
                     self._expire_refused(selector)
+                    if STARTER.stalled:
+                        STARTER.retry()
             finally:
                 for sock in self._refused:
                     sock.close()
@@ -135,6 +138,9 @@ class AcceptLoop:
             due.append(self._paused_until)
         if self._refused:
             due.append(next(iter(self._refused.values())))  # the oldest one
+        if STARTER.stalled:
+            # The timer that starts reader threads could not start its own thread.
+            due.append(time.monotonic() + START_DELAY)
         return max(0.0, min(due) - time.monotonic()) if due else None
 
     def _accept(self, listener: socket.socket, selector: selectors.BaseSelector) -> None:

@@ -22,6 +22,7 @@ from ._http import (
     check_header_option,
     check_headers,
     check_token,
+    has_control_character,
     product,
     split_head,
 )
@@ -271,7 +272,10 @@ def _verification_error(
 
 
 def _check_response_head(data: bytes) -> int:
-    """Refuse what wsproto lets through: it reads only the last of repeated headers.
+    """Refuse what wsproto lets through: repeated headers, control characters.
+
+    wsproto reads only the last of repeated headers, and takes some control
+    characters for spaces (see :func:`._http.has_control_character`).
 
     Sec-WebSocket-Accept and -Protocol may appear once. Sec-WebSocket-Extensions may
     be repeated (RFC 6455 erratum 3433), but syncws offers one extension at most, so
@@ -280,6 +284,8 @@ def _check_response_head(data: bytes) -> int:
     :returns: the offset just past the head in ``data``.
     """
     _, values, end = split_head(data)
+    if has_control_character(values):
+        raise HandshakeError("invalid handshake response: control character in a header value")
     for name in _SINGLE_RESPONSE_HEADERS:
         if len(values.get(name, ())) > 1:
             raise HandshakeError(f"invalid handshake response: repeated {name.decode()} header")

@@ -21,6 +21,7 @@ __all__ = [
     "check_headers",
     "check_request_head",
     "check_token",
+    "has_control_character",
     "product",
     "response",
     "split_head",
@@ -165,6 +166,16 @@ def split_head(data: bytes) -> tuple[bytes, dict[bytes, list[bytes]], int]:
     return start_line, values, end
 
 
+def has_control_character(values: dict[bytes, list[bytes]]) -> bool:
+    r"""Whether a header value holds a control character other than HTAB.
+
+    The HTTP parser lets them through, and ``str.strip()`` (which wsproto applies to
+    the tokens it checks) takes some of them for spaces: ``Upgrade\x1c`` would pass
+    for ``Upgrade``. Both ends refuse them.
+    """
+    return any(_CONTROL.search(value) for items in values.values() for value in items)
+
+
 def check_request_head(data: bytes) -> tuple[tuple[int, str] | None, int]:
     """Check what the HTTP parser leaves to us in a request head that it accepted.
 
@@ -204,9 +215,7 @@ def _request_problem(
         return 400, "the request target must be a path or an absolute URI"
     if b"transfer-encoding" in values or values.get(b"content-length", [b"0"]) != [b"0"]:
         return 400, "a WebSocket upgrade request has no body"
-    if any(_CONTROL.search(value) for items in values.values() for value in items):
-        # The HTTP parser lets them through, and str.strip() takes some of them for
-        # spaces: "Upgrade\x1c" would pass for "Upgrade".
+    if has_control_character(values):
         return 400, "control character in a header value"
     for name in _SINGLE_HEADERS:
         if len(values.get(name, ())) > 1:

@@ -14,8 +14,11 @@ least one such connection is open and ends with the last one (it is a daemon, li
 the reader threads, and the last connection to end joins it). A connection counts
 from its opening (:meth:`ReaderStarter.opened`) to its end (:meth:`ReaderStarter.ended`).
 
-When the system cannot start the timer's thread, the calls return quietly and the
-next call tries again; meanwhile a handler that reads still reads for itself.
+When the system cannot start the timer's thread, the calls return quietly; the next
+call tries again, and so does a server's accept loop: it watches the timer
+(:meth:`ReaderStarter.watch`), is woken when the thread cannot start, and retries every
+:data:`START_DELAY` seconds while :attr:`ReaderStarter.stalled` is true.
+Meanwhile a handler that reads still reads for itself.
 
 Locks: one condition (``_cond``), a leaf: nothing else is locked while it is held, no
 thread is started and no connection is called under it.
@@ -63,6 +66,22 @@ class ReaderStarter:
         self._open = 0
         self._running = False
         self._thread: threading.Thread | None = None
+        # Called when the thread could not start (a server's accept loop, to retry).
+        self._watchers: list[Callable[[], None]] = []
+
+    def watch(self, wake: Callable[[], None]) -> None:
+        """Have ``wake()`` called (on the failing thread) when the timer's thread cannot start.
+
+        A server's accept loop watches, so that it wakes and retries (:meth:`retry`).
+        ``wake`` must not block, nor call the timer.
+        """
+        with self._cond:
+            self._watchers.append(wake)
+
+    def unwatch(self, wake: Callable[[], None]) -> None:
+        """Stop calling ``wake`` (see :meth:`watch`)."""
+        with self._cond, contextlib.suppress(ValueError):
+            self._watchers.remove(wake)
 
     def opened(self) -> None:
         """Count a connection that starts its reader on demand: the timer runs while one is open."""
@@ -92,7 +111,18 @@ class ReaderStarter:
         with self._cond:
             heapq.heappush(self._due, (when, next(self._seq), connection))
             self._cond.notify()
-            if self._running:
+        self.retry()
+
+    def retry(self) -> None:
+        """Start the timer's thread if checks wait and it does not run.
+
+        :meth:`check_soon` calls this; so does the accept loop of a server while
+        :attr:`stalled` (the system refused the thread when it was asked), so that a
+        connection whose handler stopped reading gets its reader thread once threads
+        can start again, with no further call of its own.
+        """
+        with self._cond:
+            if self._running or not self._due:
                 return
             self._running = True
             thread = self._thread = threading.Thread(
@@ -101,11 +131,20 @@ class ReaderStarter:
         try:
             thread.start()
         except RuntimeError as exc:
-            # Out of threads: the next request tries again.
+            # Out of threads: the next request, or the accept loop, tries again.
             with self._cond:
                 self._running = False
                 self._thread = None
+                watchers = list(self._watchers)
             logger.debug("cannot start the reader starter's thread yet: %s", exc)
+            for wake in watchers:
+                wake()
+
+    @property
+    def stalled(self) -> bool:
+        """Whether checks wait with no thread to make them (it could not start)."""
+        with self._cond:
+            return bool(self._due) and not self._running
 
     @property
     def pending(self) -> int:
@@ -146,6 +185,7 @@ class ReaderStarter:
         self._open = 0
         self._running = False
         self._thread = None
+        self._watchers = []
 
 
 #: The process's timer.

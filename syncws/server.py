@@ -26,6 +26,7 @@ from ._handler_threads import HandlerThreads
 from ._listen import adopt, bind, check_address, listen_unix
 from ._options import seconds
 from ._signals import SIGTERM_MESSAGE, SecondInterrupt, SignalWakeup, sigterm_interrupts
+from ._starter import STARTER
 from ._transport import endpoint
 from ._trouble import WARNING_INTERVAL  # noqa: F401 - the tests read it here
 from .connection import WebSocketConnection
@@ -117,6 +118,7 @@ class WebSocketServer:
         address = listeners[0].getsockname()
         self._port = int(address[1]) if isinstance(address, tuple) else 0
         self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)  # A full pipe already holds a wake-up.
         self._stopping = False
         self._serving = False
         self._loop_done = threading.Event()
@@ -205,14 +207,23 @@ class WebSocketServer:
         try:
             for address in self.listeners:
                 logger.info("syncws server listening on %s", address)
-            with SignalWakeup() as wakeup:
-                self._loop.run(wakeup.reader, lambda: self._stopping)
+            STARTER.watch(self._wake_loop)
+            try:
+                with SignalWakeup() as wakeup:
+                    self._loop.run(wakeup.reader, lambda: self._stopping)
+            finally:
+                STARTER.unwatch(self._wake_loop)
         except KeyboardInterrupt as exc:
             self._loop_done.set()
             self._shutdown_interrupted(exc)
             raise
         finally:
             self._loop_done.set()
+
+    def _wake_loop(self) -> None:
+        """Wake the accept loop from its wait (it then looks at what changed)."""
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
 
     def _shutdown_interrupted(self, interrupt: KeyboardInterrupt) -> None:
         """Shut down gracefully after an interrupt; a second one stops the waiting."""
@@ -266,8 +277,7 @@ class WebSocketServer:
         with self._lock:
             self._stopping = True
         self._handlers.stop()
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"x")
+        self._wake_loop()
         if self._background is not threading.current_thread():
             self._loop_done.wait(deadline.remaining())
         with self._lock:

@@ -505,6 +505,28 @@ def test_extension_not_offered_is_handshake_error(raw_peer) -> None:
         syncws.connect(peer.url, connect_timeout=WAIT)
 
 
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("Connection: Upgrade", "Connection: Upgrade\x1c"),
+        ("Upgrade: websocket", "Upgrade: websocket\x1f"),
+        ("Connection: Upgrade", "Connection: Upgrade\r\nX-Note: a\x01b"),
+    ],
+    ids=["connection", "upgrade", "other-header"],
+)
+def test_control_character_in_a_response_header_is_handshake_error(
+    raw_peer, old: str, new: str
+) -> None:
+    # str.strip() takes \x1c-\x1f for spaces: wsproto alone would take
+    # "Upgrade\x1c" for "Upgrade" (found by the long fuzz run).
+    def handshake(request: Request) -> bytes:
+        return response_101(request).replace(old.encode(), new.encode(), 1)
+
+    peer = raw_peer(handshake=handshake)
+    with pytest.raises(HandshakeError, match="invalid handshake response"):
+        syncws.connect(peer.url, connect_timeout=WAIT)
+
+
 def test_handshake_headers_hold_server_response_headers(websockets_server) -> None:
     def process_response(connection, request, response):
         response.headers["X-Test-Header"] = "hello"

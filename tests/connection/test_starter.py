@@ -105,3 +105,23 @@ def test_when_no_thread_can_start_the_next_request_tries_again() -> None:
     starter.check_soon(FakeConnection("b", calls), delay=0)
     assert sorted(calls.get(timeout=WAIT)[0] for _ in range(2)) == ["a", "b"]
     starter.ended()
+
+
+def test_a_stalled_timer_says_so_and_retry_starts_it() -> None:
+    """What a server's accept loop relies on when no other request comes."""
+    starter = ReaderStarter()
+    calls: queue.Queue[tuple[str, str]] = queue.Queue()
+    starter.opened()
+    assert not starter.stalled  # Nothing waits.
+    threading.stack_size(2**47)  # Every Thread.start() of the process now fails.
+    try:
+        starter.check_soon(FakeConnection("a", calls), delay=0)
+        assert starter.stalled
+        starter.retry()  # Still no thread: no error, still stalled.
+        assert starter.stalled
+    finally:
+        threading.stack_size(0)
+    starter.retry()
+    assert calls.get(timeout=WAIT) == ("a", "syncws-starter")
+    assert not starter.stalled
+    starter.ended()

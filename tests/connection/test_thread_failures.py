@@ -14,9 +14,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import WAIT, SyncwsServer
+from helpers import WAIT, Background, SyncwsServer
+from rawpeer import OP_PONG, raw_client
 
 import syncws
+from syncws._starter import STARTER
 
 
 @contextlib.contextmanager
@@ -69,3 +71,52 @@ def test_a_reader_thread_that_cannot_start_is_started_later(syncws_server: Any) 
         # system allows it: pings are answered.
         ws.ping(timeout=WAIT)
         resume.set()
+
+
+@pytest.mark.allow_syncws_errors(logging.WARNING)
+def test_when_even_the_starter_cannot_start_the_accept_loop_retries(
+    syncws_server: Any,
+) -> None:
+    """The connection opens while no thread can start, not even the starter's own.
+
+    Its handler reads one message and stops reading: nothing in the connection asks
+    for its reader thread again, so the server's accept loop, which sees the starter
+    stalled, starts it once threads can start again.
+    """
+    arrived = threading.Event()
+    go = threading.Event()
+    paused = threading.Event()
+    resume = threading.Event()
+    reading_again = threading.Event()
+    got: list[str | bytes] = []
+
+    def handler(request: Any, srv: SyncwsServer) -> None:
+        arrived.set()
+        go.wait(WAIT)
+        ws = request.accept()
+        got.append(ws.get_message(timeout=WAIT))
+        paused.set()
+        resume.wait(WAIT)
+        reading_again.set()
+        with contextlib.suppress(syncws.ConnectionClosed):
+            for _ in ws:
+                pass
+
+    srv = syncws_server(handler)
+    opening = Background(raw_client, srv.port)  # A thread of its own, started now.
+    assert arrived.wait(WAIT)
+    with no_new_threads():
+        go.set()
+        conn = opening.result()
+        conn.send_text("pause")
+        assert paused.wait(WAIT)
+        assert STARTER.stalled
+    assert got == ["pause"]
+    try:
+        conn.send_ping(b"are you there")
+        frame = conn.recv_frame(timeout=WAIT)
+        assert (frame.opcode, frame.payload) == (OP_PONG, b"are you there")
+        assert not reading_again.is_set()  # The reader thread answered, not the handler.
+    finally:
+        resume.set()
+    conn.close_handshake()
