@@ -96,6 +96,7 @@ class Protocol:
         "close_record",
         "close_timed_out",
         "fast",
+        "held_failure",
         "is_client",
         "latency",
         "lock",
@@ -138,6 +139,9 @@ class Protocol:
         self.close_record = CloseRecord()
         #: Whether the closing handshake ran out of time.
         self.close_timed_out = False
+        #: A protocol error found behind messages not read yet: the connection fails
+        #: with it once they are read (see :meth:`hold_failure`).
+        self.held_failure: CloseReason | None = None
         self.pings: dict[bytes, PendingPing] = {}
         self.latency = 0.0
         #: The keepalive and closing deadlines: the reading thread's, but for the
@@ -323,15 +327,37 @@ class Protocol:
     def fail(self, code: int, reason: str | None) -> CloseRecord:
         """Fail the connection: queue a close frame with ``code``; return the record."""
         with self.lock:
-            frame = CloseReason(code, reason)
-            record = self.close_record.decide(frame)
-            if record.sent is None:
-                # Also when the peer's close frame was parsed behind the fault: it is
-                # then never handled, and ours answers it.
-                self.queue_event(CloseConnection(code, reason))
-                record = record.sending(frame)
-            self.close_record = record
-            self.set_state(State.CLOSING)
+            return self._fail(CloseReason(code, reason))
+
+    def hold_failure(self, code: int, reason: str | None) -> None:
+        """Hold a protocol error back until the messages received before it are read.
+
+        The connection stays open meanwhile (the application may still answer those
+        messages); :meth:`fail_held` fails it (see :mod:`._held_failure`).
+        """
+        with self.lock:
+            if self.state is State.OPEN and self.held_failure is None:
+                self.held_failure = CloseReason(code, reason)
+
+    def fail_held(self) -> CloseRecord | None:
+        """Fail the connection with the protocol error held back, if one waits.
+
+        :returns: the close record, or ``None`` when no failure was waiting.
+        """
+        with self.lock:
+            frame, self.held_failure = self.held_failure, None
+            return None if frame is None else self._fail(frame)
+
+    def _fail(self, frame: CloseReason) -> CloseRecord:
+        assert self.lock.locked()
+        record = self.close_record.decide(frame)
+        if record.sent is None:
+            # Also when the peer's close frame was parsed behind the fault: it is
+            # then never handled, and ours answers it.
+            self.queue_event(CloseConnection(frame.code, frame.reason))
+            record = record.sending(frame)
+        self.close_record = record
+        self.set_state(State.CLOSING)
         return record
 
     # -- the end -------------------------------------------------------------------------
@@ -341,6 +367,7 @@ class Protocol:
         with self.lock:
             if timed_out:
                 self.close_timed_out = True
+            self.held_failure = None  # No close frame can be sent any more.
             if self.state is State.CLOSED:
                 return False
             self.close_record = self.close_record.decide(CloseReason(1006, why))

@@ -25,6 +25,7 @@ from wsproto.events import CloseConnection
 
 from ._deadline import Deadline
 from ._fork import track
+from ._held_failure import HeldFailure
 from ._latch import Latch
 from ._messages import MessageQueue
 from ._protocol import describe, trace_logger
@@ -71,6 +72,7 @@ class Reader:
         "_start_warned",
         "ended",
         "eof",
+        "held",
         "input_done",
         "on_demand",
         "protocol",
@@ -105,6 +107,8 @@ class Reader:
         # Reading turn only.
         self.input_done = False
         self.eof = False
+        #: A protocol error held back behind unread messages (see ._held_failure).
+        self.held: HeldFailure | None = None
         # Parsed what wsproto got with the handshake (the first to read does).
         self._handshake_bytes_parsed = False
         self._start_warned = False
@@ -188,6 +192,8 @@ class Reader:
         """Give up on the connection now: no closing handshake (code 1006)."""
         if not self.protocol.abort(why, timed_out=timed_out):
             return
+        if self.held is not None:
+            self.held.wake()
         logger.debug("%s: aborting (%s)", self, why)
         self.queue.release()
         self.transport.abort()
@@ -239,6 +245,8 @@ class Reader:
                 if not (self.input_done or self.eof) and turns.reader_hand_over_if_asked():
                     self.queue.wake()
             turns.reader_keep_for_good()
+            if self.held is not None:
+                self.held.wait()
             if not self.eof:
                 self._await_tcp_close()
         except Exception:
@@ -376,7 +384,7 @@ class Reader:
                 # queued: a ping that returns guarantees that they can be read.
                 protocol.match_pong(event.payload, time.monotonic())
         if too_big is not None and not self.input_done:
-            self._fail(1009, too_big)
+            self._fail_after_messages(1009, too_big)
 
     def _deliver(self, data: str | bytes, block: bool) -> None:
         """Queue a complete message, unless the application closed the connection.
@@ -399,9 +407,10 @@ class Reader:
             if event.code == 1009:
                 # Also for a compressed message whose inflated size passed the limit:
                 # wsproto says "error in extension" there.
-                self._fail(1009, f"message larger than {self.protocol.max_message_size} bytes")
+                size = self.protocol.max_message_size
+                self._fail_after_messages(1009, f"message larger than {size} bytes")
             else:
-                self._fail(event.code, event.reason or None)
+                self._fail_after_messages(event.code, event.reason or None)
             return
         self.input_done = True
         logger.debug("%s: close frame received: %s", self, record.reason)
@@ -413,6 +422,22 @@ class Reader:
         self.input_done = True
         logger.debug("%s: failing the connection: %s", self, record.reason)
         self._end_stream(record)
+
+    def _fail_after_messages(self, code: int, reason: str | None) -> None:
+        """Fail on a protocol error in the input once the messages before it are read.
+
+        Stops parsing now, and holds the failure back (see :mod:`._held_failure`).
+        """
+        self.input_done = True
+        self.protocol.hold_failure(code, reason)
+        held = self.held = HeldFailure(self.protocol, self._name)
+        logger.debug("%s: protocol error behind the messages queued: %s %s", self, code, reason)
+        self.queue.end(held.error)
+
+    def fail_held(self) -> None:
+        """Do the failure held back behind unread messages, if there is one (any thread)."""
+        if self.held is not None:
+            self.held.fail()
 
     # -- timers ------------------------------------------------------------------------
 

@@ -99,7 +99,12 @@ class Sender:
         return ping.rtt
 
     def send_close(self, code: int, reason: str | None, deadline: Deadline) -> int | None:
-        """Queue a close frame if the connection is open; return its write-queue end."""
+        """Queue a close frame if the connection is open; return its write-queue end.
+
+        A protocol error held back behind unread messages fails the connection
+        instead: its close code is the one sent.
+        """
+        self._reader.fail_held()
         end = self._protocol.begin_close(code, reason, deadline.when)
         if end is None:
             return None

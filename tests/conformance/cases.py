@@ -9,13 +9,13 @@ Every ending also checks the TCP teardown: the server closes TCP first.
 
 Behaviour syncws chooses where RFC 6455 leaves a choice (cite these in the docs):
 
-* **Messages queued before a protocol error.** When a valid message and a bad frame
-  arrive together, syncws hands the message to the application, but fails the
-  connection (sending the close frame) from its reader thread at once; an echo the
-  application attempts afterwards gets ``ConnectionClosed``. So a message received
-  just before an error may or may not be echoed. The cases with a valid prefix wait
-  for its echo before sending the bad frame; ``may_echo`` allows either outcome
-  where the two are sent together (7.3.1).
+* **Messages received before a protocol error** are handed to the application, and
+  the connection fails only when it asks past them (or after
+  ``FAIL_AFTER_MESSAGES_TIMEOUT``): its answers to them go out before the close
+  frame (the cases ``*.1`` after 3.2 to 5.15, 6.9.1, 9.9.1, 12.5.10, 12.5.11 send the
+  valid message and the violation together and expect the echo, then the close).
+  A message sent together with a valid close frame may or may not be echoed
+  (``may_echo``, 7.3.1): the close is answered at once.
 * **Empty close frame** (no status code): syncws answers with an empty close frame
   (RFC 6455, section 5.5.1: echo the status code received, here none) and reports
   ``close_reason.code == 1005`` (NO_STATUS_RCVD) (7.1.3). Answering 1000 would be
@@ -313,6 +313,62 @@ case(
 )
 case(
     "4.2.7", "reserved-control-opcode-inside-message", Send(B(b"frag", fin=False), F(12)), end=P1002
+)
+
+# ----------------------------------- a valid message and a violation in one write
+#
+# Autobahn's 3.2-3.4, 4.1.3-4.1.5, 4.2.3, 4.2.4 and 5.15: the valid message, the bad
+# frame and a ping come together (in one write, or in chops without waiting for the
+# echo). Strict behaviour: the message is echoed, then the connection fails with
+# 1002; the ping behind the violation is not answered.
+
+
+def in_order(id: str, slug: str, bad: F, chop: int | None = None, frames: bool = False) -> None:
+    sent = [T("Hello"), bad, F(OP_PING, b"")]
+    steps = [Send(f) for f in sent] if frames else [Send(*sent, chop=chop)]
+    case(id, slug, *steps, Expect(Msg.text("Hello")), end=P1002)
+
+
+in_order("3.2.1", "valid-then-rsv2-in-one-write", T("Hello", rsv=2))
+in_order("3.3.1", "valid-then-rsv3-frame-wise", T("Hello", rsv=1), frames=True)
+in_order("3.4.1", "valid-then-rsv1-byte-by-byte", T("Hello", rsv=4), chop=1)
+in_order("4.1.3.1", "valid-then-opcode-5-in-one-write", F(5))
+in_order("4.1.4.1", "valid-then-opcode-6-in-one-write", F(6, b"Hello"))
+in_order("4.1.5.1", "valid-then-opcode-7-byte-by-byte", F(7, b"Hello"), chop=1)
+in_order("4.2.3.1", "valid-then-opcode-13-in-one-write", F(13))
+in_order("4.2.4.1", "valid-then-opcode-14-in-one-write", F(14, b"Hello"))
+case(
+    "5.15.1",
+    "valid-fragmented-then-continuation-without-start",
+    Send(
+        T("fragment1", fin=False),
+        C("fragment2"),
+        C("fragment3", fin=False),
+        T("fragment4"),
+    ),
+    Expect(Msg.text("fragment1fragment2")),
+    end=P1002,
+)
+case(
+    "5.15.2",
+    "two-valid-then-violation-and-a-message-behind-it",
+    Send(T("one"), B(b"two"), F(3), T("never")),
+    Expect(Msg.text("one"), Msg.binary(b"two")),
+    end=P1002,
+)
+case(
+    "9.9.1",
+    "valid-then-too-big-in-one-write",
+    Send(T("Hello"), B(payload(LIMIT + 1))),
+    Expect(Msg.text("Hello")),
+    end=BIG1009,
+)
+case(
+    "6.9.1",
+    "valid-then-invalid-utf8-in-one-write",
+    Send(T("Hello"), T(b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80")),
+    Expect(Msg.text("Hello")),
+    end=U1007,
 )
 
 # ------------------------------------------------------------------ 5 fragmentation
@@ -764,6 +820,20 @@ zcase("12.4.5", "rsv1-on-close", Send(F(OP_CLOSE, close_payload(1000), rsv=4)), 
 for i, rsv in enumerate((2, 1, 6, 5, 7), 1):
     zcase(f"12.4.{5 + i}", f"rsv{rsv}-with-compressed", Send(ZT("hello " * 20, rsv=rsv)), end=P1002)
 zcase("12.5.1", "corrupt-deflate-data", Send(ZB(b"", raw=b"\xff\xff\xff\xff")), end=U1007)
+zcase(
+    "12.5.10",
+    "compressed-valid-then-rsv2-in-one-write",
+    Send(ZT("Hello " * 20), T("Hello", rsv=2), F(OP_PING, b"")),
+    ExpectZ(Msg.text("Hello " * 20)),
+    end=P1002,
+)
+zcase(
+    "12.5.11",
+    "compressed-valid-then-corrupt-in-one-write",
+    Send(ZB(rnd(300)), ZB(b"", raw=b"\xff\xff\xff\xff")),
+    ExpectZ(Msg.binary(rnd(300))),
+    end=U1007,
+)
 
 
 def _deflated(data: bytes) -> bytes:
