@@ -5,7 +5,9 @@ its input. When a valid message and a violation arrive together, failing at once
 would close the connection before the application has seen the message, let alone
 answered it. syncws fails in order instead: the reader queues the messages that
 arrived before the error, stops parsing, and holds the failure back (a
-:class:`HeldFailure`). The connection stays open meanwhile, so what the application
+:class:`HeldFailure`), unless nothing is left for the application to read or answer:
+no message came before the error, or a ``get_message`` call already waits past the
+last one; then it fails at once. The connection stays open meanwhile, so what the application
 sends in answer to those messages goes out before the close frame. The failure is
 done (close frame queued with the error's code, pings in flight woken) by the first
 of:

@@ -70,6 +70,8 @@ class Reader:
         "_name",
         "_number",
         "_start_warned",
+        "asked",
+        "delivered",
         "ended",
         "eof",
         "held",
@@ -109,6 +111,11 @@ class Reader:
         self.eof = False
         #: A protocol error held back behind unread messages (see ._held_failure).
         self.held: HeldFailure | None = None
+        #: Messages queued (reading turn), and calls of ``get_message`` that did not
+        #: time out (the callers'; a lost count under a race only holds a failure
+        #: back): more calls than messages means a caller asks past the last one.
+        self.delivered = 0
+        self.asked = 0
         # Parsed what wsproto got with the handshake (the first to read does).
         self._handshake_bytes_parsed = False
         self._start_warned = False
@@ -396,6 +403,7 @@ class Reader:
         if self.protocol.close_record.sent is not None:
             logger.debug("%s: message discarded, the connection is closing", self)
             return
+        self.delivered += 1
         if self.queue.put(data, block):
             # The reader was paused by a full queue: the peer's silence while we were
             # not reading proves nothing, so keepalive starts counting again now.
@@ -426,9 +434,15 @@ class Reader:
     def _fail_after_messages(self, code: int, reason: str | None) -> None:
         """Fail on a protocol error in the input once the messages before it are read.
 
-        Stops parsing now, and holds the failure back (see :mod:`._held_failure`).
+        Stops parsing now. Fails at once when no message is left to read and either
+        none came before or a caller waits for the next one; otherwise holds the
+        failure back (see :mod:`._held_failure`): the application may be answering
+        the last message it took.
         """
         self.input_done = True
+        if not self.queue.has_items() and (self.delivered == 0 or self.asked > self.delivered):
+            self._fail(code, reason)
+            return
         self.protocol.hold_failure(code, reason)
         held = self.held = HeldFailure(self.protocol, self._name)
         logger.debug("%s: protocol error behind the messages queued: %s %s", self, code, reason)

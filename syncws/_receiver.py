@@ -7,6 +7,10 @@ see :mod:`._readturns`), so that the message it waits for never crosses threads.
 main thread it never reads: Ctrl-C may interrupt any step there, and an interrupted
 read could lose bytes; it waits for the reader thread's messages instead.
 
+It counts the calls that ask for a message (:attr:`~syncws._reader.Reader.asked`),
+which tells the reader whether a protocol error may fail the connection at once (see
+:mod:`._held_failure`).
+
 No lock of its own: the queue and the reading turns take theirs.
 """
 
@@ -39,8 +43,12 @@ class Receiver:
         :raises ConnectionClosed: after the last message, once the connection closed.
         """
         reader = self._reader
+        reader.asked += 1
         try:
             return self._get(deadline)
+        except TimeoutError:
+            reader.asked -= 1  # This call ended without asking past anything.
+            raise
         finally:
             if reader.thread is None and not reader.turns.input_ended:
                 # The caller stops reading: from now on, the reader thread must be
@@ -77,6 +85,14 @@ class Receiver:
         return.
         """
         reader = self._reader
+        reader.asked += 1
+        try:
+            return self._get_guarded(reader, deadline)
+        except TimeoutError:
+            reader.asked -= 1  # This call ended without asking past anything.
+            raise
+
+    def _get_guarded(self, reader: Reader, deadline: Deadline) -> str | bytes:
         queue = reader.queue
         message = queue.take(guard=True)
         if message is not None:

@@ -28,16 +28,17 @@ LIMIT = 1000
 def expect_failure(ws, conn: PeerConnection, code: int, before: tuple[str, ...] = ()) -> None:
     """The client fails the connection with ``code``; the peer completes the handshake.
 
-    The messages ``before`` the failure are still returned, then the close.
+    The messages ``before`` the failure are returned first (the failure waits for
+    them to be read: see syncws/_held_failure.py), then the close.
     """
-    frame = conn.close_handshake()
-    assert frame.masked
-    assert frame.close_code == code, frame
     for message in before:
         assert ws.get_message(timeout=WAIT) == message
     with pytest.raises(ConnectionClosed) as excinfo:
         ws.get_message(timeout=WAIT)
     assert excinfo.value.reason.code == code
+    frame = conn.close_handshake()
+    assert frame.masked
+    assert frame.close_code == code, frame
     assert ws.is_closed
     assert ws.close_reason.code == code
 
