@@ -1,9 +1,9 @@
 """Interim (1xx) responses before the 101: skipped, as RFC 9110 (section 15.2) asks.
 
 "A client MUST be able to parse one or more 1xx responses received prior to a final
-response, even if the client does not expect one." The client skips at most
-``MAX_INTERIM_RESPONSES`` of them, all heads together within the bound on the head's
-size, all within ``connect_timeout``.
+response, even if the client does not expect one." The client skips at most 8 of them,
+all heads together within the bound on the head's size (16 KiB), all within
+``connect_timeout``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from helpers import MARGIN, SHORT, WAIT, Background, finish
 from rawpeer import OP_BINARY, OP_TEXT, SILENT, RawPeer, Request, encode_frame, response_101
 
 import syncws
-from syncws._client_handshake import MAX_INTERIM_RESPONSES
-from syncws._http import MAX_HEAD_SIZE
+
+#: The documented bounds: at most 8 interim responses, all heads within 16 KiB.
+MAX_INTERIM_RESPONSES = 8
+MAX_HEAD_SIZE = 16 * 1024
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 PROCESSING = b"HTTP/1.1 102 Processing\r\n\r\n"
