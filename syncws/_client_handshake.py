@@ -18,6 +18,7 @@ from wsproto.events import AcceptConnection, RejectConnection, RejectData, Reque
 from ._deadline import Deadline
 from ._deflate import deflate_extensions
 from ._http import (
+    MAX_HEAD_SIZE,
     add_header,
     check_header_option,
     check_headers,
@@ -27,7 +28,7 @@ from ._http import (
     split_head,
 )
 from ._url import Target
-from ._wsproto import HANDSHAKE_ERRORS
+from ._wsproto import HANDSHAKE_ERRORS, interim_status
 from .connection import WebSocketConnection, connection_args
 from .exceptions import (
     ConnectionLost,
@@ -39,10 +40,14 @@ from .exceptions import (
 if TYPE_CHECKING:
     from .client import ConnectOptions
 
-__all__ = ["MAX_REJECT_BODY", "handshake", "start_tls", "upgrade_request"]
+__all__ = ["MAX_INTERIM_RESPONSES", "MAX_REJECT_BODY", "handshake", "start_tls", "upgrade_request"]
 
 #: The most of a rejection's body that is kept for :class:`~syncws.ConnectionRejected`.
 MAX_REJECT_BODY = 64 * 1024
+#: The most interim (``1xx``) responses skipped before the final response. Their heads
+#: and the final one's count together against the bound on the head's size,
+#: :data:`._http.MAX_HEAD_SIZE`.
+MAX_INTERIM_RESPONSES = 8
 
 #: Response headers that may appear once (RFC 6455, section 4.1).
 _SINGLE_RESPONSE_HEADERS = (b"sec-websocket-accept", b"sec-websocket-protocol")
@@ -124,13 +129,23 @@ def _not_tls(error: ssl.SSLError, target: Target) -> ssl.SSLError:
 
 
 class _Response:
-    """What arrived of the server's answer to the upgrade request, fed to wsproto."""
+    """What arrived of the server's answer to the upgrade request, fed to wsproto.
+
+    Interim responses (``1xx`` other than ``101``, such as ``100 Continue`` or ``103
+    Early Hints``) are skipped, as RFC 9110 (section 15.2) asks of a client: at most
+    :data:`MAX_INTERIM_RESPONSES`, and all heads together within
+    :data:`._http.MAX_HEAD_SIZE` bytes.
+    """
 
     def __init__(self, ws: WSConnection, target: Target) -> None:
         self._ws = ws
         self._target = target
         #: The bytes of the response until it turned out to be a rejection.
         self.received = bytearray()
+        #: Where the head of the final response starts in ``received``: after the
+        #: interim responses skipped.
+        self.head_start = 0
+        self._interim = 0
         self._rejection: RejectConnection | None = None
         self._body = bytearray()
 
@@ -163,8 +178,12 @@ class _Response:
         # connection's reader to pick up after AcceptConnection.
         for event in self._ws.events():
             if isinstance(event, AcceptConnection):
+                self._check_head_size(self.head_end())
                 return event
             if isinstance(event, RejectConnection):
+                if interim_status(event) is not None and self._rejection is None:
+                    self._skip_interim()
+                    continue
                 self._rejection = event
                 if not event.has_body:
                     raise self.rejected()
@@ -174,7 +193,32 @@ class _Response:
                     raise self.rejected()
         if not chunk:
             raise self.rejected()
+        if self._rejection is None:
+            # All of it is head: the interim ones and the start of the next.
+            self._check_head_size(len(self.received))
         return None
+
+    def head_end(self) -> int:
+        """Return the offset just past the head that starts at :attr:`head_start`."""
+        _, _, end = split_head(bytes(self.received[self.head_start :]))
+        return self.head_start + end
+
+    def _skip_interim(self) -> None:
+        self._interim += 1
+        if self._interim > MAX_INTERIM_RESPONSES:
+            raise HandshakeError(
+                f"invalid handshake response: more than {MAX_INTERIM_RESPONSES} "
+                "interim (1xx) responses"
+            )
+        self.head_start = self.head_end()
+        self._check_head_size(self.head_start)
+
+    def _check_head_size(self, size: int) -> None:
+        if size > MAX_HEAD_SIZE:
+            what = "response heads" if self._interim else "response head"
+            raise HandshakeError(
+                f"invalid handshake response: {what} larger than {MAX_HEAD_SIZE} bytes"
+            )
 
     def lost(self, error: BaseException | None) -> HandshakeError:
         """Make the error for a server that went away, at an end of stream (``None``) or not.
@@ -192,7 +236,8 @@ class _Response:
     def rejected(self) -> ConnectionRejected:
         """Make the rejection received, with its body as far as it arrived."""
         assert self._rejection is not None
-        status_line = bytes(self.received).split(b"\n", 1)[0].rstrip(b"\r")
+        head = bytes(self.received[self.head_start :])
+        status_line = head.split(b"\n", 1)[0].rstrip(b"\r")
         body = bytes(self._body[:MAX_REJECT_BODY])
         tls_port = self._rejection.status_code == 400 and _TLS_PORT_400.search(body)
         return ConnectionRejected(
@@ -230,7 +275,8 @@ def handshake(
                 raise response.lost(exc) from exc
             event = response.feed(chunk)
             if event is not None:
-                head_end = _check_response_head(bytes(response.received))
+                start = response.head_start
+                head_end = start + _check_response_head(bytes(response.received[start:]))
                 return WebSocketConnection(
                     sock,
                     ws,

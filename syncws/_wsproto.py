@@ -67,6 +67,36 @@ The text of a handshake error (:func:`missing_upgrade`)
     lets the decoding error out instead of raising ``RemoteProtocolError``.
     *Removed by:* wsproto wrapping it.
 
+Close code 1014 (:func:`accept_close_code_1014`)
+    wsproto takes a peer's close code below 3000 only if its ``CloseReason`` enum has
+    it (``FrameProtocol._process_close``: the range 1000-4999, then
+    ``CloseReason(code)``, then ``isinstance``), and the enum stops at 1013 (besides
+    1015). Code 1014 (Bad Gateway), registered with IANA after RFC 6455 as 1012 and
+    1013 were, would fail the connection with 1002. At import, this module gives the
+    enum a ``_missing_`` hook, the :mod:`enum` module's documented hook for values an
+    enum lacks, which answers 1014 with a member made here, ``BAD_GATEWAY``; every
+    other unknown value still raises :exc:`ValueError`. Nothing of wsproto is
+    replaced: its check then lets 1014 through like 1012, and the ``CloseConnection``
+    event carries it (sending 1014 needed nothing). The hook is set on wsproto's class,
+    so ``CloseReason(1014)`` works for every user of wsproto in the process once syncws
+    is imported, as it would with the upstream change. :func:`check_internals` feeds a
+    close frame with 1014 to a wsproto connection and refuses to import if it is not
+    reported as received. *Removed by:* ``BAD_GATEWAY = 1014`` in wsproto's
+    ``CloseReason``: the change in ``docs/upstream/wsproto-close-1014.patch``, ready to
+    submit (see "Upstream changes" in ``docs/topics/conformance.rst``). With it, no
+    hook is set.
+
+Interim responses are reported as rejections (:func:`interim_status`)
+    wsproto's client reports an interim ``1xx`` response other than ``101`` (``100
+    Continue``, ``103 Early Hints``) as a ``RejectConnection`` without a body, and
+    moves to ``CLOSED``, but goes on parsing what follows: the ``101`` after it still
+    gives ``AcceptConnection`` and the open connection, with the bytes behind the
+    ``101``. RFC 9110, section 15.2, has a client skip interim responses before the
+    final one; ``_client_handshake`` skips those events (at most a few, within the
+    bound on the size of the response's head). :func:`check_internals` checks that
+    a ``101`` behind a ``100`` is still accepted. *Removed by:* wsproto skipping
+    interim responses, or reporting them with an event of their own.
+
 Workarounds elsewhere in syncws, for what wsproto does not check or does not give:
 
 The opening handshake's head is split again
@@ -103,17 +133,12 @@ The bytes after the upgrade request (``request.WebSocketRequest.accept``)
     right behind the handshake would fail. *Removed by:* wsproto passing h11's
     trailing data on the server as on the client.
 
-Known gap, not worked around: close code 1014
-    ``wsproto.frame_protocol.CloseReason`` stops at 1013 (besides 1015), and wsproto
-    refuses a peer's close frame with a code below 3000 that it does not know. Code
-    1014 (Bad Gateway), registered with IANA after RFC 6455, therefore fails the
-    connection with 1002 (the conformance case 7.6.12, marked xfail in
-    ``tests/conformance``, and ``docs/topics/conformance.rst``). *Removed by:*
-    ``BAD_GATEWAY = 1014`` in wsproto's ``CloseReason``.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import importlib.metadata
 import os
 import re
@@ -121,7 +146,9 @@ import warnings
 from typing import TYPE_CHECKING
 
 import wsproto
+from wsproto import WSConnection
 from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.events import AcceptConnection, CloseConnection, RejectConnection, Request
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 from wsproto.utilities import RemoteProtocolError
@@ -129,10 +156,9 @@ from wsproto.utilities import RemoteProtocolError
 if TYPE_CHECKING:
     from zlib import _Compress, _Decompress
 
-    from wsproto import WSConnection
-
 __all__ = [
     "ALLOW_ANY_VARIABLE",
+    "BAD_GATEWAY",
     "BELOW",
     "HANDSHAKE_ERRORS",
     "LOWEST",
@@ -143,10 +169,12 @@ __all__ = [
     "FrameProtocol",
     "Opcode",
     "RsvBits",
+    "accept_close_code_1014",
     "check_internals",
     "check_version",
     "http_status_hint",
     "installed_version",
+    "interim_status",
     "is_peer_close",
     "missing_upgrade",
     "negotiated_extensions",
@@ -169,7 +197,21 @@ ALLOW_ANY_VARIABLE = "SYNCWS_ALLOW_ANY_WSPROTO"
 #: its own error, and :exc:`UnicodeError` for a header it could not decode.
 HANDSHAKE_ERRORS = (RemoteProtocolError, UnicodeError)
 
+#: Close code 1014, Bad Gateway, in the IANA "WebSocket Close Code Number Registry"
+#: since 2016, after RFC 6455 (see :func:`accept_close_code_1014`).
+BAD_GATEWAY = 1014
+
 _RELEASE = re.compile(r"(\d+)\.(\d+)")
+#: What :func:`check_internals` feeds wsproto: a server's close frame with code 1014,
+#: and the head of a response that starts with an interim 100.
+_CLOSE_1014 = b"\x88\x02" + BAD_GATEWAY.to_bytes(2, "big")
+_CONTINUE_THEN_101 = (
+    b"HTTP/1.1 100 Continue\r\n\r\n"
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: %s\r\n\r\n"
+)
+_KEY = re.compile(rb"\r\nSec-WebSocket-Key: *([!-~]+)", re.IGNORECASE)
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: The private attributes of PerMessageDeflate that DeflateBase reads or writes.
 _DEFLATE_STATE = (
     "_enabled",
@@ -239,11 +281,95 @@ def check_internals() -> None:
         deflate._enabled = True
         if deflate.enabled() is not True:
             problems.append("PerMessageDeflate.enabled() reading PerMessageDeflate._enabled")
+    if not problems and not _receives_close_code_1014():
+        problems.append("close code 1014 let through by CloseReason._missing_")
+    if not problems and not _accepts_101_after_interim():
+        problems.append("a 101 accepted after an interim 100 response")
     if problems:
         raise ImportError(
             f"wsproto {installed_version()} lacks internals that syncws relies on: "
             f"{', '.join(problems)}; syncws supports wsproto {SUPPORTED}"
         )
+
+
+def accept_close_code_1014() -> None:
+    """Have wsproto take close code 1014 (Bad Gateway) from a peer, as it takes 1012 and 1013.
+
+    Gives ``wsproto.frame_protocol.CloseReason`` a ``_missing_`` hook that answers
+    :data:`BAD_GATEWAY` with a member named ``BAD_GATEWAY``, made once here, and passes
+    any other value to the hook it had. Does nothing when ``CloseReason(1014)`` works
+    already: a wsproto that knows the code, or a second call.
+    """
+    try:
+        CloseReason(BAD_GATEWAY)
+    except ValueError:
+        pass
+    else:
+        return
+    # A member made as the enum module makes its pseudo-members: an int of the class
+    # with the enum's name and value attributes.
+    member = int.__new__(CloseReason, BAD_GATEWAY)
+    member._name_ = "BAD_GATEWAY"
+    member._value_ = BAD_GATEWAY
+    previous = CloseReason._missing_
+
+    def missing(cls: type[CloseReason], value: object) -> CloseReason | None:
+        if value == BAD_GATEWAY:
+            return member
+        found: CloseReason | None = previous(value)
+        return found
+
+    CloseReason._missing_ = classmethod(missing)  # type: ignore[assignment,method-assign]
+
+
+def _receives_close_code_1014() -> bool:
+    """Whether a wsproto connection reports a close frame with code 1014 as received."""
+    connection = Connection(ConnectionType.CLIENT)
+    try:
+        connection.receive_data(_CLOSE_1014)
+        events = list(connection.events())
+    except Exception:  # A wsproto that changed may fail in any way.
+        return False
+    return (
+        len(events) == 1
+        and isinstance(events[0], CloseConnection)
+        and events[0].code == BAD_GATEWAY
+        and connection.state is ConnectionState.REMOTE_CLOSING
+    )
+
+
+def _accepts_101_after_interim() -> bool:
+    """Whether wsproto's client accepts a 101 that follows an interim 100 response.
+
+    Before the ``AcceptConnection``, only events that :func:`interim_status` recognises
+    may come (none, from a wsproto that skips interim responses itself).
+    """
+    ws = WSConnection(ConnectionType.CLIENT)
+    try:
+        key = _KEY.search(ws.send(Request(host="localhost", target="/")))
+        if key is None:
+            return False
+        digest = hashlib.sha1(key[1] + _GUID, usedforsecurity=False).digest()
+        ws.receive_data(_CONTINUE_THEN_101 % base64.b64encode(digest))
+        events = list(ws.events())
+    except Exception:  # A wsproto that changed may fail in any way.
+        return False
+    if not events:
+        return False
+    *interim, last = events
+    return isinstance(last, AcceptConnection) and all(
+        isinstance(event, RejectConnection) and interim_status(event) == 100 for event in interim
+    )
+
+
+def interim_status(event: RejectConnection) -> int | None:
+    """Return the status of the interim response ``event`` stands for, ``None`` for a rejection.
+
+    wsproto's client reports an interim (``1xx``) response, such as ``100 Continue``,
+    as a ``RejectConnection`` without a body, and goes on reading the response.
+    """
+    status = event.status_code
+    return status if not event.has_body and 100 <= status < 200 else None
 
 
 def negotiated_extensions(ws: WSConnection) -> str | None:
@@ -325,6 +451,7 @@ class DeflateBase(PerMessageDeflate):
 
 
 check_version(installed_version())
+accept_close_code_1014()
 check_internals()
 
 

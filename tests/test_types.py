@@ -71,6 +71,7 @@ KNOWN_CODES = {
     1011: "INTERNAL_ERROR",
     1012: "SERVICE_RESTART",
     1013: "TRY_AGAIN_LATER",
+    1014: "BAD_GATEWAY",
     1015: "TLS_HANDSHAKE_FAILED",
 }
 
@@ -87,7 +88,6 @@ def test_close_reason_known_code_names(code: int, name: str) -> None:
     ("code", "name"),
     [
         (1004, "RFC_RESERVED"),
-        (1014, "RFC_RESERVED"),
         (1016, "RFC_RESERVED"),
         (2999, "RFC_RESERVED"),
         (3000, "IANA_RESERVED"),

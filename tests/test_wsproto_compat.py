@@ -18,6 +18,8 @@ import textwrap
 import pytest
 from helpers import ROOT, WAIT, SyncwsServer, checkout_env, server_echo
 from rawpeer import OP_TEXT, ClientPeerConnection, encode_frame, read_http_response, upgrade_request
+from wsproto.events import RejectConnection
+from wsproto.frame_protocol import CloseReason
 
 from syncws import _wsproto
 
@@ -155,6 +157,31 @@ BROKEN_INTERNALS = {
 import wsproto.extensions
 wsproto.extensions.PerMessageDeflate.enabled = lambda self: False
 """,
+    # A wsproto that checks close codes against a list of its own, not the enum.
+    "close code 1014 let through by CloseReason._missing_": """
+import wsproto.frame_protocol as fp
+real_process_close = fp.FrameProtocol._process_close
+def process_close(self, frame):
+    if bytes(frame.payload[:2]) == b"\\x03\\xf6":
+        raise fp.ParseFailed("CLOSE with unknown reserved code")
+    return real_process_close(self, frame)
+fp.FrameProtocol._process_close = process_close
+""",
+    # A wsproto that stops reading the response after a rejection.
+    "a 101 accepted after an interim 100 response": """
+import wsproto.handshake
+from wsproto.events import RejectConnection
+real_receive_data = wsproto.handshake.H11Handshake.receive_data
+def receive_data(self, data):
+    real_receive_data(self, data)
+    events = list(self._events)
+    for index, event in enumerate(events):
+        if isinstance(event, RejectConnection):
+            self._events.clear()
+            self._events.extend(events[: index + 1])
+            break
+wsproto.handshake.H11Handshake.receive_data = receive_data
+""",
 }
 
 
@@ -174,6 +201,37 @@ def test_missing_internals_fail_at_import(missing: str, allow_any: str) -> None:
 
 def test_the_internals_are_there() -> None:
     _wsproto.check_internals()
+
+
+def test_close_code_1014_is_a_close_reason_of_wsproto() -> None:
+    member = CloseReason(1014)
+    assert isinstance(member, CloseReason)
+    assert (member, member.name, member.value) == (1014, "BAD_GATEWAY", 1014)
+    assert CloseReason(1014) is member
+    # A second call keeps the hook as it is.
+    hook = CloseReason._missing_
+    _wsproto.accept_close_code_1014()
+    assert CloseReason._missing_ == hook
+    assert CloseReason(1014) is member
+    # Other codes wsproto does not know are still unknown.
+    for code in (1004, 1016, 2999):
+        with pytest.raises(ValueError):
+            CloseReason(code)
+
+
+@pytest.mark.parametrize(
+    ("event", "status"),
+    [
+        (RejectConnection(status_code=100, has_body=False), 100),
+        (RejectConnection(status_code=103, headers=[(b"link", b"</a>")], has_body=False), 103),
+        (RejectConnection(status_code=199, has_body=False), 199),
+        (RejectConnection(status_code=200, has_body=False), None),
+        (RejectConnection(status_code=404, has_body=True), None),
+        (RejectConnection(status_code=404, has_body=False), None),
+    ],
+)
+def test_interim_status(event: RejectConnection, status: int | None) -> None:
+    assert _wsproto.interim_status(event) == status
 
 
 # --------------------------------------------------- undocumented behaviour relied on

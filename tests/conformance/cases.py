@@ -34,9 +34,9 @@ Behaviour syncws chooses where RFC 6455 leaves a choice (cite these in the docs)
   with a 7, 16 or 64-bit length as the size requires (10.x).
 * **Length encoding:** a non-minimal 16 or 64-bit length, or a 64-bit length with its
   most significant bit set, fails the connection with 1002 (1.4.x).
-* **Close codes registered after RFC 6455:** 1012 and 1013 are accepted and echoed;
-  1014 (Bad Gateway) is rejected with 1002, because wsproto does not know it
-  (7.6.12, marked xfail).
+* **Close codes registered after RFC 6455:** 1012, 1013 and 1014 (Bad Gateway) are
+  accepted, echoed and reported (7.6.11 to 7.6.13). wsproto does not know 1014:
+  ``syncws._wsproto`` teaches it at import.
 * **TCP teardown:** as a server, syncws half-closes TCP (shutdown of its write side)
   as soon as its close frame is out, then reads until the client's EOF; as a client
   it keeps the connection open until the server closes it (RFC 6455, section 7.1.1).
@@ -621,14 +621,8 @@ for i, code in enumerate(INVALID_CODES, 1):
     case(
         f"7.5.{i}", f"close-invalid-code-{code}", Send(F(OP_CLOSE, close_payload(code))), end=P1002
     )
-#: Registered in the IANA "WebSocket Close Code Number Registry" after RFC 6455.
-_XFAIL_CODES = {
-    1014: {
-        side: "1014 (Bad Gateway, IANA-registered) is rejected with 1002: wsproto only "
-        "knows the codes up to 1013"
-        for side in SIDES
-    },
-}
+#: 1012, 1013 and 1014 were registered in the IANA "WebSocket Close Code Number
+#: Registry" after RFC 6455.
 VALID_CODES = (
     1000,
     1001,
@@ -652,7 +646,6 @@ for i, code in enumerate(VALID_CODES, 1):
         f"7.6.{i}",
         f"close-valid-code-{code}",
         end=PeerClose(payload=close_payload(code), echo=(code,), reason=(code,)),
-        xfail=_XFAIL_CODES.get(code, {}),
     )
 # A message sent together with the close frame: syncws may or may not echo it first.
 case(
