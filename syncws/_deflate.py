@@ -7,6 +7,11 @@ with ``max_length`` instead and fails the connection with 1009 (message too big)
 soon as a message would inflate past ``max_message_size``; it never produces more
 than the limit plus one byte.
 
+As a client, syncws offers ``permessage-deflate; client_max_window_bits``, as browsers
+do, and takes every answer RFC 7692 allows for it. It inflates with the window the
+server announced and compresses with its own small window (:data:`WINDOW_BITS`), or
+with the smaller one the server asked for.
+
 The private state of wsproto's class that this needs is reached through
 :class:`._wsproto.DeflateBase`, which keeps every use of wsproto's internals.
 """
@@ -38,6 +43,9 @@ WINDOW_BITS = 12
 MEM_LEVEL = 5
 _MAX_BITS = 15
 _MIN_BITS = 8
+#: The client's offer, after the extension's name: the server may choose any window
+#: for the client, and keeps its own (RFC 7692, section 7.1.2.2).
+OFFER = "client_max_window_bits"
 _PARAMETERS = frozenset(
     [
         "client_no_context_takeover",
@@ -60,6 +68,13 @@ class BoundedDeflate(DeflateBase):
         self._inflated = 0  # bytes inflated so far for the current message
         #: The ``Sec-WebSocket-Extensions`` value agreed on, once negotiated.
         self.negotiated = ""
+        # The compressor's window bits and zlib strategy, set by the negotiation.
+        self._send_bits = WINDOW_BITS
+        self._strategy = zlib.Z_DEFAULT_STRATEGY
+
+    def offer(self) -> str:
+        """Return the client's offer: :data:`OFFER`, as browsers make it."""
+        return OFFER
 
     def accept(self, offer: str) -> bool | str | None:
         """Answer a client's offer (server side); ``None`` declines it.
@@ -84,6 +99,7 @@ class BoundedDeflate(DeflateBase):
         if "client_no_context_takeover" in params:
             answer.append("client_no_context_takeover")
         self.server_max_window_bits = server_bits
+        self._send_bits = server_bits
         # An 8-bit client window is inflated with 9 bits, which reads it as well.
         self.client_max_window_bits = max(client_bits, _MIN_BITS + 1)
         self.server_no_context_takeover = "server_no_context_takeover" in params
@@ -95,24 +111,30 @@ class BoundedDeflate(DeflateBase):
     def finalize(self, offer: str) -> None:
         """Take the server's answer to our offer (client side), or fail the handshake.
 
-        :raises RemoteProtocolError: for unknown, repeated or out-of-range parameters,
-            or windows larger than we offered (RFC 7692, section 7).
+        Every answer RFC 7692 allows for :data:`OFFER` is taken: either window absent
+        (15 bits) or from 8 to 15, either takeover flag present or not. The inflater
+        uses the server's window (9 bits for 8, which reads an 8-bit stream). The
+        compressor keeps :data:`WINDOW_BITS` when the answer allows that much, else the
+        window answered; for 8 bits, which zlib cannot keep, it makes back-references
+        of one byte only (zlib's ``Z_RLE`` strategy), valid in any window.
+
+        :raises RemoteProtocolError: for unknown, repeated, malformed or out-of-range
+            parameters, or ``client_max_window_bits`` without a value (section 7.1.2.2).
         """
         params = parse_parameters(offer)
-        server_bits = None if params is None else params.get("server_max_window_bits", WINDOW_BITS)
-        client_bits = None if params is None else params.get("client_max_window_bits", WINDOW_BITS)
-        if (
-            params is None
-            or server_bits is None
-            or client_bits is None
-            or server_bits > WINDOW_BITS
-            or not _MIN_BITS < client_bits <= WINDOW_BITS
-        ):
+        # A window parameter in an answer always has a value; only an offer may omit it.
+        if params is None or params.get("client_max_window_bits", _MAX_BITS) is None:
             raise RemoteProtocolError(
                 f"invalid permessage-deflate answer: {offer!r}", event_hint=RejectConnection()
             )
+        server_bits = params.get("server_max_window_bits") or _MAX_BITS
+        client_bits = params.get("client_max_window_bits") or _MAX_BITS
         self.server_max_window_bits = max(server_bits, _MIN_BITS + 1)
-        self.client_max_window_bits = client_bits
+        self.client_max_window_bits = max(client_bits, _MIN_BITS + 1)
+        if client_bits > _MIN_BITS:
+            self._send_bits = min(client_bits, WINDOW_BITS)
+        else:
+            self._send_bits, self._strategy = _MIN_BITS + 1, zlib.Z_RLE
         self.server_no_context_takeover = "server_no_context_takeover" in params
         self.client_no_context_takeover = "client_no_context_takeover" in params
         self.enable()
@@ -126,11 +148,18 @@ class BoundedDeflate(DeflateBase):
         data: bytes,
         fin: bool,
     ) -> tuple[RsvBits, bytes]:
-        """Compress an outgoing frame, creating the compressor with a small memory level."""
+        """Compress an outgoing frame, creating the compressor with a small memory level.
+
+        wsproto drops the compressor after each message when our side has no
+        context takeover, so the next message starts a fresh one here.
+        """
         if self.compressor is None and opcode in (Opcode.TEXT, Opcode.BINARY):
-            bits = self.client_max_window_bits if proto.client else self.server_max_window_bits
             self.compressor = zlib.compressobj(
-                zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -bits, MEM_LEVEL
+                zlib.Z_DEFAULT_COMPRESSION,
+                zlib.DEFLATED,
+                -self._send_bits,
+                MEM_LEVEL,
+                self._strategy,
             )
         return super().frame_outbound(proto, opcode, rsv, data, fin)
 

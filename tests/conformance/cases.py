@@ -47,6 +47,8 @@ Behaviour syncws chooses where RFC 6455 leaves a choice (cite these in the docs)
   control frame, or RSV2/RSV3, fails with 1002; deflate data that does not inflate
   fails with 1007; ``max_message_size`` bounds the *inflated* size (1009). A
   syncws server answers every parameter it was offered within the offered values.
+  A syncws client offers ``client_max_window_bits`` without a value, as browsers do,
+  and takes every answer RFC 7692 allows for that offer (13.3), no other (13.4).
 * **Masking:** a server rejects an unmasked client frame, a client a masked server
   frame, with 1002 (1.9, 1.10).
 """
@@ -92,7 +94,8 @@ class Neg:
     server's answer to syncws's offer (client side)."""
 
     offer: str = "permessage-deflate; client_max_window_bits"
-    response: str = "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"
+    #: The plainest answer to syncws's offer (the browsers' one): 15 bits both ways.
+    response: str = "permessage-deflate"
     #: client side: syncws must refuse the answer (HandshakeError)
     fails: bool = False
     #: server side: syncws must accept the connection without the extension
@@ -925,26 +928,25 @@ for i, (slug, offer) in enumerate(
         sides=("server",),
     )
 
+# syncws offers "permessage-deflate; client_max_window_bits", as browsers do: any window
+# from 8 to 15 (or none, 15) for either side is a valid answer, with or without either
+# takeover flag. 8 bits: syncws inflates with 9, and compresses with one-byte references.
 CLIENT_ANSWERS = [
-    # 8 is legal in an answer: zlib cannot make 8-bit windows but inflates them with 9.
-    *[(f"server-max-window-bits-{n}", f"{PMD}; server_max_window_bits={n}") for n in range(8, 13)],
-    *[
-        (
-            f"client-max-window-bits-{n}",
-            f"{PMD}; server_max_window_bits=12; client_max_window_bits={n}",
-        )
-        for n in range(9, 13)
-    ],
-    ("server-no-context-takeover", f"{PMD}; server_max_window_bits=12; server_no_context_takeover"),
-    ("client-no-context-takeover", f"{PMD}; server_max_window_bits=12; client_no_context_takeover"),
+    ("bare", PMD),
+    *[(f"server-max-window-bits-{n}", f"{PMD}; server_max_window_bits={n}") for n in range(8, 16)],
+    *[(f"client-max-window-bits-{n}", f"{PMD}; client_max_window_bits={n}") for n in range(8, 16)],
+    ("server-no-context-takeover", f"{PMD}; server_no_context_takeover"),
+    ("client-no-context-takeover", f"{PMD}; client_no_context_takeover"),
+    ("both-no-context-takeover", f"{PMD}; server_no_context_takeover; client_no_context_takeover"),
     (
-        "both-no-context-takeover",
-        f"{PMD}; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=12",
+        "all-8",
+        f"{PMD}; server_no_context_takeover; client_no_context_takeover; "
+        "server_max_window_bits=8; client_max_window_bits=8",
     ),
     (
-        "all-9",
-        f"{PMD}; server_no_context_takeover; client_no_context_takeover; "
-        "server_max_window_bits=9; client_max_window_bits=9",
+        "all-15",
+        f"{PMD}; client_no_context_takeover; server_no_context_takeover; "
+        "client_max_window_bits=15; server_max_window_bits=15",
     ),
     (
         "server-10-client-takeover-off",
@@ -954,6 +956,8 @@ CLIENT_ANSWERS = [
         "client-11-server-takeover-off",
         f"{PMD}; server_max_window_bits=11; client_max_window_bits=11; server_no_context_takeover",
     ),
+    ("websockets-default", f"{PMD}; server_max_window_bits=12; client_max_window_bits=12"),
+    ("quoted-value", f'{PMD}; server_max_window_bits="9"; client_max_window_bits="13"'),
 ]
 for i, (slug, answer) in enumerate(CLIENT_ANSWERS, 1):
     zcase(f"13.3.{i}", f"answer-{slug}", *flow(), neg=Neg(response=answer), sides=("client",))
@@ -961,10 +965,14 @@ for i, (slug, answer) in enumerate(CLIENT_ANSWERS, 1):
 for i, (slug, answer) in enumerate(
     (
         ("unoffered-extension", "x-unoffered"),
-        ("client-max-window-bits-8", f"{PMD}; client_max_window_bits=8"),
+        ("client-max-window-bits-7", f"{PMD}; client_max_window_bits=7"),
+        ("client-max-window-bits-16", f"{PMD}; client_max_window_bits=16"),
+        ("client-max-window-bits-without-value", f"{PMD}; client_max_window_bits"),
+        ("server-max-window-bits-7", f"{PMD}; server_max_window_bits=7"),
         ("server-max-window-bits-16", f"{PMD}; server_max_window_bits=16"),
         ("server-max-window-bits-not-a-number", f"{PMD}; server_max_window_bits=x"),
-        ("server-max-window-bits-above-offer", f"{PMD}; server_max_window_bits=15"),
+        ("server-max-window-bits-without-value", f"{PMD}; server_max_window_bits"),
+        ("takeover-flag-with-value", f"{PMD}; server_no_context_takeover=1"),
         ("unknown-parameter", f"{PMD}; server_max_window_bits=12; foo=1"),
         (
             "repeated-parameter",

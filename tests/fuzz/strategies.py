@@ -452,20 +452,22 @@ ACCEPT = b"<accept>"
 WRONG_ACCEPT = b"<wrong-accept>"
 
 #: ``Sec-WebSocket-Extensions`` answers: value -> valid when the client offered
-#: permessage-deflate (syncws offers window bits of 12 in both directions)?
-#: ``None`` marks answers RFC 7692 leaves open.
+#: permessage-deflate (syncws offers ``client_max_window_bits`` without a value, so
+#: any window from 8 to 15 is valid both ways)? ``None`` marks answers RFC 7692
+#: leaves open.
 EXTENSION_ANSWERS: dict[bytes, bool | None] = {
     b"permessage-deflate": True,
     b"permessage-deflate; server_max_window_bits=10": True,
     b"permessage-deflate; client_max_window_bits=9; server_no_context_takeover": True,
     b"permessage-deflate; client_no_context_takeover": True,
-    b"permessage-deflate; server_max_window_bits=15": False,
-    b"permessage-deflate; client_max_window_bits=15": False,
+    b"permessage-deflate; server_max_window_bits=15": True,
+    b"permessage-deflate; client_max_window_bits=15": True,
     b"permessage-deflate; x=1": False,
     b"permessage-deflate; server_max_window_bits": False,
     b"permessage-deflate; server_no_context_takeover=1": False,
     b"permessage-deflate; server_max_window_bits=10; server_max_window_bits=10": False,
-    b"permessage-deflate; client_max_window_bits=8": None,
+    b"permessage-deflate; client_max_window_bits=8": True,
+    b"permessage-deflate; client_max_window_bits": False,
     b"permessage-deflate, permessage-deflate": None,
     b"x-webkit-deflate-frame": False,
     b"foo": False,
