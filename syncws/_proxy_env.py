@@ -10,7 +10,7 @@
   lower-case variable comes first, then the upper-case one. A lower-case variable set
   to the empty string hides its upper-case twin, and ``HTTP_PROXY`` (upper case) is
   ignored when ``REQUEST_METHOD`` is set (a CGI script, where a client's ``Proxy:``
-  header would arrive as ``HTTP_PROXY``), as :func:`urllib.request.getproxies` does.
+  header would arrive as ``HTTP_PROXY``), as ``urllib.request.getproxies()`` does.
 - ``no_proxy`` (or ``NO_PROXY``), a comma-separated list, names the hosts reached
   directly: ``*`` for every host; a host name, which also matches its sub-domains
   (``example.com`` and ``.example.com`` alike); ``host:port``; an IP address (IPv6 in
