@@ -8,6 +8,7 @@ file answers CONNECT with chosen bytes, for the answers real proxies do not give
 from __future__ import annotations
 
 import base64
+import logging
 import queue
 import socket
 import ssl
@@ -119,6 +120,34 @@ def test_wrong_credentials_error_hides_the_password(servers: Any, tinyproxy: Any
     assert caught.value.proxy == proxy.url("alice:***@")
     _check_redacted(caught.value)
     _check_redacted(caught.value.__context__ or caught.value)
+
+
+def test_callback_client_through_the_proxy_logs_no_password(
+    servers: Any, tinyproxy: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="syncws")
+    url, port = servers()
+    proxy = tinyproxy([port], credentials=("alice", PASSWORD))
+    received: queue.Queue[str | bytes] = queue.Queue()
+
+    def on_open(ws: syncws.WebSocketConnection) -> None:
+        ws.send_message("via callbacks")
+
+    def on_message(ws: syncws.WebSocketConnection, message: str | bytes) -> None:
+        received.put(message)
+        ws.close()
+
+    client = syncws.CallbackClient(
+        url,
+        on_open=on_open,
+        on_message=on_message,
+        reconnect=None,
+        proxy=proxy.url(f"alice:{PASSWORD}@"),
+    )
+    client.run_forever()
+    assert received.get(timeout=WAIT) == "via callbacks"
+    assert "through the proxy http://alice:***@" in caplog.text
+    assert PASSWORD not in caplog.text
 
 
 def test_port_not_allowed_403(servers: Any, tinyproxy: Any) -> None:
@@ -313,6 +342,42 @@ def test_https_proxy_to_wss_tls_inside_tls(
         ws.send_message("last")
         assert ws.get_message(timeout=WAIT) == "last"
     assert ws.close_reason is not None and ws.close_reason.code == 1000
+
+
+def test_https_proxy_to_wss_server_closes_first(
+    syncws_server: Any,
+    https_proxy: Any,
+    tls_server_context: ssl.SSLContext,
+    tls_client_context: ssl.SSLContext,
+) -> None:
+    def bye(request: Any, srv: Any) -> None:
+        with request.accept() as ws:
+            ws.send_message("bye")
+            ws.close(1001, "going away")
+
+    srv = syncws_server(bye, ssl_context=tls_server_context)
+    with syncws.connect(
+        srv.url, proxy=f"https://127.0.0.1:{https_proxy.port}", ssl_context=tls_client_context
+    ) as ws:
+        assert ws.get_message(timeout=WAIT) == "bye"
+        with pytest.raises(syncws.ConnectionClosedOK):
+            ws.get_message(timeout=WAIT)
+    assert ws.close_reason is not None and ws.close_reason.code == 1001
+
+
+def test_https_proxy_to_wss_with_an_untrusted_server_certificate(
+    syncws_server: Any, https_proxy: Any, tls_client_context: ssl.SSLContext
+) -> None:
+    trustme = pytest.importorskip("trustme")
+    other = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(other)  # A CA the client ignores.
+    srv = syncws_server(server_echo, ssl_context=other)
+    with pytest.raises(ssl.SSLCertVerificationError, match=f"127.0.0.1:{srv.port}"):
+        # TLS to the proxy succeeds; TLS to the server, inside it, fails. The relay
+        # thread ends with the connection (the leak check of conftest.py sees to it).
+        syncws.connect(
+            srv.url, proxy=f"https://127.0.0.1:{https_proxy.port}", ssl_context=tls_client_context
+        )
 
 
 def test_https_proxy_certificate_is_verified(servers: Any, https_proxy: Any) -> None:
