@@ -188,7 +188,10 @@ def test_silent_proxy_times_out() -> None:
 
 
 class ScriptedProxy:
-    """Accepts one connection, records its request head, answers with ``answer``."""
+    """Accepts one connection, records its request head, answers with ``answer``.
+
+    Then it waits for the client to close; with an empty ``answer`` it closes at once.
+    """
 
     def __init__(self, answer: bytes) -> None:
         self.answer = answer
@@ -215,6 +218,8 @@ class ScriptedProxy:
                     break
                 head += chunk
             self.requests.put(head)
+            if not self.answer:
+                return  # Close without answering.
             conn.sendall(self.answer)
             try:
                 while conn.recv(4096):  # Until the client closes.
