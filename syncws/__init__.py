@@ -38,6 +38,7 @@ from .exceptions import (
     ConnectionTimeout,
     DisconnectionTimeout,
     HandshakeError,
+    ProxyError,
     WebSocketError,
 )
 from .notify import MessageNotifier
@@ -69,6 +70,7 @@ __all__ = [
     "HandshakeError",
     "HeadersLike",
     "MessageNotifier",
+    "ProxyError",
     "ServeOptions",
     "WebSocketConnection",
     "WebSocketError",

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypedDict, cast
 
 from ._http import check_header_option, product
+from ._proxy_env import check_proxy
 
 __all__ = [
     "COMPRESSION_CHOICES",
@@ -282,6 +283,16 @@ OPTIONS: dict[str, Option] = {
             "the ``User-Agent`` header of the request (``None``: none); an ``extra_headers`` "
             "entry of that name replaces it",
             _header("User-Agent"),
+        ),
+        Option(
+            "proxy",
+            "client",
+            True,
+            "``True``",
+            "the proxy to connect through: a URL (``http://``, ``https://``, ``socks5://``, "
+            "``socks5h://``, ``socks4://``, ``socks4a://``, credentials in it); ``True``: "
+            "the one of the environment (``https_proxy``, ``no_proxy``, ...); ``None``: none",
+            check_proxy,
         ),
         Option(
             "max_connections",

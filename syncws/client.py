@@ -14,13 +14,13 @@ import contextlib
 import socket
 import ssl
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ._client_handshake import MAX_REJECT_BODY, handshake, start_tls, upgrade_request
-from ._connect import open_tcp
 from ._deadline import Deadline
 from ._http import HeadersLike
 from ._options import check_options, seconds
+from ._proxy import open_socket
 from ._redact import redact_url
 from ._url import UNSAFE_URL, Target, check_host, check_resource, host_header, parse_url
 from .connection import ConnectionOptions, WebSocketConnection
@@ -59,21 +59,26 @@ class ConnectOptions(ConnectionOptions, total=False):
     origin: str | None
     #: The ``User-Agent`` header (default: ``"syncws/VERSION Python/X.Y"``; ``None``: none).
     user_agent: str | None
+    #: The proxy to connect through: a URL such as ``"http://user:password@host:3128"``
+    #: (schemes ``http``, ``https``, ``socks5``, ``socks5h``, ``socks4``, ``socks4a``;
+    #: SOCKS needs ``pip install 'syncws[socks]'``); ``True`` (the default): the one
+    #: the environment names (``wss_proxy``, ``https_proxy``, ``ws_proxy``,
+    #: ``http_proxy``, ``all_proxy``, less the hosts of ``no_proxy``); ``None``: none.
+    #: See :doc:`/topics/proxies`.
+    proxy: str | Literal[True] | None
 
 
 def _open(
     target: Target, ssl_context: ssl.SSLContext | None, options: ConnectOptions
 ) -> WebSocketConnection:
-    """TCP connect, TLS, then the upgrade, all within ``connect_timeout``.
+    """TCP connect (through the proxy if any), TLS, then the upgrade, within ``connect_timeout``.
 
     Name resolution counts against the deadline but cannot be cut short by it.
     """
     check_options(options, "client")
     upgrade_request(target, options)  # Check every option before touching the network.
     deadline = Deadline(seconds(options, "connect_timeout"))
-    sock = open_tcp(
-        target.host, target.port, deadline, hide_host=target.hide_host, hide_port=target.hide_port
-    )
+    sock = open_socket(target, deadline, options, ssl_context)
     try:
         if target.secure:
             context = ssl_context if ssl_context is not None else ssl.create_default_context()
@@ -110,6 +115,8 @@ def connect(
     :raises TypeError: for an unknown option or a value of the wrong type.
     :raises ConnectionRejected: when the server answers with a status other than 101
         (an HTTP error, or a web page: it did not upgrade).
+    :raises ProxyError: when the proxy refuses to connect to the server (HTTP 407, 403,
+        502, a SOCKS refusal) or its answer is not HTTP.
     :raises ConnectionLost: when the server closes or resets the connection during the
         TLS handshake or the upgrade (also a :class:`ConnectionError`).
     :raises ConnectionTimeout: when opening takes longer than ``connect_timeout``, which
@@ -119,7 +126,8 @@ def connect(
     :raises OSError: when the connection fails (DNS, refused, TLS verification, TLS
         from a server that does not speak it). When every address of the host failed,
         the error of the first one, its message naming each address and port and why it
-        failed.
+        failed. For a proxy that cannot be reached, a message naming the proxy.
+    :raises ImportError: for a SOCKS proxy without python-socks installed.
     """
     return _open(parse_url(url), ssl_context, options)
 

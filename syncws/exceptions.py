@@ -7,6 +7,7 @@ Every exception that syncws defines derives from :class:`WebSocketError`::
     │   ├── ConnectionRejected      the server answered with an HTTP error
     │   ├── ConnectionLost          the server closed or reset the connection during
     │   │                           the handshake (also ConnectionError)
+    │   ├── ProxyError              the proxy refused to open a tunnel to the server
     │   └── ConnectionTimeout       connect + TLS + HTTP took too long (also TimeoutError)
     ├── ConnectionClosed            the connection is closed; carries a CloseReason
     │   ├── ConnectionClosedOK      ... normally: close frames 1000, 1001 or 1005
@@ -35,6 +36,7 @@ __all__ = [
     "ConnectionTimeout",
     "DisconnectionTimeout",
     "HandshakeError",
+    "ProxyError",
     "WebSocketError",
 ]
 
@@ -126,11 +128,46 @@ class ConnectionLost(HandshakeError, ConnectionError):
     """
 
 
+class ProxyError(HandshakeError):
+    """The proxy did not open a tunnel to the server.
+
+    An HTTP proxy answered ``CONNECT`` with a status other than 2xx (407: it wants
+    credentials, or those of the proxy URL are wrong; 403: it does not allow the
+    destination or its port; 502: it could not reach the server), its answer was not
+    HTTP, or a SOCKS proxy refused. The message names the proxy, its password hidden,
+    and the status line it answered. A proxy that cannot be reached raises the
+    :class:`OSError` of the failed connection instead, its message naming the proxy.
+
+    :param message: what happened.
+    :param proxy: the proxy URL, its password hidden.
+    :param status_code: the HTTP status of the proxy's answer, ``None`` for SOCKS or
+        an answer that was not HTTP.
+    :param status_line: the status line as received, or ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        proxy: str,
+        status_code: int | None = None,
+        status_line: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        #: The proxy URL, its password hidden.
+        self.proxy = proxy
+        #: The HTTP status code of the proxy's answer, or ``None``.
+        self.status_code = status_code
+        #: The status line as received (decoded as ISO-8859-1), or ``None``.
+        self.status_line = status_line
+
+
 class ConnectionTimeout(HandshakeError, TimeoutError):
     """Opening the connection took longer than ``connect_timeout``.
 
     The time counts the TCP connection, the TLS handshake and the HTTP upgrade
-    together. This is also a builtin :class:`TimeoutError`.
+    together, and the connection to a proxy and its answer when there is one. This is
+    also a builtin :class:`TimeoutError`.
     """
 
 

@@ -209,3 +209,46 @@ def tls_client_context(tls_ca: Any) -> ssl.SSLContext:
     context = ssl.create_default_context()
     tls_ca.configure_trust(context)
     return context
+
+
+# ------------------------------------------------------------------------- proxies
+
+#: The variables that name proxies for syncws (and curl, requests, urllib, websockets).
+PROXY_VARIABLES = [
+    f"{prefix}_proxy" for prefix in ("ws", "wss", "http", "https", "all", "no", "socks")
+]
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts without proxy variables, whatever the shell that runs pytest set.
+
+    syncws (like websockets) reads them by default: a developer's ``https_proxy`` must
+    not send the tests' loopback connections to a proxy. Tests that want them set them.
+    """
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+@pytest.fixture
+def tinyproxy(tmp_path: Any) -> Iterator[Callable[..., Any]]:
+    """Factory: ``tinyproxy(ports, credentials=None)`` -> a running :class:`proxies.Tinyproxy`.
+
+    It allows CONNECT to ``ports`` only; with ``credentials`` (user, password) it
+    requires them. Skips when the Debian package tinyproxy is not installed.
+    """
+    from proxies import Tinyproxy
+
+    yield from made_for_the_test(lambda *a, **k: Tinyproxy(tmp_path, *a, **k), Tinyproxy.stop)
+
+
+@pytest.fixture
+def pproxy(tmp_path: Any) -> Iterator[Callable[..., Any]]:
+    """Factory: ``pproxy(scheme, credentials=None, pem=None)`` -> a running pproxy.
+
+    See :class:`proxies.Pproxy`; skips when the PyPI package pproxy is not installed.
+    """
+    from proxies import Pproxy
+
+    yield from made_for_the_test(lambda *a, **k: Pproxy(tmp_path, *a, **k), Pproxy.stop)

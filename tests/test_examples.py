@@ -36,6 +36,7 @@ TESTED = {
     "echo_client.py": "test_echo_server_and_echo_client",
     "echo_server.py": "test_echo_server_and_echo_client",
     "gui_client.py": "test_gui_client_reports_a_failed_connection",
+    "proxy_client.py": "test_proxy_client_*",
     "secure_server.py": "test_secure_server_*",
     "test_with_syncws.py": "test_the_pytest_example_passes",
 }
@@ -138,6 +139,55 @@ def test_echo_client_without_server() -> None:
         assert client.wait(WAIT) == 1
     assert "error: cannot connect" in client.errors
     assert "Traceback" not in client.errors
+
+
+# --------------------------------------------------------------------- proxy
+
+
+def test_proxy_client_through_tinyproxy(server: Any, tinyproxy: Any) -> None:
+    echo = server("echo_server.py")
+    proxy = tinyproxy([echo.port], credentials=("alice", ALICE_PASSWORD))
+    with run_example(
+        "proxy_client.py",
+        echo.url(),
+        "one",
+        "two",
+        "--proxy",
+        proxy.url(f"alice:{ALICE_PASSWORD}@"),
+    ) as client:
+        assert client.wait(WAIT) == 0, client.errors
+    assert client.output.splitlines() == ["one", "two"]
+    assert f"CONNECT 127.0.0.1:{echo.port}" in proxy.text()  # tinyproxy's log
+    echo.interrupt()
+
+
+def test_proxy_client_reports_a_refusal(server: Any, tinyproxy: Any) -> None:
+    echo = server("echo_server.py")
+    proxy = tinyproxy([echo.port], credentials=("alice", ALICE_PASSWORD))
+    with run_example(
+        "proxy_client.py", echo.url(), "--proxy", proxy.url(f"alice:{WRONG_PASSWORD}@")
+    ) as client:
+        assert client.wait(WAIT) == 1
+    assert f"error: the proxy {proxy.url('alice:***@')} refused" in client.errors
+    assert WRONG_PASSWORD not in client.errors
+    assert "Traceback" not in client.errors
+    echo.interrupt()
+
+
+def test_proxy_client_from_the_environment(
+    server: Any, tinyproxy: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    echo = server("echo_server.py")
+    proxy = tinyproxy([echo.port])
+    monkeypatch.setenv("ws_proxy", proxy.url())
+    with run_example("proxy_client.py", echo.url(), "env") as client:
+        assert client.wait(WAIT) == 0, client.errors
+    assert client.output.splitlines() == ["env"]
+    monkeypatch.setenv("ws_proxy", f"http://127.0.0.1:{unused_port()}")  # Nobody there.
+    with run_example("proxy_client.py", echo.url(), "direct", "--no-proxy") as client:
+        assert client.wait(WAIT) == 0, client.errors
+    assert client.output.splitlines() == ["direct"]
+    echo.interrupt()
 
 
 # -------------------------------------------------------------------- pytest
