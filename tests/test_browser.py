@@ -417,7 +417,7 @@ def test_chromium(
     assert (seen["/echo"]["close"][0].code, seen["/echo"]["close"][0].reason) == (1000, "done")
 
     # One byte over max_message_size: the server closes with 1009 and the page sees it,
-    # at the end of a clean closing handshake though the page was still sending.
+    # at the end of a clean closing handshake.
     assert findings["too-big"]["close"]["code"] == 1009
     assert findings["too-big"]["close"]["wasClean"] is True
     assert seen["/too-big"]["close"][0].code == 1009
