@@ -197,11 +197,17 @@ class Chromium:
             *flags,
             "about:blank",
         ]
+        # Its temporary files (the profile's lock socket, which a browser stopped by a
+        # signal leaves behind) go in the test's directory too.
+        temp = directory / "tmp"
+        temp.mkdir(exist_ok=True)
+        env = dict(os.environ, TMPDIR=str(temp))
         with self.log_path.open("wb") as log:
             # A process group of its own: stop() can end the helper processes too.
             self.proc = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
+                env=env,
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
