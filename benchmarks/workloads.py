@@ -40,8 +40,10 @@ class Params:
 FULL = Params(
     echo=5000,
     pipelined=50_000,
-    bulk_64k=400,
-    bulk_1m=40,
+    # About half a second per sample at 400-800 MB/s: shorter samples (400 and 40)
+    # varied from one run to the next by a factor of two.
+    bulk_64k=4000,
+    bulk_1m=300,
     handshakes=500,
     k_100=50,
     k_500=10,
@@ -52,8 +54,8 @@ FULL = Params(
 QUICK = Params(
     echo=1000,
     pipelined=10_000,
-    bulk_64k=60,
-    bulk_1m=6,
+    bulk_64k=400,
+    bulk_1m=30,
     handshakes=100,
     k_100=10,
     k_500=3,
