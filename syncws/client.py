@@ -16,12 +16,12 @@ import ssl
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Literal
 
-from ._client_handshake import MAX_REJECT_BODY, handshake, start_tls, upgrade_request
+from ._client_handshake import MAX_REJECT_BODY, handshake, upgrade_request
 from ._deadline import Deadline
 from ._http import HeadersLike
 from ._options import check_options, seconds
-from ._proxy import open_socket
 from ._redact import redact_url
+from ._redirects import open_connection
 from ._url import UNSAFE_URL, Target, check_host, check_resource, host_header, parse_url
 from .connection import ConnectionOptions, WebSocketConnection
 
@@ -71,22 +71,10 @@ class ConnectOptions(ConnectionOptions, total=False):
 def _open(
     target: Target, ssl_context: ssl.SSLContext | None, options: ConnectOptions
 ) -> WebSocketConnection:
-    """TCP connect (through the proxy if any), TLS, then the upgrade, within ``connect_timeout``.
-
-    Name resolution counts against the deadline but cannot be cut short by it.
-    """
+    """Open ``target``, following redirects (``_redirects.py``), within ``connect_timeout``."""
     check_options(options, "client")
     upgrade_request(target, options)  # Check every option before touching the network.
-    deadline = Deadline(seconds(options, "connect_timeout"))
-    sock = open_socket(target, deadline, options, ssl_context)
-    try:
-        if target.secure:
-            context = ssl_context if ssl_context is not None else ssl.create_default_context()
-            sock = start_tls(sock, target, context, deadline)
-        return handshake(sock, target, deadline, options)
-    except BaseException:
-        sock.close()
-        raise
+    return open_connection(target, ssl_context, options)
 
 
 def connect(
