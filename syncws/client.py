@@ -49,7 +49,7 @@ class ConnectOptions(ConnectionOptions, total=False):
     """
 
     #: Seconds for the opening handshake: the TCP connection (every address of the
-    #: host), TLS and the HTTP upgrade together (default 10).
+    #: host), TLS and the HTTP upgrade together, for every redirect followed (default 10).
     connect_timeout: float
     #: Subprotocols to offer, in order of preference (default: none).
     subprotocols: Sequence[str] | None
@@ -94,21 +94,31 @@ def connect(
     slow to answer raises nothing (:attr:`~WebSocketConnection.close_reason` then has
     code 1006).
 
+    Redirects (301, 302, 303, 307, 308 with a ``Location``) are followed, ten at most,
+    within ``connect_timeout``; credentials go to the first server only (see
+    :ref:`redirects`).
+
     :param url: the URL; its query string is kept, a ``user:password@`` part is sent
-        as HTTP Basic authentication.
+        as HTTP Basic authentication (to that server only, not after a redirect to
+        another).
     :param ssl_context: for ``wss://``: the TLS context (default: the system's
         trusted certificates, with certificate and host name verification).
     :param options: see :class:`ConnectOptions`.
     :raises ValueError: for a malformed URL or option.
     :raises TypeError: for an unknown option or a value of the wrong type.
     :raises ConnectionRejected: when the server answers with a status other than 101
-        (an HTTP error, or a web page: it did not upgrade).
+        (an HTTP error, or a web page: it did not upgrade); after redirects, the
+        answer, its status and body, are those of the last server asked.
+    :raises RedirectError: (a :exc:`ConnectionRejected`) for a redirect that is not
+        followed: a loop, more than ten, from ``wss://`` to ``ws://``, or to a
+        ``Location`` that is not a WebSocket (or HTTP) URL.
     :raises ProxyError: when the proxy refuses to connect to the server (HTTP 407, 403,
         502, a SOCKS refusal) or its answer is not HTTP.
     :raises ConnectionLost: when the server closes or resets the connection during the
         TLS handshake or the upgrade (also a :class:`ConnectionError`).
     :raises ConnectionTimeout: when opening takes longer than ``connect_timeout``, which
-        bounds the attempts on every address of the host, TLS and the upgrade together.
+        bounds the attempts on every address of the host, TLS and the upgrade together,
+        for all the redirects followed.
     :raises HandshakeError: when the server's answer is not a valid handshake (TLS bytes
         to a ``ws://`` URL among them).
     :raises OSError: when the connection fails (DNS, refused, TLS verification, TLS
@@ -141,7 +151,8 @@ def connect_websocket(
     """Open a connection to ``host:port``, asking for ``resource``.
 
     As :func:`connect`, for an address given in parts rather than as a URL: use the
-    connection in a ``with`` statement or close it yourself.
+    connection in a ``with`` statement or close it yourself. Redirects are followed
+    as :func:`connect` follows them.
 
     :param host: a host name or an IPv4 or IPv6 address.
     :param port: the TCP port.
@@ -175,11 +186,16 @@ def wrap_client_socket(
     or at once if the handshake fails. Use the connection in a ``with`` statement, as
     :func:`connect` describes, or close it yourself.
 
+    Redirects are not followed: following one needs a new connection, which this
+    function, given a socket, cannot open. A redirect raises
+    :exc:`~syncws.ConnectionRejected`, its ``Location`` in its headers.
+
     :param sock: a connected stream socket, plain or :class:`ssl.SSLSocket`.
     :param host: the value of the ``Host`` header (with ``:port`` if not the default).
     :param resource: the path and query string to request.
     :param options: see :class:`ConnectOptions`.
-    :raises ValueError, HandshakeError, OSError: as :func:`connect`.
+    :raises ValueError, HandshakeError, OSError: as :func:`connect`, but never
+        :exc:`~syncws.RedirectError`.
     """
     try:
         check_options(options, "client")
