@@ -146,8 +146,12 @@ class _Hops:
         :raises RedirectError: when it cannot be followed.
         """
         came_from = shown_url(self.target)
-        # A fragment is not sent: one in a Location is dropped.
-        resolved = _next_url(url_of(self.target), where).partition("#")[0]
+        try:
+            # A fragment is not sent: one in a Location is dropped.
+            resolved = _next_url(url_of(self.target), where).partition("#")[0]
+            scheme = urlsplit(resolved).scheme.lower()
+        except ValueError:  # urljoin: a malformed authority (an unclosed "[", say).
+            resolved, scheme = where, None
         shown = redact_url(resolved)
 
         def refuse(why: str) -> RedirectError:
@@ -157,10 +161,9 @@ class _Hops:
             )
             return RedirectError(message, url=shown, rejection=rejection)
 
-        if not where.isascii() or url_problem(resolved) is not None:
-            scheme = urlsplit(resolved).scheme.lower() if resolved.isascii() else ""
-            if scheme not in ("ws", "wss"):
-                raise refuse("not a ws://, wss://, http:// or https:// URL")
+        if scheme is not None and scheme not in ("ws", "wss"):
+            raise refuse("not a ws://, wss://, http:// or https:// URL")
+        if scheme is None or not where.isascii() or url_problem(resolved) is not None:
             raise refuse("not a valid WebSocket URL")
         self.count += 1
         if self.count > MAX_REDIRECTS:

@@ -13,6 +13,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -150,10 +151,12 @@ def test_a_location_that_is_not_a_websocket_url_is_refused(
     assert peer.url in str(caught.value)
 
 
-def test_a_malformed_location_is_refused(raw_peer: Callable[..., RawPeer]) -> None:
-    peer = raw_peer(handshake=redirect(302, "ws://127.0.0.1:99999/"))
-    with pytest.raises(syncws.RedirectError, match="not a valid WebSocket URL"):
+@pytest.mark.parametrize("location", ["ws://127.0.0.1:99999/", "ws://[::1/", "//[x/", "/caf\xe9"])
+def test_a_malformed_location_is_refused(location: str, raw_peer: Callable[..., RawPeer]) -> None:
+    peer = raw_peer(handshake=redirect(302, location))
+    with pytest.raises(syncws.RedirectError, match="not a valid WebSocket URL") as caught:
         syncws.connect(peer.url)
+    assert caught.value.status_code == 302
 
 
 # ------------------------------------------------------------------------------- TLS
@@ -456,3 +459,30 @@ def test_a_proxy_forbidding_the_port_is_not_retried(syncws_server: Any, tinyprox
     with pytest.raises(syncws.ProxyError) as caught:
         client.run_forever()
     assert caught.value.status_code == 403
+
+
+@pytest.fixture
+def https_proxy(pproxy: Any, tls_ca: Any, tmp_path: Path) -> Any:
+    pem = tmp_path / "proxy.pem"
+    tls_ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    return pproxy("http+ssl", pem=pem)
+
+
+def test_redirect_to_wss_through_an_https_proxy(
+    raw_peer: Callable[..., RawPeer],
+    syncws_server: Any,
+    https_proxy: Any,
+    tls_server_context: ssl.SSLContext,
+    tls_client_context: ssl.SSLContext,
+) -> None:
+    # The second hop runs TLS to the server inside TLS to the proxy (a relay thread).
+    srv = syncws_server(server_echo, ssl_context=tls_server_context)
+    first = raw_peer(handshake=redirect(302, srv.url_for("/tls")))
+    ws = echo_once(
+        first.url, proxy=f"https://127.0.0.1:{https_proxy.port}", ssl_context=tls_client_context
+    )
+    assert ws.path == "/tls"
+    assert first.wait_request().target == "/"
+    # Documented (docs/topics/proxies.rst): through the relay, the connection's socket
+    # is one end of a socket pair, which has no address.
+    assert ws.remote == ""
