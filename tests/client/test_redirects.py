@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import SHORT, WAIT, SyncwsServer, WsServer, echo_handler, server_echo, unused_port
+from helpers import (
+    HAS_IPV6,
+    SHORT,
+    WAIT,
+    SyncwsServer,
+    WsServer,
+    echo_handler,
+    server_echo,
+    unused_port,
+)
 from rawpeer import SILENT, RawPeer, Request, response_101
 
 import syncws
@@ -121,6 +130,15 @@ def test_relative_locations_resolve_against_the_url(
     ws = echo_once(srv.url_for("/a/x"))
     assert ws.path == expected
     assert [path for path, _ in recorded(srv)] == ["/a/x", expected]
+
+
+@pytest.mark.skipif(not HAS_IPV6, reason="no IPv6 loopback")
+def test_redirect_to_an_ipv6_address(raw_peer: Callable[..., RawPeer]) -> None:
+    second = raw_peer(host="::1", auto=True, echo=True)
+    first = raw_peer(handshake=redirect(302, second.url_for("/six")))
+    ws = echo_once(first.url)
+    assert ws.path == "/six"
+    assert isinstance(ws.remote, syncws.Endpoint) and ws.remote.address == "::1"
 
 
 def test_scheme_relative_location(raw_peer: Callable[..., RawPeer], syncws_server: Any) -> None:
