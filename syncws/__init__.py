@@ -39,6 +39,7 @@ from .exceptions import (
     DisconnectionTimeout,
     HandshakeError,
     ProxyError,
+    RedirectError,
     WebSocketError,
 )
 from .notify import MessageNotifier
@@ -71,6 +72,7 @@ __all__ = [
     "HeadersLike",
     "MessageNotifier",
     "ProxyError",
+    "RedirectError",
     "ServeOptions",
     "WebSocketConnection",
     "WebSocketError",

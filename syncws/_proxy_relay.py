@@ -12,6 +12,13 @@ a side whose bytes cannot be passed on: the back-pressure of each side reaches t
 other. An end of stream is passed on as one (``shutdown``); the relay ends, closing
 the proxy's socket, once both directions have ended, or at once when the connection's
 end is closed or either side fails.
+
+Such a connection's ``remote`` is the empty string, not the server's (nor the proxy's)
+address: the connection reads it from its socket, the :class:`ssl.SSLSocket` that
+:mod:`ssl` makes of the pair's end for TLS to the server, whose peer the kernel reports
+as an unnamed Unix socket. Neither this module nor the socket it returns has a say in
+that; reporting the server would take the connection accepting its remote address
+from the code that opened its socket (``connection.py``), which it does not.
 """
 
 from __future__ import annotations

@@ -23,7 +23,14 @@ from ._options import check_options
 from ._redact import redact_url
 from .client import connect
 from .connection import WebSocketConnection
-from .exceptions import ConnectionClosed, ConnectionClosedError, ConnectionRejected, HandshakeError
+from .exceptions import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionRejected,
+    HandshakeError,
+    ProxyError,
+    RedirectError,
+)
 from .types import CloseReason
 
 if TYPE_CHECKING:
@@ -44,6 +51,9 @@ logger = logging.getLogger("syncws.callbacks")
 MAX_PENDING_CALLBACKS = 16
 #: HTTP statuses of a refused handshake worth retrying; any other 4xx is final.
 _RETRY_STATUSES = frozenset([408, 429])
+#: Statuses of a proxy's refusal that retrying would not change: credentials missing or
+#: wrong (407; tinyproxy answers 401 to wrong ones), a destination it does not allow (403).
+_FINAL_PROXY_STATUSES = frozenset([401, 403, 407])
 _ids = itertools.count(1)
 _in_callback = threading.local()
 
@@ -103,6 +113,10 @@ class Backoff:
 
 def _retryable(exc: Exception) -> bool:
     """Whether a failed connection attempt is worth trying again."""
+    if isinstance(exc, RedirectError):
+        return False  # A loop, too many redirects, a downgrade: the same next time.
+    if isinstance(exc, ProxyError):
+        return exc.status_code not in _FINAL_PROXY_STATUSES
     if isinstance(exc, ConnectionRejected):
         return exc.status_code >= 500 or exc.status_code in _RETRY_STATUSES
     return isinstance(exc, (OSError, HandshakeError))
@@ -223,8 +237,11 @@ class CallbackClient:
 
         :raises OSError: (or :exc:`~syncws.HandshakeError`) when a connection cannot
             be opened and no attempt is left: without ``reconnect`` at once, with it
-            after ``max_attempts`` failures in a row, or at once for an HTTP 4xx
-            refusal other than 408 and 429, which retrying would not change.
+            after ``max_attempts`` failures in a row, or at once for what retrying
+            would not change: an HTTP 4xx refusal other than 408 and 429 (after
+            redirects, the final answer's), a :exc:`~syncws.RedirectError` (a redirect
+            loop, too many redirects, ...), or a :exc:`~syncws.ProxyError` with status
+            407, 401 (credentials missing or wrong) or 403 (destination not allowed).
         :raises ValueError: for an invalid URL or option.
         :raises RuntimeError: when the loop runs already, or :meth:`close` was called.
         """

@@ -16,12 +16,12 @@ import ssl
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Literal
 
-from ._client_handshake import MAX_REJECT_BODY, handshake, start_tls, upgrade_request
+from ._client_handshake import MAX_REJECT_BODY, handshake, upgrade_request
 from ._deadline import Deadline
 from ._http import HeadersLike
 from ._options import check_options, seconds
-from ._proxy import open_socket
 from ._redact import redact_url
+from ._redirects import open_connection
 from ._url import UNSAFE_URL, Target, check_host, check_resource, host_header, parse_url
 from .connection import ConnectionOptions, WebSocketConnection
 
@@ -49,7 +49,7 @@ class ConnectOptions(ConnectionOptions, total=False):
     """
 
     #: Seconds for the opening handshake: the TCP connection (every address of the
-    #: host), TLS and the HTTP upgrade together (default 10).
+    #: host), TLS and the HTTP upgrade together, for every redirect followed (default 10).
     connect_timeout: float
     #: Subprotocols to offer, in order of preference (default: none).
     subprotocols: Sequence[str] | None
@@ -71,22 +71,10 @@ class ConnectOptions(ConnectionOptions, total=False):
 def _open(
     target: Target, ssl_context: ssl.SSLContext | None, options: ConnectOptions
 ) -> WebSocketConnection:
-    """TCP connect (through the proxy if any), TLS, then the upgrade, within ``connect_timeout``.
-
-    Name resolution counts against the deadline but cannot be cut short by it.
-    """
+    """Open ``target``, following redirects (``_redirects.py``), within ``connect_timeout``."""
     check_options(options, "client")
     upgrade_request(target, options)  # Check every option before touching the network.
-    deadline = Deadline(seconds(options, "connect_timeout"))
-    sock = open_socket(target, deadline, options, ssl_context)
-    try:
-        if target.secure:
-            context = ssl_context if ssl_context is not None else ssl.create_default_context()
-            sock = start_tls(sock, target, context, deadline)
-        return handshake(sock, target, deadline, options)
-    except BaseException:
-        sock.close()
-        raise
+    return open_connection(target, ssl_context, options)
 
 
 def connect(
@@ -106,21 +94,31 @@ def connect(
     slow to answer raises nothing (:attr:`~WebSocketConnection.close_reason` then has
     code 1006).
 
+    Redirects (301, 302, 303, 307, 308 with a ``Location``) are followed, ten at most,
+    within ``connect_timeout``; credentials go to the first server only (see
+    :ref:`redirects`).
+
     :param url: the URL; its query string is kept, a ``user:password@`` part is sent
-        as HTTP Basic authentication.
+        as HTTP Basic authentication (to that server only, not after a redirect to
+        another).
     :param ssl_context: for ``wss://``: the TLS context (default: the system's
         trusted certificates, with certificate and host name verification).
     :param options: see :class:`ConnectOptions`.
     :raises ValueError: for a malformed URL or option.
     :raises TypeError: for an unknown option or a value of the wrong type.
     :raises ConnectionRejected: when the server answers with a status other than 101
-        (an HTTP error, or a web page: it did not upgrade).
+        (an HTTP error, or a web page: it did not upgrade); after redirects, the
+        answer, its status and body, are those of the last server asked.
+    :raises RedirectError: (a :exc:`ConnectionRejected`) for a redirect that is not
+        followed: a loop, more than ten, from ``wss://`` to ``ws://``, or to a
+        ``Location`` that is not a WebSocket (or HTTP) URL.
     :raises ProxyError: when the proxy refuses to connect to the server (HTTP 407, 403,
         502, a SOCKS refusal) or its answer is not HTTP.
     :raises ConnectionLost: when the server closes or resets the connection during the
         TLS handshake or the upgrade (also a :class:`ConnectionError`).
     :raises ConnectionTimeout: when opening takes longer than ``connect_timeout``, which
-        bounds the attempts on every address of the host, TLS and the upgrade together.
+        bounds the attempts on every address of the host, TLS and the upgrade together,
+        for all the redirects followed.
     :raises HandshakeError: when the server's answer is not a valid handshake (TLS bytes
         to a ``ws://`` URL among them).
     :raises OSError: when the connection fails (DNS, refused, TLS verification, TLS
@@ -153,7 +151,8 @@ def connect_websocket(
     """Open a connection to ``host:port``, asking for ``resource``.
 
     As :func:`connect`, for an address given in parts rather than as a URL: use the
-    connection in a ``with`` statement or close it yourself.
+    connection in a ``with`` statement or close it yourself. Redirects are followed
+    as :func:`connect` follows them.
 
     :param host: a host name or an IPv4 or IPv6 address.
     :param port: the TCP port.
@@ -187,11 +186,16 @@ def wrap_client_socket(
     or at once if the handshake fails. Use the connection in a ``with`` statement, as
     :func:`connect` describes, or close it yourself.
 
+    Redirects are not followed: following one needs a new connection, which this
+    function, given a socket, cannot open. A redirect raises
+    :exc:`~syncws.ConnectionRejected`, its ``Location`` in its headers.
+
     :param sock: a connected stream socket, plain or :class:`ssl.SSLSocket`.
     :param host: the value of the ``Host`` header (with ``:port`` if not the default).
     :param resource: the path and query string to request.
     :param options: see :class:`ConnectOptions`.
-    :raises ValueError, HandshakeError, OSError: as :func:`connect`.
+    :raises ValueError, HandshakeError, OSError: as :func:`connect`, but never
+        :exc:`~syncws.RedirectError`.
     """
     try:
         check_options(options, "client")

@@ -5,6 +5,8 @@ Every exception that syncws defines derives from :class:`WebSocketError`::
     WebSocketError
     ├── HandshakeError              the opening handshake failed
     │   ├── ConnectionRejected      the server answered with an HTTP error
+    │   │   └── RedirectError       ... a redirect that is not followed (a loop, too
+    │   │                           many, a wss:// to ws:// downgrade, ...)
     │   ├── ConnectionLost          the server closed or reset the connection during
     │   │                           the handshake (also ConnectionError)
     │   ├── ProxyError              the proxy refused to open a tunnel to the server
@@ -37,6 +39,7 @@ __all__ = [
     "DisconnectionTimeout",
     "HandshakeError",
     "ProxyError",
+    "RedirectError",
     "WebSocketError",
 ]
 
@@ -98,6 +101,38 @@ class ConnectionRejected(HandshakeError):
             text = f"the server did not upgrade to WebSocket: it answered {line!r}"
         text = f"{text} with the body {_body_excerpt(self.body)}" if self.body else text.rstrip(",")
         return f"{text}; {self._hint}" if self._hint else text
+
+
+class RedirectError(ConnectionRejected):
+    """The server answered with a redirect that the client does not follow.
+
+    The client functions that open a URL follow redirects (301, 302, 303, 307, 308)
+    to ``ws://`` and ``wss://`` URLs (see :ref:`redirects`); this is raised, instead
+    of following one, for a redirect loop, more than ten redirects, a redirect from
+    ``wss://`` to ``ws://``, or a ``Location`` that is not a WebSocket URL. It is a
+    :class:`ConnectionRejected`, for the redirect answer (its status, headers and
+    body), so ``except ConnectionRejected`` still catches a 3xx that is not followed.
+
+    :param message: what happened, naming the URLs, their passwords hidden.
+    :param url: the URL the last redirect pointed to, resolved against the URL that
+        answered it, its password hidden.
+    :param rejection: the redirect answer.
+    """
+
+    def __init__(self, message: str, *, url: str, rejection: ConnectionRejected) -> None:
+        super().__init__(
+            rejection.status_code,
+            rejection.headers,
+            rejection.body,
+            status_line=rejection.status_line,
+        )
+        self.args = (message,)
+        self._message = message
+        #: The URL the last redirect pointed to, its password hidden.
+        self.url = url
+
+    def __str__(self) -> str:
+        return self._message
 
 
 #: The most of a status line, and of a body, that a message shows.
