@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict, cast
 
+from ._forwarded import check_trusted_proxies
 from ._http import check_header_option, product
 from ._proxy_env import check_proxy
 
@@ -161,6 +162,10 @@ def _origins(name: str, value: object) -> None:
         return
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise TypeError(f"{name} must be a list of origins, not {type(value).__name__}")
+
+
+def _trusted_proxies(name: str, value: object) -> None:
+    check_trusted_proxies(value)
 
 
 def _callable(name: str, value: object) -> None:
@@ -326,6 +331,16 @@ OPTIONS: dict[str, Option] = {
             '``"syncws/VERSION Python/X.Y"``',
             "the ``Server`` header of the 101 response (``None``: none)",
             _header("Server"),
+        ),
+        Option(
+            "trusted_proxies",
+            "server",
+            None,
+            "``None``",
+            'reverse proxies (IP addresses, CIDR networks, ``"unix"``) whose '
+            "``X-Forwarded-For`` or ``X-Real-IP`` gives ``request.remote`` (``None``: none; "
+            "see :ref:`trusted-proxies`)",
+            _trusted_proxies,
         ),
     )
 }

@@ -2,26 +2,57 @@
 
 :func:`receive_request` returns the request with the bytes that came after it, or
 answers a request that is not a valid WebSocket upgrade with the HTTP error that says
-why (400, 426 for plain HTTP, 431 for huge headers) and returns ``None``.
+why (400, 431 for huge headers) and returns ``None``. A well-formed plain HTTP ``GET``
+or ``HEAD`` (no ``Upgrade`` header, such as a health check) is returned without an
+engine, for the ``process_request`` hook to answer (or the server answers it with 426).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import socket
+from dataclasses import dataclass
 
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import RejectConnection, Request
 from wsproto.utilities import RemoteProtocolError
 
 from ._deadline import Deadline
-from ._http import check_request_head, response
+from ._http import MAX_HEADERS, check_request_head, has_control_character, response, split_head
 from ._wsproto import HANDSHAKE_ERRORS, http_status_hint, missing_upgrade
 
 logger = logging.getLogger("syncws")
 
-__all__ = ["receive_request"]
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+
+__all__ = ["PLAIN_HTTP_REFUSAL", "PlainRequest", "Received", "receive_request"]
+
+
+@dataclass(frozen=True)
+class PlainRequest:
+    """A plain HTTP request (no ``Upgrade``), such as a load balancer's health check."""
+
+    #: ``"GET"`` or ``"HEAD"``.
+    method: str
+    #: The request target: the path and query string.
+    target: str
+    #: Every header, names in lower case, in the order received (``Host`` included).
+    headers: tuple[tuple[bytes, bytes], ...]
+
+
+#: What :func:`receive_request` returns: the handshake engine and the upgrade request,
+#: or ``None`` and a plain HTTP request; then the bytes that came after the request.
+Received = tuple[WSConnection | None, Request | PlainRequest, bytes]
+
+#: The answer to a plain HTTP request that the ``process_request`` hook left alone:
+#: status, headers and body (RFC 9110, section 15.5.22: 426 comes with ``Upgrade``).
+PLAIN_HTTP_REFUSAL = (
+    426,
+    [(b"Upgrade", b"websocket")],
+    b"426 this is a WebSocket server: send a WebSocket upgrade request\n",
+)
 
 
 def _error_status(
@@ -40,18 +71,48 @@ def _error_status(
         status = h11_status
     if status == 400 and missing_upgrade(exc):
         # A plain HTTP request: RFC 7231, section 6.5.15 wants Upgrade with a 426.
-        status, headers = 426, [(b"Upgrade", b"websocket")]
-        message = "this is a WebSocket server: send a WebSocket upgrade request"
+        status, headers, body = PLAIN_HTTP_REFUSAL
+        return status, list(headers), body
     return status, headers, f"{status} {message}\n".encode()
 
 
-def receive_request(
-    sock: socket.socket, deadline: Deadline
-) -> tuple[WSConnection, Request, bytes] | None:
+def _plain_request(data: bytes) -> PlainRequest | None:
+    """Return a well-formed plain HTTP ``GET`` or ``HEAD`` request (no ``Upgrade``), or None.
+
+    ``data`` starts with a complete request head that the HTTP parser accepted.
+    """
+    start_line, values, end = split_head(data)
+    parts = start_line.split(b" ")
+    if (
+        len(parts) != 3
+        or parts[0] not in (b"GET", b"HEAD")
+        or parts[2] not in (b"HTTP/1.1", b"HTTP/1.0")
+        or not parts[1].startswith(b"/")
+        or b"upgrade" in values
+        or b"transfer-encoding" in values
+        or values.get(b"content-length", [b"0"]) != [b"0"]
+        or len(values.get(b"host", ())) > 1
+        or has_control_character(values)
+    ):
+        return None
+    headers = []
+    for line in data[:end].split(b"\n")[1:]:
+        if line[:1] in (b" ", b"\t"):
+            return None  # obs-fold (RFC 9112, section 5.2): answered as an error
+        name, sep, value = line.partition(b":")
+        if sep:
+            headers.append((name.strip().lower(), value.strip()))
+    if len(headers) > MAX_HEADERS:
+        return None
+    return PlainRequest(parts[0].decode("ascii"), parts[1].decode("latin-1"), tuple(headers))
+
+
+def receive_request(sock: socket.socket, deadline: Deadline) -> Received | None:
     """Read the upgrade request; answer and return None when it is not a valid one.
 
     :returns: the engine, the request, and the bytes that came after the request
-        (frames a client sent without waiting for the response).
+        (frames a client sent without waiting for the response); for a plain HTTP
+        ``GET`` or ``HEAD`` request, ``None`` and a :class:`PlainRequest`, unanswered.
     """
     ws = WSConnection(ConnectionType.SERVER)
     received = bytearray()
@@ -66,6 +127,12 @@ def receive_request(
             ws.receive_data(data or None)
             events = list(ws.events())
         except HANDSHAKE_ERRORS as exc:
+            plain = None
+            if http_status_hint(exc) is None and _HEAD_END.search(received):
+                # wsproto refused a complete request head that the HTTP parser took.
+                plain = _plain_request(bytes(received))
+            if plain is not None:
+                return None, plain, b""
             # UnicodeError: wsproto could not decode the Host header.
             status, headers, body = _error_status(exc)
             logger.debug("bad handshake request: %s", body.decode().strip())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from ._forwarded import check_trusted_proxies
 from ._options import check_options as check_option_values
 from ._websocket_request import Handler, WebSocketRequest  # noqa: F401 - Handler's hints
 from .connection import ConnectionOptions
@@ -40,6 +41,12 @@ class ServeOptions(ConnectionOptions, total=False):
     #: The ``Server`` header of the 101 response (default: ``"syncws/VERSION Python/X.Y"``;
     #: ``None``: none).
     server_header: str | None
+    #: The reverse proxies whose ``X-Forwarded-For`` or ``X-Real-IP`` header names the
+    #: client: IP addresses or CIDR networks (``"10.0.0.0/8"``), or ``"unix"`` for peers
+    #: on a Unix socket. From those peers, :attr:`WebSocketRequest.remote` is the
+    #: right-most forwarded address that is not itself a trusted proxy; from any other
+    #: peer the headers are ignored. Default: ``None``, no proxy trusted.
+    trusted_proxies: Sequence[str] | None
 
 
 def check_handler(handler: object) -> None:
@@ -49,7 +56,9 @@ def check_handler(handler: object) -> None:
 
 
 def check_options(options: ServeOptions) -> None:
-    """Check the server ``options``; normalise ``origins`` (a tuple, in lower case).
+    """Check the server ``options``; normalise ``origins`` and ``trusted_proxies``.
+
+    ``origins`` becomes a tuple in lower case, ``trusted_proxies`` a tuple of networks.
 
     :raises TypeError: for an unknown option or a value of the wrong type.
     :raises ValueError: for a bad value.
@@ -66,6 +75,9 @@ def check_options(options: ServeOptions) -> None:
         # Scheme and host are case-insensitive (RFC 6454): compare in lower case,
         # lowered here once rather than for every request.
         options["origins"] = tuple(o if o is None else o.lower() for o in origins)
+    trusted = check_trusted_proxies(options.get("trusted_proxies"))
+    if trusted is not None:
+        options["trusted_proxies"] = trusted  # Normalised: a tuple, read once.
 
 
 _BAD_ORIGIN = re.compile(r"[\x00-\x20\x7f]")

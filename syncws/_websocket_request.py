@@ -20,8 +20,10 @@ from wsproto.events import AcceptConnection, Request
 
 from ._deadline import Deadline
 from ._deflate import deflate_extensions
+from ._forwarded import client_address
 from ._http import HeadersLike, add_header, check_header_option, check_headers, product, response
 from ._options import seconds
+from ._read_request import PlainRequest
 from ._transport import endpoint
 from .connection import WebSocketConnection, connection_args
 from .exceptions import ConnectionClosed
@@ -77,8 +79,8 @@ class WebSocketRequest:
     def __init__(
         self,
         sock: socket.socket,
-        ws: WSConnection,
-        event: Request,
+        ws: WSConnection | None,
+        event: Request | PlainRequest,
         early_data: bytes,
         options: ServeOptions,
         *,
@@ -88,7 +90,10 @@ class WebSocketRequest:
         self._sock = sock
         self._reader_on_demand = reader_on_demand
         self._ws: WSConnection | None = ws
-        self._event = event
+        # A plain HTTP request (no Upgrade) has no engine: only a hook sees it.
+        self._event = event if isinstance(event, Request) else None
+        self._method = event.method if isinstance(event, PlainRequest) else "GET"
+        self._target = event.target
         self._early_data = early_data
         self._options = options
         self._on_accept = on_accept
@@ -102,8 +107,14 @@ class WebSocketRequest:
         self.username: str | None = None
         is_ssl = isinstance(sock, ssl.SSLSocket)
         self._local = endpoint(sock, local=True, is_ssl=is_ssl)
-        self._remote = endpoint(sock, local=False, is_ssl=is_ssl)
-        self._headers = ((b"host", _host_bytes(event.host)), *event.extra_headers)
+        if isinstance(event, Request):
+            self._headers = ((b"host", _host_bytes(event.host)), *event.extra_headers)
+        else:
+            self._headers = event.headers
+        peer = endpoint(sock, local=False, is_ssl=is_ssl)
+        self._remote = client_address(peer, self._headers, options.get("trusted_proxies"))
+        if self._remote != peer and isinstance(self._remote, Endpoint):
+            logger.debug("%s forwards a request of %s", peer, self._remote.address)
 
     @property
     def headers(self) -> tuple[tuple[bytes, bytes], ...]:
@@ -150,12 +161,23 @@ class WebSocketRequest:
     @property
     def path(self) -> str:
         """The requested resource: the URL path with its query string."""
-        return self._event.target
+        return self._target
+
+    @property
+    def is_upgrade(self) -> bool:
+        """Whether this is a WebSocket upgrade request.
+
+        ``False`` for a plain HTTP ``GET`` or ``HEAD`` request (one without an
+        ``Upgrade`` header), such as a load balancer's health check: only a
+        ``process_request`` hook sees those, and may answer them with :meth:`respond`;
+        the server answers the others with ``426 Upgrade Required``.
+        """
+        return self._event is not None
 
     @property
     def proposed_subprotocols(self) -> tuple[str, ...]:
         """The subprotocols the client offers, in its order of preference."""
-        return tuple(self._event.subprotocols)
+        return () if self._event is None else tuple(self._event.subprotocols)
 
     @property
     def local(self) -> Endpoint | str:
@@ -164,7 +186,12 @@ class WebSocketRequest:
 
     @property
     def remote(self) -> Endpoint | str:
-        """The client's end of the connection (a path string for Unix sockets)."""
+        """The client's end of the connection (a path string for Unix sockets).
+
+        When the TCP peer is one of the server's ``trusted_proxies``, the client's
+        address that the proxy forwarded instead, with port ``0`` (see
+        :ref:`trusted-proxies`).
+        """
         return self._remote
 
     @property
@@ -203,7 +230,9 @@ class WebSocketRequest:
         """
         if self._in_hook:
             raise RuntimeError("a process_request hook may reject a request, not accept it")
-        if subprotocol is not None and subprotocol not in self._event.subprotocols:
+        if self._event is None:
+            raise RuntimeError("a plain HTTP request cannot be accepted as a WebSocket")
+        if subprotocol is not None and subprotocol not in self.proposed_subprotocols:
             raise ValueError(f"the client did not offer the subprotocol {subprotocol!r}")
         headers = check_headers(extra_headers)
         server = self._options.get("server_header", product())
@@ -263,14 +292,41 @@ class WebSocketRequest:
         :raises ValueError: for status 101 or outside 100-599, or a bad header.
         :raises RuntimeError: when the request was already accepted or rejected.
         """
+        self.respond(status_code, body, extra_headers=extra_headers)
+
+    def respond(
+        self,
+        status_code: int,
+        body: bytes | str | None = None,
+        *,
+        extra_headers: HeadersLike | None = None,
+    ) -> None:
+        r"""Answer with an HTTP response instead of a WebSocket, then close the connection.
+
+        What a ``process_request`` hook calls to serve a plain HTTP request, e.g.
+        ``request.respond(200, "ok\n")`` for a health check (see
+        :attr:`is_upgrade`); the same as :meth:`reject` with the body second. The
+        response has ``Content-Length`` and ``Connection: close``, and a
+        ``text/plain`` ``Content-Type`` unless ``extra_headers`` set one; the answer
+        to a ``HEAD`` request has no body.
+
+        :param status_code: the HTTP status, e.g. 200 or 404 (not 101).
+        :param body: the response body; ``str`` is sent as UTF-8 text.
+        :param extra_headers: extra response headers.
+        :raises ValueError: for status 101 or outside 100-599, or a bad header.
+        :raises RuntimeError: when the request was already accepted or answered.
+        """
         if not 100 <= status_code <= 599 or status_code == 101:
-            raise ValueError(f"invalid status code for a rejection: {status_code}")
+            raise ValueError(f"invalid status code for an HTTP response: {status_code}")
         headers = check_headers(extra_headers)
         payload = body.encode("utf-8") if isinstance(body, str) else (body or b"")
         self._answer()
+        data = response(status_code, headers, payload)
+        if self._method == "HEAD" and payload:
+            data = data[: -len(payload)]  # The head of the GET response only.
         with contextlib.suppress(OSError):
             self._sock.settimeout(seconds(self._options, "connect_timeout"))
-            self._sock.sendall(response(status_code, headers, payload))
+            self._sock.sendall(data)
         close_socket(self._sock)
 
     def _answer(self) -> None:

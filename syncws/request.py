@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from ._deadline import Deadline
 from ._deprecated import module_getattr as _module_getattr
 from ._options import seconds
-from ._read_request import receive_request
+from ._read_request import PLAIN_HTTP_REFUSAL, receive_request
 from ._serve_options import ServeOptions, check_handler, check_options, origin_allowed
 from ._server_tls import tls_handshake
 from ._transport import endpoint
@@ -93,13 +93,21 @@ def serve_socket(
         if overloaded:
             request.reject(503, [("Retry-After", "1")], "503 too many connections\n")
             return
-        if not origin_allowed(request.origin, options.get("origins")):
+        # The origin check is for WebSocket handshakes: a plain HTTP request (a
+        # health check) goes to the hook, then gets 426 unless the hook answered it.
+        if request.is_upgrade and not origin_allowed(request.origin, options.get("origins")):
             logger.debug("origin refused: %r", request.origin)
             request.reject(403, body="403 origin not allowed\n")
             return
         hook = options.get("process_request")
-        if hook is None or run_hook(hook, request):
-            run_handler(handler, request)
+        if hook is not None and not run_hook(hook, request):
+            return
+        if not request.is_upgrade:
+            status, headers, body = PLAIN_HTTP_REFUSAL
+            logger.debug("bad handshake request: %s", body.decode().strip())
+            request.reject(status, headers, body)
+            return
+        run_handler(handler, request)
     finally:
         # accept() hands the socket to the connection, reject() closes it.
         if request is None or not request.answered:

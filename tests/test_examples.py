@@ -8,6 +8,7 @@ itself, and checks that it exited with status 0 and printed no traceback.
 from __future__ import annotations
 
 import datetime
+import http.client
 import re
 import signal
 import ssl
@@ -36,6 +37,7 @@ TESTED = {
     "echo_client.py": "test_echo_server_and_echo_client",
     "echo_server.py": "test_echo_server_and_echo_client",
     "gui_client.py": "test_gui_client_reports_a_failed_connection",
+    "health_check.py": "test_health_check_*",
     "proxy_client.py": "test_proxy_client_*",
     "secure_server.py": "test_secure_server_*",
     "test_with_syncws.py": "test_the_pytest_example_passes",
@@ -364,6 +366,50 @@ def test_secure_server_rejects_a_bad_user_option() -> None:
         assert child.wait(WAIT) == 2
     assert "NAME:PASSWORD" in child.errors
     assert "listening" not in child.output
+
+
+# -------------------------------------------------------------- health check
+
+
+def http_get(port: int, path: str) -> tuple[int, bytes]:
+    client = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+    try:
+        client.request("GET", path)
+        response = client.getresponse()
+        return response.status, response.read()
+    finally:
+        client.close()
+
+
+def test_health_check_answers_healthz_and_stops_on_sigterm(server: Any) -> None:
+    health = server("health_check.py", "--trusted-proxy", "127.0.0.0/8")
+    assert http_get(health.port, "/healthz") == (200, b"ok\n")
+    assert http_get(health.port, "/")[0] == 426
+    # 127.0.0.1 is a trusted proxy here: its X-Forwarded-For names the client.
+    headers = [("X-Forwarded-For", "198.51.100.9")]
+    with syncws.connect(health.url(), extra_headers=headers, disconnect_timeout=WAIT) as ws:
+        assert ws.get_message(timeout=WAIT) == "hello 198.51.100.9"
+        ws.send_message("echo me")
+        assert ws.get_message(timeout=WAIT) == "echo me"
+        health.child.proc.send_signal(signal.SIGTERM)
+        messages, reason = drain(ws)
+    assert (messages, reason.code) == ([], 1001)
+    health.exited()
+
+
+def test_health_check_ignores_forwarded_headers_from_untrusted_peers(server: Any) -> None:
+    health = server("health_check.py")
+    headers = [("X-Forwarded-For", "198.51.100.9")]
+    with syncws.connect(health.url(), extra_headers=headers, disconnect_timeout=WAIT) as ws:
+        assert ws.get_message(timeout=WAIT) == "hello 127.0.0.1"
+    health.interrupt()
+
+
+def test_health_check_rejects_a_bad_trusted_proxy() -> None:
+    with run_example("health_check.py", "--port", "0", "--trusted-proxy", "nginx") as child:
+        assert child.wait(WAIT) == 2
+    assert "not an IP address" in child.errors
+    assert "listening" not in child.errors
 
 
 # ----------------------------------------------------------------------- GUI
