@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import logging
 import re
 import signal
 import socket
@@ -270,3 +271,77 @@ def test_response_refuses_to_be_a_body() -> None:
     with pytest.raises(BrokenPipeError):
         next(iter(taken_over))
     taken_over.close()
+
+
+# -- in-process: a plain WSGI application under werkzeug's server in a thread -----------
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_plain_wsgi_app_under_werkzeug_in_process() -> None:
+    """No Flask: process_request, options, and a view that returns with the socket open."""
+    from werkzeug.serving import make_server
+
+    refusals: list[int | None] = []
+
+    def hook(request: syncws.WebSocketRequest) -> None:
+        if request.header("Authorization") != "Bearer sesame":
+            request.reject(401, body="401 who are you?\n")
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ["PATH_INFO"] not in ("/echo", "/leave-open"):
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not here\n"]
+        try:
+            ws = syncws.wsgi.accept(environ, process_request=hook, max_message_size=1000)
+        except syncws.wsgi.RequestRefused as exc:
+            refusals.append(exc.status_code)
+            return syncws.wsgi.response(environ)
+        if environ["PATH_INFO"] == "/echo":
+            with contextlib.suppress(syncws.ConnectionClosed):
+                for message in ws:
+                    ws.send_message(message)
+        # /leave-open: response() closes the connection (1000).
+        return syncws.wsgi.response(environ)
+
+    records = _Records()
+    werkzeug_log = logging.getLogger("werkzeug")
+    werkzeug_log.addHandler(records)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="werkzeug-test")
+    thread.start()
+    base = f"ws://127.0.0.1:{server.server_port}"
+    auth = {"Authorization": "Bearer sesame"}
+    try:
+        with pytest.raises(syncws.ConnectionRejected) as rejected:
+            syncws.connect(f"{base}/echo")
+        assert rejected.value.status_code == 401 and rejected.value.body == b"401 who are you?\n"
+        with syncws.connect(f"{base}/echo", extra_headers=auth) as ws:
+            ws.send_message("hello")
+            assert ws.get_message(timeout=WAIT) == "hello"
+            ws.send_message(b"x" * 2000)  # Over max_message_size: 1009.
+            with pytest.raises(syncws.ConnectionClosedError):
+                ws.get_message(timeout=WAIT)
+        assert ws.close_reason is not None and ws.close_reason.code == 1009
+        with (
+            syncws.connect(f"{base}/leave-open", extra_headers=auth) as ws,
+            pytest.raises(syncws.ConnectionClosedOK),
+        ):
+            ws.get_message(timeout=WAIT)
+        assert ws.close_reason is not None and ws.close_reason.code == 1000
+        status, _, _ = _http_get(server.server_port, "/elsewhere")
+        assert status == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(WAIT)
+        werkzeug_log.removeHandler(records)
+    assert refusals == [None]
+    assert not records.records, [record.getMessage() for record in records.records]
