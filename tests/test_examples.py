@@ -36,6 +36,8 @@ TESTED = {
     "chat_server.py": "test_chat_server_relays_to_every_client",
     "echo_client.py": "test_echo_server_and_echo_client",
     "echo_server.py": "test_echo_server_and_echo_client",
+    # Under werkzeug's and gunicorn's servers, in tests/test_wsgi.py.
+    "flask_chat.py": "test_wsgi.py::*",
     "gui_client.py": "test_gui_client_reports_a_failed_connection",
     "health_check.py": "test_health_check_*",
     "proxy_client.py": "test_proxy_client_*",
