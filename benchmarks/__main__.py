@@ -55,11 +55,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "and most threaded programs do; syncws reads on the caller's thread there)",
     )
     parser.add_argument(
+        "--idle",
+        type=int,
+        help="connections opened by the idle workload (default: 2000, quick: 200)",
+    )
+    parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results", help="output directory"
     )
     args = parser.parse_args(argv)
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.idle is not None and args.idle < 1:
+        parser.error("--idle must be at least 1")
     return args
 
 
@@ -81,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     params = QUICK if args.quick else FULL
     if args.repeat is not None:
         params = dataclasses.replace(params, repeat=args.repeat)
+    if args.idle is not None:
+        params = dataclasses.replace(params, idle=args.idle)
     raise_fd_limit()
     peers = args.libs
     results: dict[str, Any] = {
