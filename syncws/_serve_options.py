@@ -7,13 +7,17 @@ serve, and by the serving of each client, which checks ``Origin`` against ``orig
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 
 from ._forwarded import check_trusted_proxies
 from ._options import check_options as check_option_values
-from ._websocket_request import Handler, WebSocketRequest  # noqa: F401 - Handler's hints
+from ._read_request import PLAIN_HTTP_REFUSAL
+from ._websocket_request import Handler, WebSocketRequest, run_hook
 from .connection import ConnectionOptions
+
+logger = logging.getLogger("syncws")
 
 __all__ = ["ServeOptions", "check_handler", "check_options", "origin_allowed"]
 
@@ -88,3 +92,32 @@ def origin_allowed(origin: str | None, origins: Sequence[str | None] | None) -> 
     if origins is None:
         return True
     return (origin if origin is None else origin.lower()) in origins
+
+
+#: What :func:`screen_request` returns when the ``process_request`` hook answered.
+HOOK_ANSWERED = 0
+
+
+def screen_request(request: WebSocketRequest, options: ServeOptions) -> int | None:
+    """Apply the checks that come before the handler, as the server and WSGI do.
+
+    The origin check (WebSocket handshakes only: a plain HTTP request such as a
+    health check has no Origin to check), then the ``process_request`` hook, then
+    ``426`` for a plain request the hook left alone.
+
+    :returns: ``None`` when the request goes on to the handler; otherwise the HTTP
+        status it was answered with, or :data:`HOOK_ANSWERED` when the hook answered.
+    """
+    if request.is_upgrade and not origin_allowed(request.origin, options.get("origins")):
+        logger.debug("origin refused: %r", request.origin)
+        request.reject(403, body="403 origin not allowed\n")
+        return 403
+    hook = options.get("process_request")
+    if hook is not None and not run_hook(hook, request):
+        return HOOK_ANSWERED
+    if not request.is_upgrade:
+        status, headers, body = PLAIN_HTTP_REFUSAL
+        logger.debug("bad handshake request: %s", body.decode().strip())
+        request.reject(status, headers, body)
+        return status
+    return None

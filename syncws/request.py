@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 from ._deadline import Deadline
 from ._deprecated import module_getattr as _module_getattr
 from ._options import seconds
-from ._read_request import PLAIN_HTTP_REFUSAL, receive_request
-from ._serve_options import ServeOptions, check_handler, check_options, origin_allowed
+from ._read_request import receive_request
+from ._serve_options import ServeOptions, check_handler, check_options, screen_request
 from ._server_tls import tls_handshake
 from ._transport import endpoint
-from ._websocket_request import Handler, WebSocketRequest, close_socket, run_handler, run_hook
+from ._websocket_request import Handler, WebSocketRequest, close_socket, run_handler
 from .connection import WebSocketConnection
 
 logger = logging.getLogger("syncws")
@@ -93,19 +93,7 @@ def serve_socket(
         if overloaded:
             request.reject(503, [("Retry-After", "1")], "503 too many connections\n")
             return
-        # The origin check is for WebSocket handshakes: a plain HTTP request (a
-        # health check) goes to the hook, then gets 426 unless the hook answered it.
-        if request.is_upgrade and not origin_allowed(request.origin, options.get("origins")):
-            logger.debug("origin refused: %r", request.origin)
-            request.reject(403, body="403 origin not allowed\n")
-            return
-        hook = options.get("process_request")
-        if hook is not None and not run_hook(hook, request):
-            return
-        if not request.is_upgrade:
-            status, headers, body = PLAIN_HTTP_REFUSAL
-            logger.debug("bad handshake request: %s", body.decode().strip())
-            request.reject(status, headers, body)
+        if screen_request(request, options) is not None:
             return
         run_handler(handler, request)
     finally:

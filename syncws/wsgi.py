@@ -33,9 +33,8 @@ from ._deadline import Deadline
 from ._http import response as http_response
 from ._options import check_options as check_option_values
 from ._options import seconds
-from ._read_request import PLAIN_HTTP_REFUSAL
-from ._serve_options import origin_allowed
-from ._websocket_request import close_socket, run_hook
+from ._serve_options import HOOK_ANSWERED, screen_request
+from ._websocket_request import close_socket
 from .exceptions import WebSocketError
 from .request import ServeOptions, WebSocketRequest, check_options, receive_request
 
@@ -137,19 +136,9 @@ def accept(environ: dict[str, Any], **options: Unpack[WSGIOptions]) -> WebSocket
     try:
         early = _buffered_input(environ, sock)
         request = _parse(sock, head, early, options)
-        # As on the server: the origin check is for WebSocket handshakes; a plain
-        # HTTP request goes to the hook, then gets 426 unless the hook answered it.
-        if request.is_upgrade and not origin_allowed(request.origin, options.get("origins")):
-            logger.debug("origin refused: %r", request.origin)
-            request.reject(403, body="403 origin not allowed\n")
-            raise RequestRefused(403)
-        hook = options.get("process_request")
-        if hook is not None and not run_hook(hook, request):
-            raise RequestRefused(None)
-        if not request.is_upgrade:
-            status, headers, body = PLAIN_HTTP_REFUSAL
-            request.reject(status, headers, body)
-            raise RequestRefused(status)
+        status = screen_request(request, options)
+        if status is not None:
+            raise RequestRefused(None if status == HOOK_ANSWERED else status)
         offered = request.proposed_subprotocols
         chosen = next((name for name in subprotocols or () if name in offered), None)
         connection = request.accept(chosen)
