@@ -17,9 +17,10 @@ wsproto keeps everything that has state: the handshake, the connection state, pi
 fragments, the closing handshake and every protocol error. The fast path is off for the
 whole connection when an extension (permessage-deflate) was negotiated.
 
-Masking uses the C function of the ``websockets`` package when it is installed (the
-``speedups`` extra), unless the environment variable ``SYNCWS_NO_SPEEDUPS`` is set; the
-pure-Python fallback gives the same bytes.
+Masking runs in C in syncws's own extension, :mod:`syncws._speedups`, built at
+install where a C compiler is found, unless the environment variable
+``SYNCWS_NO_SPEEDUPS`` is set (to anything but an empty string); the pure-Python
+fallback gives the same bytes.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ _INT_MASK_LIMIT = 2048
 _fast_mask: Callable[[bytes | bytearray | memoryview, bytes], bytes] | None = None
 if not os.environ.get("SYNCWS_NO_SPEEDUPS"):
     try:
-        from websockets.speedups import apply_mask as _fast_mask
+        from ._speedups import apply_mask as _fast_mask
     except ImportError:  # pragma: no cover - depends on what is installed
         _fast_mask = None
 
@@ -78,7 +79,7 @@ def masking_key() -> bytes:
 
 
 def speedups() -> bool:
-    """Whether masking runs in C (the ``speedups`` extra is installed and not disabled)."""
+    """Whether masking runs in C (the extension was built and is not disabled)."""
     return _fast_mask is not None
 
 
