@@ -44,7 +44,7 @@ from .exceptions import (
 )
 from .notify import MessageNotifier
 from .request import Handler, ServeOptions, WebSocketRequest, wrap_server_socket
-from .server import WebSocketServer, serve_websocket
+from .server import WebSocketServer, WorkerPool, serve_websocket
 from .types import CloseReason, Endpoint
 
 if TYPE_CHECKING:
@@ -78,6 +78,7 @@ __all__ = [
     "WebSocketError",
     "WebSocketRequest",
     "WebSocketServer",
+    "WorkerPool",
     "basic_auth",
     "broadcast",
     "connect",

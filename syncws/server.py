@@ -29,6 +29,7 @@ from ._signals import SIGTERM_MESSAGE, SecondInterrupt, SignalWakeup, sigterm_in
 from ._starter import STARTER
 from ._transport import endpoint
 from ._trouble import WARNING_INTERVAL  # noqa: F401 - the tests read it here
+from ._workers import WorkerPool, check_workers  # It imports this module: keep it first.
 from .connection import WebSocketConnection
 from .request import Handler, ServeOptions, check_handler, check_options
 from .types import Endpoint
@@ -38,7 +39,7 @@ logger = logging.getLogger("syncws")
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["WebSocketServer", "serve_websocket"]
+__all__ = ["WebSocketServer", "WorkerPool", "serve_websocket"]
 
 
 class WebSocketServer:
@@ -72,9 +73,14 @@ class WebSocketServer:
         ``port``; the socket file is removed at shutdown. Clients connect with
         :func:`~syncws.wrap_client_socket` on a connected ``AF_UNIX`` socket.
         :attr:`port` is then ``0``.
+    :param reuse_port: with ``host`` and ``port``: set ``SO_REUSEPORT`` on every
+        listening socket, so that other processes (or servers) may listen on the same
+        port at once; on Linux the kernel then spreads new connections over them all.
+        Default: false.
     :param options: see :class:`ServeOptions`.
     :raises ValueError: when ``sock`` and ``unix_path`` are both given, or either is
-        given with ``host`` or ``port``, or for a bad option.
+        given with ``host``, ``port`` or ``reuse_port``; for ``reuse_port`` where the
+        platform has no ``SO_REUSEPORT``; or for a bad option.
     :raises TypeError: for an unknown option or a handler that cannot be called.
     :raises OSError: when the address cannot be listened on.
     """
@@ -88,12 +94,13 @@ class WebSocketServer:
         *,
         sock: socket.socket | None = None,
         unix_path: str | os.PathLike[str] | None = None,
+        reuse_port: bool = False,
         **options: Unpack[ServeOptions],
     ) -> None:
         check_handler(handler)
         check_options(options)
         path = None if unix_path is None else os.fspath(unix_path)
-        check_address(host, port, sock, path)
+        check_address(host, port, sock, path, reuse_port)
         self._wake_r, self._wake_w = socket.socketpair()
         try:
             if sock is not None:
@@ -101,7 +108,7 @@ class WebSocketServer:
             elif path is not None:
                 listeners = [listen_unix(path)]
             else:
-                listeners = bind(host, port)
+                listeners = bind(host, port, reuse_port=reuse_port)
         except BaseException:
             self._wake_r.close()
             self._wake_w.close()
@@ -324,6 +331,8 @@ def serve_websocket(
     *,
     sock: socket.socket | None = None,
     unix_path: str | os.PathLike[str] | None = None,
+    reuse_port: bool = False,
+    workers: int = 1,
     **options: Unpack[ServeOptions],
 ) -> None:
     """Serve WebSocket clients until interrupted.
@@ -347,11 +356,40 @@ def serve_websocket(
         :class:`WebSocketServer`.
     :param unix_path: the path of a Unix socket to listen on instead, as for
         :class:`WebSocketServer`.
+    :param reuse_port: set ``SO_REUSEPORT``, as for :class:`WebSocketServer`.
+    :param workers: how many processes serve: ``1`` (the default) serves in this
+        process; more makes this process the supervisor of that many forked worker
+        processes sharing the port, and returns once they have stopped (see
+        :class:`WorkerPool`, POSIX only, not with ``unix_path``). Options such as
+        ``max_connections`` then apply to each worker.
     :param options: see :class:`ServeOptions`.
-    :raises ValueError, TypeError, OSError: as :class:`WebSocketServer`.
+    :raises ValueError, TypeError, OSError: as :class:`WebSocketServer`, and for a
+        bad ``workers``.
     """
+    if check_workers(workers) > 1:
+        if unix_path is not None:
+            raise ValueError("unix_path cannot be given with workers")
+        pool = WorkerPool(
+            handler,
+            host,
+            port,
+            ssl_context,
+            workers=workers,
+            sock=sock,
+            reuse_port=reuse_port,
+            **options,
+        )
+        pool.serve_forever()
+        return
     server = WebSocketServer(
-        handler, host, port, ssl_context, sock=sock, unix_path=unix_path, **options
+        handler,
+        host,
+        port,
+        ssl_context,
+        sock=sock,
+        unix_path=unix_path,
+        reuse_port=reuse_port,
+        **options,
     )
     try:
         with sigterm_interrupts():
