@@ -350,7 +350,7 @@ class WorkerPool:
         while True:
             readable, _, _ = select.select([self._alive_r], [], [], POLL)
             if readable and not os.read(self._alive_r, 1):
-                logger.warning("the supervisor is gone, worker %d stops", os.getpid())
+                logger.warning("the supervisor is gone: worker (pid %d) stops", os.getpid())
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
 
