@@ -107,7 +107,7 @@ class WorkerPool:
     All workers serve the same port: on Linux each listens on a socket of its own with
     ``SO_REUSEPORT`` and the kernel balances new connections between them; on other
     POSIX systems they share one listening socket bound here. The workers are forked
-    (:mod:`multiprocessing`'s ``fork`` start method): the handler may be any callable,
+    (the ``fork`` start method of ``multiprocessing``): the handler may be any callable,
     and each worker starts with a copy of the calling process, which should not be
     running threads of its own at the time. Windows has no ``fork``.
 
@@ -363,7 +363,7 @@ class WorkerPool:
         after :meth:`shutdown` from another thread or, in the main thread, SIGINT
         (Ctrl-C) or SIGTERM: every worker then gets SIGTERM and shuts down gracefully,
         closing its connections with code 1001. Workers still running after
-        ``disconnect_timeout`` plus :data:`STOP_MARGIN` seconds are killed. A second
+        ``disconnect_timeout`` plus one second are killed. A second
         SIGINT or SIGTERM meanwhile cuts the workers' shutdown short (see
         :attr:`shutdown_cut_short`). The signal handlers in place before are restored.
 
@@ -484,7 +484,7 @@ class WorkerPool:
         stops the workers :meth:`start` started in the calling thread.
 
         :param timeout: seconds each worker gets to close its clients before it is
-            killed (default: ``disconnect_timeout`` plus :data:`STOP_MARGIN`).
+            killed (default: ``disconnect_timeout``), plus one second.
         """
         with self._lock:
             if timeout is not None:
