@@ -109,7 +109,9 @@ class WorkerPool:
     POSIX systems they share one listening socket bound here. The workers are forked
     (the ``fork`` start method of ``multiprocessing``): the handler may be any callable,
     and each worker starts with a copy of the calling process, which should not be
-    running threads of its own at the time. Windows has no ``fork``.
+    running threads of its own at the time. Windows has no ``fork``. The workers are
+    daemonic ``multiprocessing`` processes: a handler may run commands
+    (``subprocess``) but not start ``multiprocessing`` processes of its own.
 
     Options apply per worker: ``max_connections=100`` with 4 workers admits up to 400
     clients. Each worker is a process of its own, so :func:`broadcast` and anything a
@@ -381,7 +383,7 @@ class WorkerPool:
                 self._stop_workers(self._stop_limit(), signals)
         except KeyboardInterrupt:
             # A signal before the handlers were taken over (or in start()).
-            self._stop_workers(0.0, None)
+            self._stop_workers(self._stop_limit(), None)
         finally:
             self._close()
             self._done.set()
