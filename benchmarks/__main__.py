@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ROOT
-from .clients import PEERS
+from .clients import PEERS, workers_peer
 from .report import chart, console_table, markdown
 from .sysinfo import machine_info, raise_fd_limit
 from .workloads import FULL, QUICK, WORKLOADS
@@ -60,6 +60,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="connections opened by the idle workload (default: 2000, quick: 200)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        help="also measure a syncws server of N worker processes (peer syncws-workersN), "
+        "beside the one-process syncws server",
+    )
+    parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results", help="output directory"
     )
     args = parser.parse_args(argv)
@@ -67,6 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--repeat must be at least 1")
     if args.idle is not None and args.idle < 1:
         parser.error("--idle must be at least 1")
+    if args.workers is not None and args.workers < 2:
+        parser.error("--workers must be at least 2")
     return args
 
 
@@ -91,7 +99,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.idle is not None:
         params = dataclasses.replace(params, idle=args.idle)
     raise_fd_limit()
-    peers = args.libs
+    known = dict(PEERS)
+    peers = list(args.libs)
+    if args.workers is not None:
+        extra = workers_peer(args.workers)
+        known[extra.name] = extra
+        peers.append(extra.name)
     results: dict[str, Any] = {
         "machine": machine_info(),
         "config": {
@@ -103,7 +116,12 @@ def main(argv: list[str] | None = None) -> None:
             "repeat": params.repeat,
             "params": dataclasses.asdict(params),
             "peers": {
-                name: {"client": PEERS[name].client, "server": PEERS[name].server} for name in peers
+                name: {
+                    "client": known[name].client,
+                    "server": known[name].server,
+                    "workers": known[name].workers,
+                }
+                for name in peers
             },
         },
         "workloads": {},
@@ -121,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         results["workloads"][name] = record
         runnable = []
         for peer_name in peers:
-            reason = workload.skip(PEERS[peer_name])
+            reason = workload.skip(known[peer_name])
             if reason:
                 record["skipped"][peer_name] = reason
             else:
@@ -132,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
                 gc.collect()
                 t0 = time.monotonic()
                 try:
-                    sample = _run(workload, PEERS[peer_name], params, args.client_thread)
+                    sample = _run(workload, known[peer_name], params, args.client_thread)
                 except Exception as exc:  # a failing peer must not stop the suite
                     record["errors"].setdefault(peer_name, []).append(
                         f"{type(exc).__name__}: {exc}"

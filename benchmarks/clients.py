@@ -30,12 +30,19 @@ class Peer:
     name: str
     client: str
     server: str
+    #: Server processes: more than 1 runs the syncws server as a WorkerPool.
+    workers: int = 1
 
     @property
     def label(self) -> str:
         if self.client == self.server:
             return self.name
         return f"{self.client} (vs {self.server} server)"
+
+
+def workers_peer(workers: int) -> Peer:
+    """The syncws client against a syncws server of ``workers`` worker processes."""
+    return Peer(f"syncws-workers{workers}", "syncws", "syncws", workers)
 
 
 PEERS = {

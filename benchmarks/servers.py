@@ -49,7 +49,11 @@ def _background(target: Callable[[], object]) -> None:
     threading.Thread(target=target, name="accept-loop", daemon=True).start()
 
 
-def start_syncws(compression: bool) -> int:
+#: What to call before the process exits (a worker pool's shutdown).
+_CLEANUPS: list[Callable[[], object]] = []
+
+
+def start_syncws(compression: bool, workers: int = 1) -> int:
     import syncws
 
     def handler(request: syncws.WebSocketRequest) -> None:
@@ -57,14 +61,18 @@ def start_syncws(compression: bool) -> int:
         with contextlib.suppress(syncws.ConnectionClosed):
             serve_loop(ws.get_message, ws.send_message)
 
-    server = syncws.WebSocketServer(
-        handler,
-        HOST,
-        0,
-        max_message_size=MAX_SIZE,
-        compression="deflate" if compression else None,
-        ping_interval=None,  # no keepalive, like every library here
-    )
+    options: Any = {
+        "max_message_size": MAX_SIZE,
+        "compression": "deflate" if compression else None,
+        "ping_interval": None,  # no keepalive, like every library here
+    }
+    if workers > 1:
+        # The workers serve by themselves once started; stopped before the exit.
+        pool = syncws.WorkerPool(handler, HOST, 0, workers=workers, **options)
+        pool.start()
+        _CLEANUPS.append(lambda: pool.shutdown(1.0))
+        return pool.port
+    server = syncws.WebSocketServer(handler, HOST, 0, **options)
     server.__enter__()  # serves in a background thread until the process exits
     return server.port
 
@@ -158,25 +166,35 @@ def main() -> None:
     parser.add_argument("lib", choices=SERVER_LIBS)
     parser.add_argument("--port", type=int, default=0, help="only 0 (a free port) is supported")
     parser.add_argument("--compression", action="store_true", help="accept permessage-deflate")
+    parser.add_argument("--workers", type=int, default=1, help="syncws only: worker processes")
     args = parser.parse_args()
     if args.port != 0:
         parser.error("only --port 0 is supported")
+    if args.workers != 1 and args.lib != "syncws":
+        parser.error("--workers is for syncws only")
     raise_fd_limit()
-    port = _STARTERS[args.lib](args.compression)
+    if args.lib == "syncws":
+        port = start_syncws(args.compression, args.workers)
+    else:
+        port = _STARTERS[args.lib](args.compression)
     sys.stdout.write(f"PORT {port}\n")
     sys.stdout.flush()
     sys.stdin.read()  # until the parent closes our stdin
+    for cleanup in _CLEANUPS:
+        cleanup()
     os._exit(0)  # no graceful shutdown: the parent has closed its connections
 
 
 class ServerProcess:
     """Run ``python -m benchmarks.servers LIB`` as a child process (a context manager)."""
 
-    def __init__(self, lib: str, compression: bool = False) -> None:
+    def __init__(self, lib: str, compression: bool = False, workers: int = 1) -> None:
         self.lib = lib
         command = [sys.executable, "-m", "benchmarks.servers", lib, "--port", "0"]
         if compression:
             command.append("--compression")
+        if workers != 1:
+            command += ["--workers", str(workers)]
         self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in stop())
         self._proc = subprocess.Popen(
             command,

@@ -87,6 +87,11 @@ class Workload:
     skip: Callable[[Peer], str | None] = lambda peer: None
 
 
+def _server(peer: Peer, compression: bool = False) -> ServerProcess:
+    """Start the peer's server process (a syncws worker pool for ``peer.workers`` > 1)."""
+    return ServerProcess(peer.server, compression=compression, workers=peer.workers)
+
+
 @contextlib.contextmanager
 def _connection(peer: Peer, port: int, compression: bool = False) -> Iterator[Conn]:
     conn = open_conn(peer.client, port, compression)
@@ -105,7 +110,7 @@ def _echo(conn: Conn, message: str | bytes, count: int) -> None:
 
 
 def run_echo(peer: Peer, params: Params) -> Sample:
-    with ServerProcess(peer.server) as server, _connection(peer, server.port) as conn:
+    with _server(peer) as server, _connection(peer, server.port) as conn:
         _echo(conn, TEXT_32, params.echo // 10)  # warmup
         send, recv, clock = conn.send, conn.recv, time.perf_counter_ns
         latencies = []
@@ -133,7 +138,7 @@ def _pipeline(conn: Conn, count: int) -> float:
 
 
 def run_pipelined(peer: Peer, params: Params) -> Sample:
-    with ServerProcess(peer.server) as server, _connection(peer, server.port) as conn:
+    with _server(peer) as server, _connection(peer, server.port) as conn:
         _pipeline(conn, params.pipelined // 10)  # warmup
         return {"rate": params.pipelined / _pipeline(conn, params.pipelined)}
 
@@ -147,7 +152,7 @@ def _bulk(conn: Conn, size: int, count: int) -> float:
 
 
 def run_bulk(peer: Peer, params: Params) -> Sample:
-    with ServerProcess(peer.server) as server, _connection(peer, server.port) as conn:
+    with _server(peer) as server, _connection(peer, server.port) as conn:
         return {
             "mb_64k": _bulk(conn, 65536, params.bulk_64k),
             "mb_1m": _bulk(conn, 2**20, params.bulk_1m),
@@ -155,7 +160,7 @@ def run_bulk(peer: Peer, params: Params) -> Sample:
 
 
 def run_handshake(peer: Peer, params: Params) -> Sample:
-    with ServerProcess(peer.server) as server:
+    with _server(peer) as server:
         for _ in range(params.handshakes // 10):  # warmup
             open_conn(peer.client, server.port).close()
         start = time.perf_counter()
@@ -166,7 +171,7 @@ def run_handshake(peer: Peer, params: Params) -> Sample:
 
 def _concurrent(peer: Peer, connections: int, k: int) -> float:
     """Total round trips/s of ``connections`` threads, each doing ``k`` round trips."""
-    with ServerProcess(peer.server) as server:
+    with _server(peer) as server:
         conns: list[Conn] = []
         try:
             for _ in range(connections):
@@ -233,7 +238,7 @@ def _settled_stats(pid: int) -> dict[str, int]:
 
 def run_idle(peer: Peer, params: Params) -> Sample:
     count = params.idle
-    with ServerProcess(peer.server) as server:
+    with _server(peer) as server:
         with _connection(peer, server.port) as conn:  # warm the server up
             _echo(conn, TEXT_32, 10)
         before = _settled_stats(server.pid)
@@ -272,7 +277,7 @@ def run_idle(peer: Peer, params: Params) -> Sample:
 def run_deflate(peer: Peer, params: Params) -> Sample:
     messages = json_messages(max(100, params.deflate))
     probe = messages[:50]
-    with ServerProcess(peer.server, compression=True) as server:
+    with _server(peer, compression=True) as server:
         # Bytes on the wire: through a byte-counting forwarder, after a warmup.
         with (
             CountingProxy(server.port) as proxy,
@@ -314,6 +319,8 @@ def _deflate_skip(peer: Peer) -> str | None:
 
 
 def _idle_skip(peer: Peer) -> str | None:
+    if peer.workers > 1:
+        return "measures one server process"
     if peer.server not in (peer.client, "syncws"):
         return "same client as websocket-client, same server as websockets"
     return None

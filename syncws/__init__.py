@@ -14,7 +14,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._deprecated import module_getattr as _module_getattr
+from ._serve import serve_websocket
 from ._version import __version__ as __version__
+from ._workers import WorkerPool
 from .auth import basic_auth
 from .broadcast import broadcast
 from .callbacks import Backoff, CallbackClient
@@ -44,7 +46,7 @@ from .exceptions import (
 )
 from .notify import MessageNotifier
 from .request import Handler, ServeOptions, WebSocketRequest, wrap_server_socket
-from .server import WebSocketServer, serve_websocket
+from .server import WebSocketServer
 from .types import CloseReason, Endpoint
 
 if TYPE_CHECKING:
@@ -78,6 +80,7 @@ __all__ = [
     "WebSocketError",
     "WebSocketRequest",
     "WebSocketServer",
+    "WorkerPool",
     "basic_auth",
     "broadcast",
     "connect",

@@ -10,7 +10,14 @@ import errno
 import logging
 import socket
 
-__all__ = ["LISTEN_BACKLOG", "adopt", "bind", "check_address", "listen_unix"]
+__all__ = [
+    "LISTEN_BACKLOG",
+    "adopt",
+    "bind",
+    "check_address",
+    "check_reuse_port",
+    "listen_unix",
+]
 
 logger = logging.getLogger("syncws")
 
@@ -18,19 +25,57 @@ logger = logging.getLogger("syncws")
 LISTEN_BACKLOG = 1024
 
 
-def bind(host: str | None, port: int) -> list[socket.socket]:
-    """Open listening sockets: all interfaces, one address, or every address of a name."""
+def check_reuse_port() -> None:
+    """Raise ValueError when this platform has no ``SO_REUSEPORT``."""
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise ValueError("reuse_port=True needs SO_REUSEPORT, which this platform lacks")
+
+
+def _server_socket(
+    address: tuple[object, ...], family: int, dualstack: bool, reuse_port: bool, listen: bool
+) -> socket.socket:
+    """Bind a socket to ``address``; make it listen unless ``listen`` is false."""
+    if listen:
+        return socket.create_server(
+            address,
+            family=family,
+            backlog=LISTEN_BACKLOG,
+            reuse_port=reuse_port,
+            dualstack_ipv6=dualstack,
+        )
+    # Bound only, as create_server() would bind it: the port is held, but the kernel
+    # hands it no connection (only listening sockets get any).
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if hasattr(socket, "SO_REUSEADDR") and hasattr(socket, "AF_UNIX"):  # POSIX
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dualstack else 1)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def bind(
+    host: str | None, port: int, *, reuse_port: bool = False, listen: bool = True
+) -> list[socket.socket]:
+    """Open listening sockets: all interfaces, one address, or every address of a name.
+
+    :param reuse_port: set ``SO_REUSEPORT`` on each socket (see
+        :func:`check_reuse_port`), so that other sockets may bind the same port.
+    :param listen: false to bind only: the sockets then hold the port (with
+        ``reuse_port``, for other sockets to listen on) but take no connection.
+    """
+    if reuse_port:
+        check_reuse_port()
     if not host:
         if socket.has_dualstack_ipv6():
-            return [
-                socket.create_server(
-                    ("", port),
-                    family=socket.AF_INET6,
-                    dualstack_ipv6=True,
-                    backlog=LISTEN_BACKLOG,
-                )
-            ]
-        return [socket.create_server(("", port), backlog=LISTEN_BACKLOG)]
+            return [_server_socket(("", port), socket.AF_INET6, True, reuse_port, listen)]
+        return [_server_socket(("", port), socket.AF_INET, False, reuse_port, listen)]
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     sockets: list[socket.socket] = []
     seen = set()
@@ -43,10 +88,8 @@ def bind(host: str | None, port: int) -> list[socket.socket]:
             bind_port = sockets[0].getsockname()[1] if sockets and port == 0 else port
             try:
                 sockets.append(
-                    socket.create_server(
-                        (address[0], bind_port, *address[2:]),
-                        family=family,
-                        backlog=LISTEN_BACKLOG,
+                    _server_socket(
+                        (address[0], bind_port, *address[2:]), family, False, reuse_port, listen
                     )
                 )
             except OSError as exc:
@@ -88,11 +131,27 @@ def adopt(sock: socket.socket) -> socket.socket:
 
 
 def check_address(
-    host: str | None, port: int, sock: socket.socket | None, unix_path: str | None
+    host: str | None,
+    port: int,
+    sock: socket.socket | None,
+    unix_path: str | None,
+    reuse_port: bool = False,
 ) -> None:
-    """Raise ValueError unless exactly one way of listening is given."""
+    """Raise ValueError unless exactly one way of listening is given.
+
+    ``reuse_port`` goes with ``host`` and ``port`` only: it is for sockets the server
+    makes, and must be available.
+    """
     if sock is not None and unix_path is not None:
         raise ValueError("give sock or unix_path, not both")
     given = "sock" if sock is not None else "unix_path" if unix_path is not None else None
     if given is not None and (host is not None or port != 0):
         raise ValueError(f"host and port cannot be given with {given}")
+    if reuse_port and given is not None:
+        raise ValueError(
+            f"reuse_port cannot be given with {given}: set the socket's options yourself"
+            if given == "sock"
+            else "reuse_port cannot be given with unix_path (it is for TCP ports)"
+        )
+    if reuse_port:
+        check_reuse_port()

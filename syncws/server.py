@@ -25,7 +25,7 @@ from ._deadline import Deadline
 from ._handler_threads import HandlerThreads
 from ._listen import adopt, bind, check_address, listen_unix
 from ._options import seconds
-from ._signals import SIGTERM_MESSAGE, SecondInterrupt, SignalWakeup, sigterm_interrupts
+from ._signals import SIGTERM_MESSAGE, SecondInterrupt, SignalWakeup
 from ._starter import STARTER
 from ._transport import endpoint
 from ._trouble import WARNING_INTERVAL  # noqa: F401 - the tests read it here
@@ -38,7 +38,7 @@ logger = logging.getLogger("syncws")
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["WebSocketServer", "serve_websocket"]
+__all__ = ["WebSocketServer"]
 
 
 class WebSocketServer:
@@ -72,9 +72,14 @@ class WebSocketServer:
         ``port``; the socket file is removed at shutdown. Clients connect with
         :func:`~syncws.wrap_client_socket` on a connected ``AF_UNIX`` socket.
         :attr:`port` is then ``0``.
+    :param reuse_port: with ``host`` and ``port``: set ``SO_REUSEPORT`` on every
+        listening socket, so that other processes (or servers) may listen on the same
+        port at once; on Linux the kernel then spreads new connections over them all.
+        Default: false.
     :param options: see :class:`ServeOptions`.
     :raises ValueError: when ``sock`` and ``unix_path`` are both given, or either is
-        given with ``host`` or ``port``, or for a bad option.
+        given with ``host``, ``port`` or ``reuse_port``; for ``reuse_port`` where the
+        platform has no ``SO_REUSEPORT``; or for a bad option.
     :raises TypeError: for an unknown option or a handler that cannot be called.
     :raises OSError: when the address cannot be listened on.
     """
@@ -88,12 +93,13 @@ class WebSocketServer:
         *,
         sock: socket.socket | None = None,
         unix_path: str | os.PathLike[str] | None = None,
+        reuse_port: bool = False,
         **options: Unpack[ServeOptions],
     ) -> None:
         check_handler(handler)
         check_options(options)
         path = None if unix_path is None else os.fspath(unix_path)
-        check_address(host, port, sock, path)
+        check_address(host, port, sock, path, reuse_port)
         self._wake_r, self._wake_w = socket.socketpair()
         try:
             if sock is not None:
@@ -101,7 +107,7 @@ class WebSocketServer:
             elif path is not None:
                 listeners = [listen_unix(path)]
             else:
-                listeners = bind(host, port)
+                listeners = bind(host, port, reuse_port=reuse_port)
         except BaseException:
             self._wake_r.close()
             self._wake_w.close()
@@ -314,49 +320,3 @@ class WebSocketServer:
     def __exit__(self, *exc_info: object) -> None:
         """Shut the server down (see :meth:`shutdown`)."""
         self.shutdown()
-
-
-def serve_websocket(
-    handler: Handler,
-    host: str | None = None,
-    port: int = 0,
-    ssl_context: ssl.SSLContext | None = None,
-    *,
-    sock: socket.socket | None = None,
-    unix_path: str | os.PathLike[str] | None = None,
-    **options: Unpack[ServeOptions],
-) -> None:
-    """Serve WebSocket clients until interrupted.
-
-    Creates a :class:`WebSocketServer` and serves in the calling thread. Ctrl-C
-    (:exc:`KeyboardInterrupt`) shuts the server down gracefully and returns; a second
-    Ctrl-C during that shutdown aborts the connections still open and returns at once
-    (see :meth:`WebSocketServer.serve_forever`).
-
-    In the main thread, SIGTERM, what service managers and container runtimes send to
-    stop a process, does the same as Ctrl-C while the server runs: the handler that was
-    in place before is restored on return. An ignored SIGTERM stays ignored.
-
-    :param handler: called with a :class:`WebSocketRequest` for each client, in a
-        thread of its own.
-    :param host: a host name, an IP address, or ``None`` (the default) for all
-        interfaces.
-    :param port: the TCP port; ``0`` (the default) picks a free one.
-    :param ssl_context: for TLS: a server-side :class:`ssl.SSLContext`.
-    :param sock: a bound socket to serve on instead of ``host`` and ``port``, as for
-        :class:`WebSocketServer`.
-    :param unix_path: the path of a Unix socket to listen on instead, as for
-        :class:`WebSocketServer`.
-    :param options: see :class:`ServeOptions`.
-    :raises ValueError, TypeError, OSError: as :class:`WebSocketServer`.
-    """
-    server = WebSocketServer(
-        handler, host, port, ssl_context, sock=sock, unix_path=unix_path, **options
-    )
-    try:
-        with sigterm_interrupts():
-            server.serve_forever()
-    except KeyboardInterrupt:
-        pass  # serve_forever() has shut the server down.
-    finally:
-        server.shutdown()  # Returns at once when serve_forever() did it.

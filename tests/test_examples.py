@@ -43,6 +43,7 @@ TESTED = {
     "proxy_client.py": "test_proxy_client_*",
     "secure_server.py": "test_secure_server_*",
     "test_with_syncws.py": "test_the_pytest_example_passes",
+    "workers.py": "test_workers_example_spreads_clients_and_stops_on_ctrl_c",
 }
 # Distinctive, so that finding them in the output cannot be a coincidence.
 ALICE_PASSWORD = "Tr0ub4dor-alice-7q"
@@ -429,3 +430,27 @@ def test_gui_client_reports_a_failed_connection() -> None:
         assert child.wait(WAIT) == 1, child.errors
     assert f"error: cannot connect to {url}" in child.errors
     assert "Traceback" not in child.errors
+
+
+# ------------------------------------------------------------------- workers
+
+
+def test_workers_example_spreads_clients_and_stops_on_ctrl_c() -> None:
+    with run_example("workers.py", "--port", "0", "--workers", "2") as child:
+        # The supervisor's line, once both workers listen (each also logs its own).
+        port = child.wait_number(r"2 workers listening on ws://127\.0\.0\.1:(\d+)")
+        url = f"ws://127.0.0.1:{port}/"
+        workers = set()
+        for _ in range(40):  # SO_REUSEPORT hashes each client: all on one worker: 2**-39
+            with syncws.connect(url, disconnect_timeout=WAIT) as ws:
+                workers.add(ws.get_message(timeout=WAIT))
+                ws.send_message("echo me")
+                assert ws.get_message(timeout=WAIT) == "echo me"
+        assert len(workers) == 2, workers
+        with syncws.connect(url, disconnect_timeout=WAIT) as ws:
+            ws.get_message(timeout=WAIT)
+            child.proc.send_signal(signal.SIGINT)
+            messages, reason = drain(ws)
+        assert (messages, reason.code) == ([], 1001)
+        assert child.wait(WAIT) == 0, child.errors
+    assert "Traceback" not in child.errors, child.errors

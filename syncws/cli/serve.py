@@ -30,7 +30,14 @@ import sys
 import threading
 from typing import Any, TextIO
 
-from .. import Handler, WebSocketConnection, WebSocketRequest, WebSocketServer, broadcast
+from .. import (
+    Handler,
+    WebSocketConnection,
+    WebSocketRequest,
+    WebSocketServer,
+    WorkerPool,
+    broadcast,
+)
 from .._redact import redact_url
 from .._signals import sigterm_interrupts
 from ..exceptions import ConnectionClosed
@@ -159,6 +166,18 @@ def _add_address_arguments(parser: argparse.ArgumentParser) -> None:
         default=8765,
         help="port to listen on; 0 picks a free one (default: %(default)s)",
     )
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="serve from N forked processes sharing the port (POSIX; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="set SO_REUSEPORT, so that other processes may listen on the same port",
+    )
 
 
 def _origin(text: str) -> str | None:
@@ -172,6 +191,9 @@ def run(args: argparse.Namespace) -> int:
     :raises BadArgument: for an argument found wrong when the server starts.
     """
     handler: Handler = echo_handler
+    if args.exec_command is not None and getattr(args, "workers", 1) > 1:
+        # Each worker would run commands that nothing stops when the worker does.
+        raise BadArgument("argument --workers: not allowed with argument --exec")
     if args.exec_command is not None:
         handler = CommandHandler(args.exec_command, args.exec_timeout)
     elif args.mode == "broadcast":
@@ -179,9 +201,9 @@ def run(args: argparse.Namespace) -> int:
     server = _start(args, handler)
     if server is None:
         return 1
-    log_handler = logging.StreamHandler(sys.stderr)
-    log_handler.setFormatter(_TerminalSafeFormatter(sys.stderr))
-    logging.basicConfig(level=logging.INFO, handlers=[log_handler])
+    if isinstance(server, WorkerPool):
+        return _supervise(server)
+    _log_to_stderr()
     with sigterm_interrupts():
         try:
             for listener in server.listeners:
@@ -196,7 +218,29 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_INTERRUPTED if server.shutdown_cut_short else 0
 
 
-def _start(args: argparse.Namespace, handler: Handler) -> WebSocketServer | None:
+def _supervise(pool: WorkerPool) -> int:
+    """Run ``--workers N``: print where the workers listen once they all do."""
+    _log_to_stderr()
+    try:
+        pool.start()
+    except KeyboardInterrupt:
+        return 0  # start() stopped the workers it had started.
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"error: the workers did not start: {exc}", file=sys.stderr)
+        return 1
+    for listener in pool.listeners:
+        print(f"listening on {listener}/", flush=True)
+    pool.serve_forever()  # Until SIGINT or SIGTERM, which it handles.
+    return EXIT_INTERRUPTED if pool.shutdown_cut_short else 0
+
+
+def _log_to_stderr() -> None:
+    log_handler = logging.StreamHandler(sys.stderr)
+    log_handler.setFormatter(_TerminalSafeFormatter(sys.stderr))
+    logging.basicConfig(level=logging.INFO, handlers=[log_handler])
+
+
+def _start(args: argparse.Namespace, handler: Handler) -> WebSocketServer | WorkerPool | None:
     """Bind the server; ``None`` after an ``error:`` line when that fails.
 
     :raises BadArgument: for a certificate or key that cannot be loaded, a host name
@@ -212,8 +256,21 @@ def _start(args: argparse.Namespace, handler: Handler) -> WebSocketServer | None
         options["origins"] = args.origins
     # A URL given as the host by mistake may hold a password.
     host = redact_url(args.host)
+    reuse_port: bool = getattr(args, "reuse_port", False)
     try:
-        return WebSocketServer(handler, args.host, args.port, context, **options)
+        if getattr(args, "workers", 1) > 1:
+            return WorkerPool(
+                handler,
+                args.host,
+                args.port,
+                context,
+                workers=args.workers,
+                reuse_port=reuse_port,
+                **options,
+            )
+        return WebSocketServer(
+            handler, args.host, args.port, context, reuse_port=reuse_port, **options
+        )
     except (OSError, ValueError, TypeError) as exc:
         if isinstance(exc, socket.gaierror) and is_bad_argument(exc):
             raise BadArgument(

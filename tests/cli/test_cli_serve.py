@@ -122,6 +122,14 @@ def test_exec_is_exclusive_with_echo() -> None:
     assert "not allowed with" in child.errors
 
 
+def test_exec_is_refused_with_workers() -> None:
+    # A worker's commands would outlive it: nothing would stop them.
+    with Cli("serve", "--port", "0", "--workers", "2", "--exec", "cat") as child:
+        assert child.wait() == 2
+    assert "error: argument --workers: not allowed with argument --exec" in child.errors
+    no_traceback(child)
+
+
 @pytest.mark.parametrize("separate_key", [True, False])
 def test_tls(
     separate_key: bool, tls_ca: Any, tls_client_context: ssl.SSLContext, tmp_path: Path
