@@ -40,9 +40,11 @@ from .exceptions import (
     HandshakeError,
     ProxyError,
     RedirectError,
+    RedisUnavailable,
     WebSocketError,
 )
 from .notify import MessageNotifier
+from .redis_broadcast import RedisHub
 from .request import Handler, ServeOptions, WebSocketRequest, wrap_server_socket
 from .server import WebSocketServer, serve_websocket
 from .types import CloseReason, Endpoint
@@ -73,6 +75,8 @@ __all__ = [
     "MessageNotifier",
     "ProxyError",
     "RedirectError",
+    "RedisHub",
+    "RedisUnavailable",
     "ServeOptions",
     "WebSocketConnection",
     "WebSocketError",
