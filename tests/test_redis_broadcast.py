@@ -111,7 +111,7 @@ def test_text_and_binary_reach_the_clients_of_both_servers(two_servers) -> None:
 
 
 def test_a_foreign_publisher_reaches_the_clients(two_servers) -> None:
-    redis, (hub, _), (one, _two) = two_servers
+    redis, _hubs, (one, _two) = two_servers
     alice, _ = join(one)
     with alice:
         assert b":1" in redis.command(b"PUBLISH", b"room", b"tfrom redis-cli")
@@ -191,7 +191,7 @@ def test_each_senders_messages_arrive_in_order(two_servers) -> None:
 
     readers = [
         threading.Thread(target=read, args=pair, name=f"reader-{n}")
-        for n, pair in enumerate(zip(clients, received))
+        for n, pair in enumerate(zip(clients, received, strict=True))
     ]
     for reader in readers:
         reader.start()
