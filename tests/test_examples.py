@@ -248,8 +248,9 @@ def test_redis_chat_shares_rooms_between_two_servers(server: Any, tmp_path: Path
             syncws.connect(two.url() + "other", disconnect_timeout=WAIT) as carol,
         ):
             one.child.wait_line(r"joined chat:/lobby \(1 here\)")
-            two.child.wait_line(r"joined chat:/lobby \(1 here\)")
-            two.child.wait_line(r"joined chat:/other \(1 here\)")
+            joined = {two.child.wait_line(r"joined chat:/(\w+) \(1 here\)").group(1)}
+            joined.add(two.child.wait_line(r"joined chat:/(\w+) \(1 here\)").group(1))
+            assert joined == {"lobby", "other"}
             alice.send_message("hi")
             expected = f"{alice.local}: hi"
             assert alice.get_message(timeout=WAIT) == expected
