@@ -42,9 +42,11 @@ from .exceptions import (
     HandshakeError,
     ProxyError,
     RedirectError,
+    RedisUnavailable,
     WebSocketError,
 )
 from .notify import MessageNotifier
+from .redis_broadcast import RedisHub
 from .request import Handler, ServeOptions, WebSocketRequest, wrap_server_socket
 from .server import WebSocketServer
 from .types import CloseReason, Endpoint
@@ -75,6 +77,8 @@ __all__ = [
     "MessageNotifier",
     "ProxyError",
     "RedirectError",
+    "RedisHub",
+    "RedisUnavailable",
     "ServeOptions",
     "WebSocketConnection",
     "WebSocketError",

@@ -14,7 +14,8 @@ Every exception that syncws defines derives from :class:`WebSocketError`::
     ├── ConnectionClosed            the connection is closed; carries a CloseReason
     │   ├── ConnectionClosedOK      ... normally: close frames 1000, 1001 or 1005
     │   └── ConnectionClosedError   ... otherwise: an error code, a failure, an abort
-    └── DisconnectionTimeout        no longer raised, kept for except clauses (TimeoutError)
+    ├── DisconnectionTimeout        no longer raised, kept for except clauses (TimeoutError)
+    └── RedisUnavailable            a RedisHub cannot reach Redis (also ConnectionError)
 
 Blocking calls that time out (:meth:`~syncws.WebSocketConnection.get_message`,
 :meth:`~syncws.WebSocketConnection.send_message`, :meth:`~syncws.WebSocketConnection.ping`)
@@ -40,6 +41,7 @@ __all__ = [
     "HandshakeError",
     "ProxyError",
     "RedirectError",
+    "RedisUnavailable",
     "WebSocketError",
 ]
 
@@ -311,4 +313,14 @@ class DisconnectionTimeout(WebSocketError, TimeoutError):
     connection's :attr:`~syncws.WebSocketConnection.close_reason` then has code 1006).
     Kept so that ``except`` clauses that name it still work. This is also a builtin
     :class:`TimeoutError`.
+    """
+
+
+class RedisUnavailable(WebSocketError, ConnectionError):
+    """A :class:`~syncws.RedisHub` cannot reach Redis, or Redis did not answer in time.
+
+    Raised by :meth:`~syncws.RedisHub.publish` and :meth:`~syncws.RedisHub.subscribe`,
+    always within the hub's ``timeout`` (see their documentation). The exception that
+    Redis's client raised, if any, is its ``__cause__``. This is also a builtin
+    :class:`ConnectionError`.
     """

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from helpers import ROOT, WAIT, ChildProcess, unused_port
+from redisserver import RedisServer
 
 import syncws
 from syncws import ConnectionClosed, ConnectionRejected
@@ -41,6 +42,7 @@ TESTED = {
     "gui_client.py": "test_gui_client_reports_a_failed_connection",
     "health_check.py": "test_health_check_*",
     "proxy_client.py": "test_proxy_client_*",
+    "redis_chat.py": "test_redis_chat_*",
     "secure_server.py": "test_secure_server_*",
     "test_with_syncws.py": "test_the_pytest_example_passes",
     "workers.py": "test_workers_example_spreads_clients_and_stops_on_ctrl_c",
@@ -234,6 +236,39 @@ def test_callback_client_gives_up() -> None:
 
 
 # ---------------------------------------------------------------------- chat
+
+
+def test_redis_chat_shares_rooms_between_two_servers(server: Any, tmp_path: Path) -> None:
+    redis = RedisServer(tmp_path)  # Skips without redis-server.
+    try:
+        one = server("redis_chat.py", "--redis", redis.url)
+        two = server("redis_chat.py", "--redis", redis.url)
+        with (
+            syncws.connect(one.url() + "lobby", disconnect_timeout=WAIT) as alice,
+            syncws.connect(two.url() + "lobby", disconnect_timeout=WAIT) as bob,
+            syncws.connect(two.url() + "other", disconnect_timeout=WAIT) as carol,
+        ):
+            one.child.wait_line(r"joined chat:/lobby \(1 here\)")
+            joined = {two.child.wait_line(r"joined chat:/(\w+) \(1 here\)").group(1)}
+            joined.add(two.child.wait_line(r"joined chat:/(\w+) \(1 here\)").group(1))
+            assert joined == {"lobby", "other"}
+            alice.send_message("hi")
+            expected = f"{alice.local}: hi"
+            assert alice.get_message(timeout=WAIT) == expected
+            assert bob.get_message(timeout=WAIT) == expected
+            bob.send_message(b"\x00\xff")
+            assert alice.get_message(timeout=WAIT) == b"\x00\xff"
+            assert bob.get_message(timeout=WAIT) == b"\x00\xff"
+            carol.send_message("alone")  # Another room: alice and bob do not get it.
+            assert carol.get_message(timeout=WAIT) == f"{carol.local}: alone"
+            redis.stop()
+            alice.send_message("lost")
+            assert alice.get_message(timeout=WAIT).startswith("* not delivered")
+        for each in (one, two):
+            each.child.proc.send_signal(signal.SIGINT)
+            each.exited()
+    finally:
+        redis.stop()
 
 
 def test_chat_server_relays_to_every_client(server: Any) -> None:

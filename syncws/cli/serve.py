@@ -3,7 +3,9 @@
 ``--echo`` (the default) sends every message back to its sender. ``--broadcast`` sends
 every message to every connected client, the sender included, with
 :func:`syncws.broadcast`: a client that stops reading is cut off after
-:data:`SEND_TIMEOUT` seconds instead of holding up the others. ``--exec CMD`` runs the
+:data:`SEND_TIMEOUT` seconds instead of holding up the others. With ``--redis URL``, the
+clients of every server using that Redis share the room (see
+:mod:`syncws.cli._redis_room`). ``--exec CMD`` runs the
 shell command ``CMD`` once per message, with the message on its standard input, and
 sends its standard output back (see :class:`CommandHandler`).
 
@@ -52,6 +54,8 @@ from ._common import (
     seconds,
 )
 from ._console import for_stream
+from ._redis_room import add_arguments as add_redis_arguments
+from ._redis_room import make_room
 
 __all__ = [
     "DESCRIPTION",
@@ -139,6 +143,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="accept only browsers of this origin, e.g. https://example.com, and 'none' "
         "for clients that send no Origin header (repeatable; default: any)",
     )
+    add_redis_arguments(parser)
     parser.set_defaults(mode="echo")
 
 
@@ -194,15 +199,29 @@ def run(args: argparse.Namespace) -> int:
     if args.exec_command is not None and getattr(args, "workers", 1) > 1:
         # Each worker would run commands that nothing stops when the worker does.
         raise BadArgument("argument --workers: not allowed with argument --exec")
+    room = make_room(args, SEND_TIMEOUT)  # With --redis: broadcast through Redis.
     if args.exec_command is not None:
         handler = CommandHandler(args.exec_command, args.exec_timeout)
+    elif room is not None:
+        handler = room
     elif args.mode == "broadcast":
         handler = ChatRoom()
-    server = _start(args, handler)
+    try:
+        server = _start(args, handler)
+    except BaseException:
+        if room is not None:
+            room.close()
+        raise
     if server is None:
+        if room is not None:
+            room.close()
         return 1
     if isinstance(server, WorkerPool):
-        return _supervise(server)
+        try:
+            return _supervise(server)
+        finally:
+            if room is not None:
+                room.close()
     _log_to_stderr()
     with sigterm_interrupts():
         try:
@@ -215,6 +234,8 @@ def run(args: argparse.Namespace) -> int:
             server.shutdown()  # At once when serve_forever() did it.
             if isinstance(handler, CommandHandler):
                 handler.stop(STOP_TIMEOUT)
+            if room is not None:
+                room.close()
     return EXIT_INTERRUPTED if server.shutdown_cut_short else 0
 
 
