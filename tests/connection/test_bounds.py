@@ -64,6 +64,8 @@ def drain_pongs(conn: PeerConnection, expected: int) -> int:
     return pongs
 
 
+# Floods and memory measurement: seconds each, run with -m slow (CI runs them).
+@pytest.mark.slow
 def test_a_ping_flood_from_a_server_that_never_reads_is_held_back(raw_peer) -> None:
     peer = raw_peer(rcvbuf=4096)
     with syncws.connect(peer.url, disconnect_timeout=2) as ws:
@@ -87,6 +89,8 @@ def test_a_ping_flood_from_a_server_that_never_reads_is_held_back(raw_peer) -> N
         assert ws.close_reason.code == 1006
 
 
+# Floods and memory measurement: seconds each, run with -m slow (CI runs them).
+@pytest.mark.slow
 def test_the_client_answers_pings_again_once_the_peer_reads(raw_peer) -> None:
     peer = raw_peer(rcvbuf=4096)
     with syncws.connect(peer.url) as ws:
@@ -112,6 +116,8 @@ def test_the_client_answers_pings_again_once_the_peer_reads(raw_peer) -> None:
         closer.join(WAIT)
 
 
+# Floods and memory measurement: seconds each, run with -m slow (CI runs them).
+@pytest.mark.slow
 def test_a_ping_flood_from_a_client_that_never_reads_is_held_back(syncws_server) -> None:
     server = syncws_server(server_echo)
     attacker = raw_client(server.port, rcvbuf=4096)
@@ -177,6 +183,8 @@ def test_a_message_in_tiny_fragments_arrives_whole(raw_peer, opcode: int) -> Non
         closer.join(WAIT)
 
 
+# Floods and memory measurement: seconds each, run with -m slow (CI runs them).
+@pytest.mark.slow
 def test_the_fragments_of_a_message_cost_no_more_than_its_bytes(raw_peer) -> None:
     """Many small frames of one message: bookkeeping does not grow with their number."""
     peer = raw_peer()

@@ -245,7 +245,8 @@ def test_health_check_through_nginx(behind_nginx) -> None:
     assert srv.record.empty()  # The handler saw neither.
 
 
-@pytest.mark.parametrize("keepalive", [True, False])
+# The keepalive case waits for several pings (4 s): with -m slow, which CI runs.
+@pytest.mark.parametrize("keepalive", [pytest.param(True, marks=pytest.mark.slow), False])
 def test_keepalive_beats_proxy_read_timeout(syncws_server, nginx, keepalive) -> None:
     """nginx closes a proxied connection on which the server sent nothing for
     ``proxy_read_timeout``; syncws's keepalive pings, more frequent, keep it open."""
