@@ -52,7 +52,16 @@ def handler(request):
     except syncws.ConnectionClosed:
         pass
 
-syncws.serve_websocket(handler, "127.0.0.1", 0, workers=2, disconnect_timeout=float(sys.argv[1]))
+if len(sys.argv) > 3 and sys.argv[3] == "sock":
+    # The shared-socket path (used where SO_REUSEPORT does not balance): one socket
+    # bound here, accepted from by every worker.
+    import socket
+    sock = socket.create_server(("127.0.0.1", 0))
+    syncws.serve_websocket(handler, sock=sock, workers=2, disconnect_timeout=float(sys.argv[1]))
+else:
+    syncws.serve_websocket(
+        handler, "127.0.0.1", 0, workers=2, disconnect_timeout=float(sys.argv[1])
+    )
 print("serve_websocket returned", flush=True)
 """
 
@@ -277,4 +286,33 @@ def test_cli_serve_with_workers() -> None:
     assert len(lines) == 1 and re.match(LISTENING, lines[0]), lines  # printed once
     no_traceback(server)
     for pid in pids():
+        wait_for(lambda pid=pid: gone(pid), what=f"worker {pid} gone")
+
+
+def test_workers_share_a_socket_given_with_sock() -> None:
+    # Outside Linux the workers accept from one socket; sock= takes that path here too.
+    child = ChildProcess(SUPERVISOR, str(WAIT), "echo", "sock")
+    try:
+        pool = Supervisor(child)
+        try:
+            clients = [
+                syncws.connect(pool.url, connect_timeout=WAIT, disconnect_timeout=WAIT)
+                for _ in range(SPREAD)
+            ]
+            try:
+                served = {int(ws.get_message(timeout=WAIT)) for ws in clients}
+                assert served <= pool.pids, (served, pool.pids)
+                clients[0].send_message("through the shared socket")
+                assert clients[0].get_message(timeout=WAIT) == "through the shared socket"
+                child.proc.send_signal(signal.SIGTERM)
+                assert {close_code(ws) for ws in clients} == {1001}
+            finally:
+                for ws in clients:
+                    ws.close()
+            assert child.wait() == 0, child.stderr
+        finally:
+            pool.stop()
+    finally:
+        child.stop()
+    for pid in pool.seen:
         wait_for(lambda pid=pid: gone(pid), what=f"worker {pid} gone")
