@@ -207,21 +207,19 @@ def run(args: argparse.Namespace) -> int:
     elif args.mode == "broadcast":
         handler = ChatRoom()
     try:
-        server = _start(args, handler)
-    except BaseException:
+        return _serve(args, handler)
+    finally:
         if room is not None:
             room.close()
-        raise
+
+
+def _serve(args: argparse.Namespace, handler: Handler) -> int:
+    """Bind and serve with ``handler`` until interrupted; return the exit status."""
+    server = _start(args, handler)
     if server is None:
-        if room is not None:
-            room.close()
         return 1
     if isinstance(server, WorkerPool):
-        try:
-            return _supervise(server)
-        finally:
-            if room is not None:
-                room.close()
+        return _supervise(server)
     _log_to_stderr()
     with sigterm_interrupts():
         try:
@@ -234,8 +232,6 @@ def run(args: argparse.Namespace) -> int:
             server.shutdown()  # At once when serve_forever() did it.
             if isinstance(handler, CommandHandler):
                 handler.stop(STOP_TIMEOUT)
-            if room is not None:
-                room.close()
     return EXIT_INTERRUPTED if server.shutdown_cut_short else 0
 
 
