@@ -203,6 +203,21 @@ class WebSocketServer:
 
         :raises RuntimeError: when the server is already serving or was shut down.
         """
+        # The reader starter's thread runs while the server serves (see ._starter).
+        STARTER.hold()
+        try:
+            self._serve()
+        finally:
+            STARTER.ended()
+
+    def _serve_held(self) -> None:
+        """:meth:`serve_forever` in the background thread, the starter held by ``__enter__``."""
+        try:
+            self._serve()
+        finally:
+            STARTER.ended()
+
+    def _serve(self) -> None:
         with self._lock:
             if self._stopping:
                 raise RuntimeError("the server was shut down")
@@ -311,10 +326,16 @@ class WebSocketServer:
 
     def __enter__(self) -> WebSocketServer:
         """Serve in a background thread named ``syncws-server-<port>``."""
+        # Before the thread: the reader starter's thread runs once this returns.
+        STARTER.hold()
         self._background = threading.Thread(
-            target=self.serve_forever, name=f"syncws-server-{self.port}", daemon=True
+            target=self._serve_held, name=f"syncws-server-{self.port}", daemon=True
         )
-        self._background.start()
+        try:
+            self._background.start()
+        except BaseException:
+            STARTER.ended()
+            raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:
