@@ -12,7 +12,7 @@ import socket
 import ssl
 from typing import TYPE_CHECKING
 
-from wsproto import ConnectionType, WSConnection
+from wsproto import WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
 
 from ._deadline import Deadline
@@ -27,8 +27,9 @@ from ._http import (
     product,
     split_head,
 )
+from ._upgrade import SWITCH_START, Switched, may_be_plain, new_key, read_switch, request_bytes
 from ._url import Target
-from ._wsproto import HANDSHAKE_ERRORS, interim_status
+from ._wsproto import HANDSHAKE_ERRORS, client_engine, interim_status
 from .connection import WebSocketConnection, connection_args
 from .exceptions import (
     ConnectionLost,
@@ -198,6 +199,11 @@ class _Response:
             self._check_head_size(len(self.received))
         return None
 
+    @property
+    def engine(self) -> WSConnection:
+        """The wsproto engine that read the response."""
+        return self._ws
+
     def head_end(self) -> int:
         """Return the offset just past the head that starts at :attr:`head_start`."""
         _, _, end = split_head(bytes(self.received[self.head_start :]))
@@ -257,29 +263,55 @@ class _Response:
 def handshake(
     sock: socket.socket, target: Target, deadline: Deadline, options: ConnectOptions
 ) -> WebSocketConnection:
-    """Run the HTTP upgrade on a connected socket; return the open connection."""
-    ws = WSConnection(ConnectionType.CLIENT)
-    data = ws.send(upgrade_request(target, options))
-    response = _Response(ws, target)
+    """Run the HTTP upgrade on a connected socket; return the open connection.
+
+    A plain ``101`` head is read by :func:`._upgrade.read_switch`; anything else (an
+    interim response, a rejection, an unusual head, bytes that are not HTTP) by
+    wsproto's engine, through :class:`_Response`.
+    """
+    request = upgrade_request(target, options)
+    key = new_key()
+    received = bytearray()
+    response: _Response | None = None
     try:
         _settimeout(sock, deadline)
         try:
-            sock.sendall(data)
+            sock.sendall(request_bytes(request, key))
         except _LOST as exc:
-            raise response.lost(exc) from exc
+            raise _Response(client_engine(request, key), target).lost(exc) from exc
         while True:
             _settimeout(sock, deadline)
             try:
                 chunk = sock.recv(65536)
             except _LOST as exc:
+                if response is None:
+                    response = _Response(client_engine(request, key), target)
+                    response.received += received
                 raise response.lost(exc) from exc
-            event = response.feed(chunk)
+            if response is None:
+                received += chunk
+                if chunk and received.startswith(SWITCH_START):
+                    try:
+                        switched = read_switch(bytes(received), key, request)
+                    except HANDSHAKE_ERRORS as exc:
+                        raise HandshakeError(f"invalid handshake response: {exc}") from exc
+                    if switched is not None:
+                        return _open(sock, target, options, switched)
+                if chunk and may_be_plain(received, SWITCH_START):
+                    continue  # The rest of a head that may be plain.
+                # Not plain: wsproto's engine reads it all, from the first byte.
+                response = _Response(client_engine(request, key), target)
+                event = response.feed(bytes(received)) if received else None
+                if event is None and not chunk:
+                    event = response.feed(b"")
+            else:
+                event = response.feed(chunk)
             if event is not None:
                 start = response.head_start
                 head_end = start + _check_response_head(bytes(response.received[start:]))
                 return WebSocketConnection(
                     sock,
-                    ws,
+                    response.engine,
                     path=target.resource,
                     subprotocol=event.subprotocol,
                     handshake_headers=tuple(
@@ -289,7 +321,7 @@ def handshake(
                     **connection_args(options),
                 )
     except TimeoutError as exc:
-        if response.rejecting:
+        if response is not None and response.rejecting:
             # Still a timeout, but the status says more: the rejection is its cause.
             rejection = response.rejected()
             raise ConnectionTimeout(
@@ -298,6 +330,21 @@ def handshake(
         if isinstance(exc, ConnectionTimeout):
             raise
         raise ConnectionTimeout("timed out during the WebSocket handshake") from exc
+
+
+def _open(
+    sock: socket.socket, target: Target, options: ConnectOptions, switched: Switched
+) -> WebSocketConnection:
+    """Make the connection that a plain ``101`` opened."""
+    return WebSocketConnection(
+        sock,
+        switched.engine,
+        path=target.resource,
+        subprotocol=switched.subprotocol,
+        handshake_headers=tuple(switched.extra_headers),
+        received=switched.trailing,
+        **connection_args(options),
+    )
 
 
 def _verification_error(

@@ -20,7 +20,14 @@ from wsproto.events import RejectConnection, Request
 from wsproto.utilities import RemoteProtocolError
 
 from ._deadline import Deadline
-from ._http import MAX_HEADERS, check_request_head, has_control_character, response, split_head
+from ._http import (
+    MAX_HEADERS,
+    check_request_head,
+    has_control_character,
+    response,
+    split_head,
+)
+from ._upgrade import REQUEST_START, may_be_plain, read_request
 from ._wsproto import HANDSHAKE_ERRORS, http_status_hint, missing_upgrade
 
 logger = logging.getLogger("syncws")
@@ -42,9 +49,9 @@ class PlainRequest:
     headers: tuple[tuple[bytes, bytes], ...]
 
 
-#: What :func:`receive_request` returns: the handshake engine and the upgrade request,
-#: or ``None`` and a plain HTTP request; then the bytes that came after the request.
-Received = tuple[WSConnection | None, Request | PlainRequest, bytes]
+#: What :func:`receive_request` returns: the upgrade request, or a plain HTTP request;
+#: then the bytes that came after the request.
+Received = tuple[Request | PlainRequest, bytes]
 
 #: The answer to a plain HTTP request that the ``process_request`` hook left alone:
 #: status, headers and body (RFC 9110, section 15.5.22: 426 comes with ``Upgrade``).
@@ -110,11 +117,15 @@ def _plain_request(data: bytes) -> PlainRequest | None:
 def receive_request(sock: socket.socket, deadline: Deadline) -> Received | None:
     """Read the upgrade request; answer and return None when it is not a valid one.
 
-    :returns: the engine, the request, and the bytes that came after the request
-        (frames a client sent without waiting for the response); for a plain HTTP
-        ``GET`` or ``HEAD`` request, ``None`` and a :class:`PlainRequest`, unanswered.
+    A plain request head is read by :func:`._upgrade.read_request`; any other, and
+    every request that is not a valid upgrade, by wsproto's engine, which finds what
+    to answer.
+
+    :returns: the request, and the bytes that came after it (frames a client sent
+        without waiting for the response); for a plain HTTP ``GET`` or ``HEAD``
+        request, a :class:`PlainRequest`, unanswered.
     """
-    ws = WSConnection(ConnectionType.SERVER)
+    ws: WSConnection | None = None
     received = bytearray()
     while True:
         remaining = deadline.remaining()
@@ -123,8 +134,24 @@ def receive_request(sock: socket.socket, deadline: Deadline) -> Received | None:
         sock.settimeout(remaining)
         data = sock.recv(65536)
         received += data
+        if ws is None:
+            if data:
+                fast = read_request(bytes(received))
+                if fast is not None:
+                    request, end = fast
+                    return request, bytes(received[end:])
+                if may_be_plain(received, REQUEST_START):
+                    continue  # The rest of a head that may be plain.
+            # Not plain: wsproto's engine reads it all, from the first byte.
+            ws = WSConnection(ConnectionType.SERVER)
+            chunks: list[bytes | None] = [bytes(received)] if received else []
+            if not data:
+                chunks.append(None)
+        else:
+            chunks = [data or None]
         try:
-            ws.receive_data(data or None)
+            for chunk in chunks:
+                ws.receive_data(chunk)
             events = list(ws.events())
         except HANDSHAKE_ERRORS as exc:
             plain = None
@@ -132,7 +159,7 @@ def receive_request(sock: socket.socket, deadline: Deadline) -> Received | None:
                 # wsproto refused a complete request head that the HTTP parser took.
                 plain = _plain_request(bytes(received))
             if plain is not None:
-                return None, plain, b""
+                return plain, b""
             # UnicodeError: wsproto could not decode the Host header.
             status, headers, body = _error_status(exc)
             logger.debug("bad handshake request: %s", body.decode().strip())
@@ -146,7 +173,7 @@ def receive_request(sock: socket.socket, deadline: Deadline) -> Received | None:
                     logger.debug("bad handshake request: %s", why)
                     _send_error(sock, status, [], f"{status} {why}\n".encode())
                     return None
-                return ws, event, bytes(received[end:])
+                return event, bytes(received[end:])
         if not data:
             return None
 

@@ -15,8 +15,8 @@ import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from wsproto import WSConnection
-from wsproto.events import AcceptConnection, Request
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import Request
 
 from ._deadline import Deadline
 from ._deflate import deflate_extensions
@@ -25,6 +25,7 @@ from ._http import HeadersLike, add_header, check_header_option, check_headers, 
 from ._options import seconds
 from ._read_request import PlainRequest
 from ._transport import endpoint
+from ._upgrade import response_bytes
 from .connection import WebSocketConnection, connection_args
 from .exceptions import ConnectionClosed
 from .types import Endpoint
@@ -79,7 +80,6 @@ class WebSocketRequest:
     def __init__(
         self,
         sock: socket.socket,
-        ws: WSConnection | None,
         event: Request | PlainRequest,
         early_data: bytes,
         options: ServeOptions,
@@ -89,8 +89,7 @@ class WebSocketRequest:
     ) -> None:
         self._sock = sock
         self._reader_on_demand = reader_on_demand
-        self._ws: WSConnection | None = ws
-        # A plain HTTP request (no Upgrade) has no engine: only a hook sees it.
+        # A plain HTTP request (no Upgrade) cannot be accepted: only a hook sees it.
         self._event = event if isinstance(event, Request) else None
         self._method = event.method if isinstance(event, PlainRequest) else "GET"
         self._target = event.target
@@ -241,24 +240,18 @@ class WebSocketRequest:
         self._answer()
         try:
             extensions = deflate_extensions(self._options)
-            assert self._ws is not None  # _answer() allows one answer only.
-            data = self._ws.send(
-                AcceptConnection(
-                    subprotocol=subprotocol, extensions=extensions, extra_headers=headers
-                )
-            )
+            data = response_bytes(self._event, subprotocol, extensions, headers)
             self._sock.settimeout(seconds(self._options, "connect_timeout"))
             try:
                 self._sock.sendall(data)
             except OSError as exc:
                 self._client_gone = exc
                 raise
-            if self._early_data:
-                # Frames that came with the request: the reader parses them first.
-                self._ws.receive_data(self._early_data)
+            # Frames that came with the request: the reader parses them first.
+            engine = Connection(ConnectionType.SERVER, extensions, self._early_data)
             connection = WebSocketConnection(
                 self._sock,
-                self._ws,
+                engine,
                 path=self.path,
                 subprotocol=subprotocol,
                 handshake_headers=self._headers,
@@ -270,9 +263,8 @@ class WebSocketRequest:
             self._sock.close()
             raise
         self._connection = connection
-        # The handshake engine and the early bytes are the connection's now: the
-        # request, which the handler may keep, does not hold on to them.
-        self._ws = None
+        # The early bytes are the connection's now: the request, which the handler
+        # may keep, does not hold on to them.
         self._early_data = b""
         if self._on_accept is not None:
             self._on_accept(connection)

@@ -30,6 +30,14 @@ Private names and undocumented behaviour used, all of them in this module:
     answer: ``AcceptConnection.extensions`` on the client, ``Extension.enabled()``
     on the server; it would have to be carried to the connection.)
 
+``H11Handshake._nonce`` (:func:`client_engine`)
+    syncws writes the upgrade request itself (:mod:`._upgrade`), with a key of its
+    own, and reads a plain ``101`` itself. Any other response (an interim one, a
+    rejection, an unusual head) is read by wsproto's engine, which checks a ``101``
+    against the key *it* made: the engine is given syncws's key in its place.
+    *Removed by:* a documented way to give the handshake engine a key, or a public
+    HTTP-free reader of responses.
+
 The state of ``PerMessageDeflate`` (:class:`DeflateBase`)
     Its attributes ``_enabled``, ``_compressor``, ``_decompressor``,
     ``_inbound_compressed`` and ``_inbound_is_compressible``. syncws's
@@ -172,6 +180,7 @@ __all__ = [
     "accept_close_code_1014",
     "check_internals",
     "check_version",
+    "client_engine",
     "http_status_hint",
     "installed_version",
     "interim_status",
@@ -283,6 +292,8 @@ def check_internals() -> None:
             problems.append("PerMessageDeflate.enabled() reading PerMessageDeflate._enabled")
     if not problems and not _receives_close_code_1014():
         problems.append("close code 1014 let through by CloseReason._missing_")
+    if not problems and not _takes_a_key():
+        problems.append("H11Handshake._nonce (the key of the client's request)")
     if not problems and not _accepts_101_after_interim():
         problems.append("a 101 accepted after an interim 100 response")
     if problems:
@@ -362,6 +373,19 @@ def _accepts_101_after_interim() -> bool:
     )
 
 
+def _takes_a_key() -> bool:
+    """Whether a client engine given a key by :func:`client_engine` accepts its answer."""
+    key = b"c3luY3dzIGtleSBjaGVjayE="
+    try:
+        ws = client_engine(Request(host="localhost", target="/"), key)
+        digest = hashlib.sha1(key + _GUID, usedforsecurity=False).digest()
+        ws.receive_data(_CONTINUE_THEN_101.split(b"\r\n\r\n", 1)[1] % base64.b64encode(digest))
+        events = list(ws.events())
+    except Exception:  # A wsproto that changed may fail in any way.
+        return False
+    return len(events) == 1 and isinstance(events[0], AcceptConnection)
+
+
 def interim_status(event: RejectConnection) -> int | None:
     """Return the status of the interim response ``event`` stands for, ``None`` for a rejection.
 
@@ -372,14 +396,25 @@ def interim_status(event: RejectConnection) -> int | None:
     return status if not event.has_body and 100 <= status < 200 else None
 
 
-def negotiated_extensions(ws: WSConnection) -> str | None:
-    """Return the extensions negotiated on ``ws``, as a ``Sec-WebSocket-Extensions`` value.
+def client_engine(request: Request, key: bytes) -> WSConnection:
+    """Return a client engine that has sent ``request`` with ``key`` as its key.
+
+    The bytes it wrote are dropped: syncws sent its own (see :mod:`._upgrade`).
+    """
+    ws = WSConnection(ConnectionType.CLIENT)
+    ws.send(request)
+    ws.handshake._nonce = key
+    return ws
+
+
+def negotiated_extensions(engine: Connection) -> str | None:
+    """Return the extensions negotiated on ``engine``, as a ``Sec-WebSocket-Extensions`` value.
 
     ``""`` for none. An extension of syncws says what was agreed on in its attribute
     ``negotiated``; others are named. ``None`` (unknown) when wsproto's internals are
     not as expected, which turns the fast path for data frames off.
     """
-    proto = getattr(ws.connection, "_proto", None)
+    proto = getattr(engine, "_proto", None)
     extensions = getattr(proto, "extensions", None)
     if not isinstance(extensions, list):
         return None

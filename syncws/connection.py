@@ -42,6 +42,8 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from wsproto import WSConnection
+from wsproto.connection import Connection
 from wsproto.events import Event, Pong
 
 from ._closing import check_close_arguments, exit_close_code
@@ -74,8 +76,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from types import TracebackType
 
-    from wsproto import WSConnection
-
     from ._transport import Progress
 
 __all__ = [
@@ -104,7 +104,9 @@ class WebSocketConnection:
     to exactly one of them.
 
     :param sock: the connected socket (plain or TLS) the handshake ran on.
-    :param ws: the wsproto engine, with its opening handshake complete.
+    :param ws: the wsproto engine, with its opening handshake complete: a
+        :class:`~wsproto.WSConnection`, or the :class:`~wsproto.connection.Connection`
+        of a handshake done without it.
     :param path: the requested resource (path and query string).
     :param subprotocol: the negotiated subprotocol, if any.
     :param handshake_headers: the headers the peer sent in the handshake.
@@ -146,7 +148,7 @@ class WebSocketConnection:
     def __init__(
         self,
         sock: socket.socket,
-        ws: WSConnection,
+        ws: WSConnection | Connection,
         *,
         path: str,
         subprotocol: str | None = None,
@@ -171,10 +173,11 @@ class WebSocketConnection:
         )
         if max_message_size is None:
             max_message_size = UNLIMITED
-        if ws.connection is None:
+        engine = ws.connection if isinstance(ws, WSConnection) else ws
+        if engine is None:
             raise ValueError("the opening handshake of ws is not complete")
         self._id = next(_ids)
-        self._name = f"{'client' if ws.client else 'server'}-{self._id}"
+        self._name = f"{'client' if engine.client else 'server'}-{self._id}"
         lock = threading.Lock()
         self._transport = Transport(sock, lock)
         self._local = endpoint(sock, local=True, is_ssl=self._transport.is_ssl)
@@ -183,12 +186,12 @@ class WebSocketConnection:
         self._subprotocol = subprotocol
         self._handshake_headers = handshake_headers
         self._disconnect_timeout = disconnect_timeout
-        extensions = negotiated_extensions(ws)
+        extensions = negotiated_extensions(engine)
         self._extensions = extensions or ""
         # The engine of the open connection; the handshake engine is not kept.
         self._protocol = Protocol(
             self._name,
-            ws.connection,
+            engine,
             lock,
             self._transport.queue,
             max_message_size=max_message_size,

@@ -89,7 +89,6 @@ def serve_socket(
         request = WebSocketRequest(
             sock, *received, options, on_accept=on_accept, reader_on_demand=reader_on_demand
         )
-        received = None  # The request owns the handshake engine (and drops it on accept).
         if overloaded:
             request.reject(503, [("Retry-After", "1")], "503 too many connections\n")
             return

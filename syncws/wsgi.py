@@ -297,8 +297,8 @@ def _parse(
             _answer(sock, answer)
             status = answer[9:12]
             raise RequestRefused(int(status) if status.isdigit() else None)
-    ws, event, rest = received
-    return WebSocketRequest(sock, ws, event, rest + early, options, reader_on_demand=True)
+    event, rest = received
+    return WebSocketRequest(sock, event, rest + early, options, reader_on_demand=True)
 
 
 def _answer(sock: socket.socket, answer: bytes) -> None:
