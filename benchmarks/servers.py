@@ -5,6 +5,10 @@ standard input is closed. Every server runs the same :func:`serve_loop`: echo ea
 message, except that a short ``count N`` message makes it read N messages without
 answering and then send ``done`` (the pipelined workload).
 
+``compression`` is ``False`` (off), ``True`` (permessage-deflate asked for explicitly)
+or ``None``: no compression argument at all, so that the library's own default applies
+(websockets: permessage-deflate with its default settings; syncws: off).
+
 The parent side is :class:`ServerProcess`.
 """
 
@@ -53,7 +57,7 @@ def _background(target: Callable[[], object]) -> None:
 _CLEANUPS: list[Callable[[], object]] = []
 
 
-def start_syncws(compression: bool, workers: int = 1) -> int:
+def start_syncws(compression: bool | None, workers: int = 1) -> int:
     import syncws
 
     def handler(request: syncws.WebSocketRequest) -> None:
@@ -63,9 +67,10 @@ def start_syncws(compression: bool, workers: int = 1) -> int:
 
     options: Any = {
         "max_message_size": MAX_SIZE,
-        "compression": "deflate" if compression else None,
         "ping_interval": None,  # no keepalive, like every library here
     }
+    if compression is not None:  # None: syncws's default
+        options["compression"] = "deflate" if compression else None
     if workers > 1:
         # The workers serve by themselves once started; stopped before the exit.
         pool = syncws.WorkerPool(handler, HOST, 0, workers=workers, **options)
@@ -77,7 +82,7 @@ def start_syncws(compression: bool, workers: int = 1) -> int:
     return server.port
 
 
-def start_websockets(compression: bool) -> int:
+def start_websockets(compression: bool | None) -> int:
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.server import ServerConnection, serve
 
@@ -85,14 +90,10 @@ def start_websockets(compression: bool) -> int:
         with contextlib.suppress(ConnectionClosed):
             serve_loop(ws.recv, ws.send)
 
-    server = serve(
-        handler,
-        HOST,
-        0,
-        compression="deflate" if compression else None,
-        ping_interval=None,
-        max_size=MAX_SIZE,
-    )
+    options: dict[str, Any] = {}
+    if compression is not None:  # None: websockets' default: permessage-deflate
+        options["compression"] = "deflate" if compression else None
+    server = serve(handler, HOST, 0, ping_interval=None, max_size=MAX_SIZE, **options)
     _background(server.serve_forever)
     return int(server.socket.getsockname()[1])
 
@@ -119,7 +120,7 @@ def _environ(head: bytes, sock: socket.socket) -> dict[str, Any]:
     return environ
 
 
-def start_simple_websocket(compression: bool) -> int:
+def start_simple_websocket(compression: bool | None) -> int:
     """A minimal threaded HTTP server in front of simple_websocket.Server (no WSGI server)."""
     import simple_websocket
 
@@ -145,7 +146,7 @@ def start_simple_websocket(compression: bool) -> int:
     return int(listener.getsockname()[1])
 
 
-def start_raw(compression: bool) -> int:
+def start_raw(compression: bool | None) -> int:
     from .rawtcp import serve_raw
 
     listener = socket.create_server((HOST, 0), backlog=1024)
@@ -153,7 +154,7 @@ def start_raw(compression: bool) -> int:
     return int(listener.getsockname()[1])
 
 
-_STARTERS: dict[str, Callable[[bool], int]] = {
+_STARTERS: dict[str, Callable[[bool | None], int]] = {
     "syncws": start_syncws,
     "websockets": start_websockets,
     "simple-websocket": start_simple_websocket,
@@ -165,7 +166,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.servers")
     parser.add_argument("lib", choices=SERVER_LIBS)
     parser.add_argument("--port", type=int, default=0, help="only 0 (a free port) is supported")
-    parser.add_argument("--compression", action="store_true", help="accept permessage-deflate")
+    parser.add_argument(
+        "--compression",
+        action="store_const",
+        const=True,
+        default=False,
+        help="accept permessage-deflate",
+    )
+    parser.add_argument(
+        "--default-compression",
+        dest="compression",
+        action="store_const",
+        const=None,
+        help="pass no compression option: the library's own default",
+    )
     parser.add_argument("--workers", type=int, default=1, help="syncws only: worker processes")
     args = parser.parse_args()
     if args.port != 0:
@@ -186,13 +200,18 @@ def main() -> None:
 
 
 class ServerProcess:
-    """Run ``python -m benchmarks.servers LIB`` as a child process (a context manager)."""
+    """Run ``python -m benchmarks.servers LIB`` as a child process (a context manager).
 
-    def __init__(self, lib: str, compression: bool = False, workers: int = 1) -> None:
+    ``compression``: ``False`` off, ``True`` on, ``None`` the library's default.
+    """
+
+    def __init__(self, lib: str, compression: bool | None = False, workers: int = 1) -> None:
         self.lib = lib
         command = [sys.executable, "-m", "benchmarks.servers", lib, "--port", "0"]
         if compression:
             command.append("--compression")
+        elif compression is None:
+            command.append("--default-compression")
         if workers != 1:
             command += ["--workers", str(workers)]
         self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in stop())

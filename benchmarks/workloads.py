@@ -216,7 +216,8 @@ def run_concurrency(peer: Peer, params: Params) -> Sample:
     }
 
 
-def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
+def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """A line of the child's standard output ("" at its end), waiting at most ``timeout``."""
     assert proc.stdout is not None
     with selectors.DefaultSelector() as selector:
         selector.register(proc.stdout, selectors.EVENT_READ)
@@ -225,7 +226,7 @@ def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
     return proc.stdout.readline()
 
 
-def _settled_stats(pid: int) -> dict[str, int]:
+def settled_stats(pid: int) -> dict[str, int]:
     """The process's stats once its thread and fd counts stop changing (at most ~10 s)."""
     stats = process_stats(pid)
     for _ in range(30):
@@ -241,7 +242,7 @@ def run_idle(peer: Peer, params: Params) -> Sample:
     with _server(peer) as server:
         with _connection(peer, server.port) as conn:  # warm the server up
             _echo(conn, TEXT_32, 10)
-        before = _settled_stats(server.pid)
+        before = settled_stats(server.pid)
         child = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.clients", peer.client, str(server.port), str(count)],
             cwd=ROOT,
@@ -250,11 +251,11 @@ def run_idle(peer: Peer, params: Params) -> Sample:
             text=True,
         )
         try:
-            line = _read_line(child, TIMEOUT * 4)
+            line = read_line(child, TIMEOUT * 4)
             if not line:
                 raise RuntimeError(f"the {peer.client} client process failed")
             client = json.loads(line)
-            after = _settled_stats(server.pid)  # the server may lag behind the client
+            after = settled_stats(server.pid)  # the server may lag behind the client
         finally:
             assert child.stdin is not None
             child.stdin.close()
