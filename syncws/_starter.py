@@ -33,18 +33,23 @@ import contextlib
 import heapq
 import itertools
 import logging
+import math
 import os
 import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["STARTER", "START_DELAY", "ReaderStarter", "StartsReader"]
+__all__ = ["GRAIN", "STARTER", "START_DELAY", "ReaderStarter", "StartsReader"]
 
 logger = logging.getLogger("syncws")
 
 #: Seconds between a request (:meth:`ReaderStarter.check_soon`) and the check.
 START_DELAY = 0.05
+#: Checks are due on multiples of this many seconds (of the clock), so that those
+#: asked for within it are made together: a server opening a connection a
+#: millisecond wakes the thread a hundred times a second, not a thousand.
+GRAIN = 0.01
 
 
 class StartsReader(Protocol):
@@ -99,8 +104,9 @@ class ReaderStarter:
         """
         with self._cond:
             self._open -= 1
-            self._cond.notify()
             thread = self._thread if self._open <= 0 else None
+            if thread is not None:
+                self._cond.notify()  # The thread ends.
         if thread is not None and thread is not threading.current_thread():
             with contextlib.suppress(RuntimeError):  # Not started yet: nothing to wait for.
                 thread.join()
@@ -111,9 +117,14 @@ class ReaderStarter:
         :param delay: seconds (default :data:`START_DELAY`).
         """
         when = self._clock() + (START_DELAY if delay is None else delay)
+        # Rounded up to the grain: checks asked for close together share one wake-up.
+        when = math.ceil(when / GRAIN) * GRAIN
         with self._cond:
+            # The thread waits for the soonest check: only a sooner one must wake it.
+            wake = not self._due or when < self._due[0][0]
             heapq.heappush(self._due, (when, next(self._seq), connection))
-            self._cond.notify()
+            if wake:
+                self._cond.notify()
         self.retry()
 
     def hold(self) -> None:

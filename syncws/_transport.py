@@ -180,6 +180,8 @@ class Transport:
         self._writing = False  # someone holds the writer role
         self._error: BaseException | None = None
         self._closed = False
+        # Shut down both ways by abort() (once is enough: each costs a system call).
+        self._shut = False
 
     # -- reading (reader thread only) ----------------------------------------------
 
@@ -443,6 +445,9 @@ class Transport:
     def abort(self) -> None:
         """Fail every write and wake every thread waiting on this socket."""
         self._fail(TransportError("connection aborted"))
+        if self._shut:
+            return
+        self._shut = True
         with contextlib.suppress(OSError):
             socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
 
