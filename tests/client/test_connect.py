@@ -155,6 +155,28 @@ def test_two_silent_addresses_share_one_deadline(resolve: Resolve, blackhole: An
     assert f"no answer from 127.0.0.1:{first.port}, 127.0.0.2:{second.port}" in str(excinfo.value)
 
 
+def test_one_silent_address_times_out_naming_it(resolve: Resolve, blackhole: Any) -> None:
+    """A host with one address connects without the race, within the same deadline."""
+    hole = blackhole()
+    resolve(HOST, (hole.host, hole.port))
+    started = time.monotonic()
+    with pytest.raises(ConnectionTimeout) as excinfo:
+        syncws.connect(url(hole.port), connect_timeout=1)
+    elapsed = time.monotonic() - started
+    assert 1.0 <= elapsed < 1.0 + min(MARGIN, 1.0), elapsed
+    assert f"timed out connecting: no answer from 127.0.0.1:{hole.port}" in str(excinfo.value)
+
+
+def test_one_refusing_address_names_it(resolve: Resolve) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # Bound, not listening: connections are refused.
+        resolve(HOST, ("127.0.0.1", port))
+        with pytest.raises(ConnectionRefusedError) as excinfo:
+            syncws.connect(url(port), connect_timeout=WAIT)
+    assert f"cannot connect to 127.0.0.1:{port}: connection refused" in str(excinfo.value)
+
+
 def test_silent_first_address_then_a_working_one(
     resolve: Resolve, blackhole: Any, raw_peer: Callable[..., RawPeer]
 ) -> None:
