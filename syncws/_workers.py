@@ -445,11 +445,13 @@ class WorkerPool:
             for slot in self._slots:
                 slot.due = None
             running = [s.process for s in self._slots if s.process is not None]
+        # Counted before the workers hear of it: a second signal may come as soon as
+        # one of them says it is waiting.
+        seen = 0 if signals is None else signals.count
         if running:
             logger.info("stopping %d workers", len(running))
         self._signal(running, signal.SIGTERM)
         deadline = Deadline(timeout)
-        seen = 0 if signals is None else signals.count
         while running and not deadline.expired():
             wait = POLL if deadline.remaining() is None else min(POLL, deadline.remaining() or 0)
             multiprocessing.connection.wait([p.sentinel for p in running], wait)
