@@ -14,6 +14,7 @@ agree with this table.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -365,6 +366,7 @@ _ALIASES = {
 }
 
 
+@functools.cache
 def names(scope: Scope) -> frozenset[str]:
     """Return the option names a function of ``scope`` accepts."""
     return frozenset(name for name, option in OPTIONS.items() if option.scope in _ACCEPTED[scope])

@@ -180,7 +180,9 @@ class Transport:
         self._writing = False  # someone holds the writer role
         self._error: BaseException | None = None
         self._closed = False
-        # Shut down both ways by abort() (once is enough: each costs a system call).
+        # Shut down for writing (shutdown_write), both ways (abort): once each is
+        # enough, and each costs a system call.
+        self._shut_wr = False
         self._shut = False
 
     # -- reading (reader thread only) ----------------------------------------------
@@ -437,6 +439,9 @@ class Transport:
 
     def shutdown_write(self) -> None:
         """Send end-of-stream (TCP FIN) after the bytes already written."""
+        if self._shut or self._shut_wr:
+            return  # Once is enough: each costs a system call.
+        self._shut_wr = True
         # socket.socket.shutdown, not SSLSocket.shutdown, which drops the TLS state
         # that a concurrent recv still needs.
         with contextlib.suppress(OSError):
