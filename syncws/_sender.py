@@ -143,20 +143,22 @@ class Sender:
                 f"{type(chunks).__name__} of {type(first).__name__}"
             ) from None
         upcoming = next(iterator, _END)
+        if deadline.expired():
+            raise TimeoutError("timed out waiting for the message's chunks")
         if upcoming is _END:
             self.send_message(cast("Chunk", first), deadline)
             return
         _check_kind(upcoming, text)
-        if deadline.expired():
-            raise TimeoutError("timed out waiting for the message's chunks")
-        turn = self._take_turn(deadline)
+        turn = MessageTurn()
+        protocol = self._protocol
         try:
+            self._take_turn(turn, deadline)
             self._send_frames(turn, cast("Chunk", first), upcoming, iterator, deadline)
         finally:
-            protocol = self._protocol
             with protocol.lock:
-                protocol.message_turn = None
-                protocol.turn_free.notify_all()
+                if protocol.message_turn is turn:
+                    protocol.message_turn = None
+                    protocol.turn_free.notify_all()
 
     def _send_frames(
         self,
@@ -223,16 +225,14 @@ class Sender:
             trace_logger.debug("%s > %s %d (%s)", self, kind, len(chunk), "fin" if fin else "more")
         return end, written
 
-    def _take_turn(self, deadline: Deadline) -> MessageTurn:
-        """Take the message turn, waiting for it within ``deadline``."""
-        turn = MessageTurn()
+    def _take_turn(self, turn: MessageTurn, deadline: Deadline) -> None:
+        """Take the message turn for ``turn``, waiting for it within ``deadline``."""
         protocol = self._protocol
         with protocol.lock:
             if protocol.message_turn is not None:
                 self._wait_turn(deadline)
             protocol.check_open()
             protocol.message_turn = turn
-        return turn
 
     def _wait_turn(self, deadline: Deadline | None) -> None:
         """Wait until no message is being sent in fragments (connection lock held).
