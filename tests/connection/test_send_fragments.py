@@ -390,9 +390,10 @@ def test_close_wakes_senders_waiting_for_their_turn(raw_peer) -> None:
         gate.set()
         assert isinstance(fragmented.exception(), ConnectionClosed)
         conn.send_close(1000)
+        conn.close()  # The server closes TCP first.
         closer.result()
-        conn.wait_eof()
         assert [f.opcode for f in conn.frames] == [OP_TEXT, OP_CLOSE]
+        assert ws.close_reason.code == 1000
     finally:
         ws.close()
 
