@@ -151,7 +151,11 @@ class BoundedDeflate(DeflateBase):
         """Compress an outgoing frame, creating the compressor with a small memory level.
 
         wsproto drops the compressor after each message when our side has no
-        context takeover, so the next message starts a fresh one here.
+        context takeover, so the next message starts a fresh one here. A frame
+        that does not end its message (one sent in fragments) is flushed with
+        ``Z_SYNC_FLUSH`` too, as the last one is: it then carries all of its data,
+        which the peer can inflate as soon as it arrives, where wsproto would leave
+        part of it in the compressor until a later frame (or send an empty one).
         """
         if self.compressor is None and opcode in (Opcode.TEXT, Opcode.BINARY):
             self.compressor = zlib.compressobj(
@@ -161,7 +165,12 @@ class BoundedDeflate(DeflateBase):
                 MEM_LEVEL,
                 self._strategy,
             )
-        return super().frame_outbound(proto, opcode, rsv, data, fin)
+        rsv, data = super().frame_outbound(proto, opcode, rsv, data, fin)
+        if not fin and self.compressor is not None:
+            # Only data frames may leave FIN unset; the flush marker stays (RFC 7692,
+            # section 7.2.1 removes it at the end of the message only).
+            data += self.compressor.flush(zlib.Z_SYNC_FLUSH)
+        return rsv, data
 
     def _inflate(self, data: bytes) -> bytes | CloseReason:
         decompressor = self.decompressor

@@ -6,7 +6,7 @@ object and several copies at a time, which costs more than the rest of a small m
 trip (see the performance page). For those frames only, syncws does the work itself:
 
 * :func:`encode_message` frames an outgoing message in one step (and masks it, on the
-  client side);
+  client side), and :func:`encode_frame` one frame of a message sent in fragments;
 * :class:`FrameSplitter` scans received bytes, decodes the whole data frames itself, and
   passes everything else to wsproto, in order and at frame boundaries: control frames,
   fragmented messages, text frames not yet complete (wsproto checks their UTF-8 as
@@ -36,6 +36,8 @@ from wsproto.events import BytesMessage, Message, TextMessage
 __all__ = [
     "FrameSplitter",
     "apply_mask",
+    "chunk_is_text",
+    "encode_frame",
     "encode_message",
     "masking_key",
     "message_event",
@@ -131,6 +133,50 @@ def encode_message(
         header = struct.pack("!BBH", opcode, mask_bit | 126, size)
     else:
         header = struct.pack("!BBQ", opcode, mask_bit | 127, size)
+    if client:
+        key = masking_key()
+        header += key
+        payload = apply_mask(payload, key)
+    if size <= JOIN_LIMIT:
+        return (header + payload,)
+    return header, payload
+
+
+def chunk_is_text(chunk: object) -> bool:
+    """Whether a chunk of a message sent in fragments is text (``str``) or bytes-like.
+
+    :raises TypeError: for anything else.
+    """
+    if isinstance(chunk, str):
+        return True
+    if isinstance(chunk, (bytes, bytearray, memoryview)):
+        return False
+    raise TypeError(f"a message's chunks must be str or bytes-like, not {type(chunk).__name__}")
+
+
+def encode_frame(
+    opcode: int, fin: bool, chunk: str | bytes | bytearray | memoryview, client: bool
+) -> tuple[bytes, ...]:
+    """Frame one fragment of a message; return the pieces to write, in order.
+
+    ``opcode`` is the message's (text or binary) for its first frame and
+    :data:`OP_CONTINUATION` for the others; ``fin`` is set on the last one only.
+    (:func:`encode_message` stays a function of its own: it is the hot path.)
+    """
+    if isinstance(chunk, str):
+        payload = chunk.encode("utf-8")
+    else:
+        # A copy of a mutable buffer, as for a whole message.
+        payload = chunk if isinstance(chunk, bytes) else bytes(chunk)
+    first = (0x80 if fin else 0) | opcode
+    size = len(payload)
+    mask_bit = 0x80 if client else 0
+    if size < 126:
+        header = bytes((first, mask_bit | size))
+    elif size < 65536:
+        header = struct.pack("!BBH", first, mask_bit | 126, size)
+    else:
+        header = struct.pack("!BBQ", first, mask_bit | 127, size)
     if client:
         key = masking_key()
         header += key

@@ -101,12 +101,14 @@ class Protocol:
         "latency",
         "lock",
         "max_message_size",
+        "message_turn",
         "name",
         "pings",
         "pongs",
         "splitter",
         "state",
         "timers",
+        "turn_free",
         "ws",
     )
 
@@ -135,6 +137,12 @@ class Protocol:
         self.splitter.prime(received)
         #: The lifecycle; changed by :meth:`set_state` only.
         self.state = State.OPEN
+        #: The message being sent in fragments (its sender's token, see ._sender), or
+        #: ``None``: no other data frame may be queued while it is set.
+        self.message_turn: object | None = None
+        #: Notified when :attr:`message_turn` is given back or the connection leaves
+        #: ``OPEN``: senders waiting for their turn wake on it.
+        self.turn_free = threading.Condition(lock)
         #: The close frames received and sent, and the close reason (see ._closing).
         self.close_record = CloseRecord()
         #: Whether the closing handshake ran out of time.
@@ -166,6 +174,8 @@ class Protocol:
                 return
             raise RuntimeError(f"invalid transition {self.state} -> {state}")
         self.state = state
+        # Nothing more can be sent: senders waiting for their turn must give up.
+        self.turn_free.notify_all()
 
     def check_open(self) -> None:
         """Raise ConnectionClosed unless messages can still be sent (lock held)."""
@@ -329,6 +339,16 @@ class Protocol:
         with self.lock:
             return self._fail(CloseReason(code, reason))
 
+    def fail_if_open(self, code: int, reason: str | None) -> CloseRecord | None:
+        """Fail the connection unless it is closing already (a sender's message cut off).
+
+        :returns: the close record, or ``None`` when the connection was not open.
+        """
+        with self.lock:
+            if self.state is not State.OPEN:
+                return None
+            return self._fail(CloseReason(code, reason))
+
     def hold_failure(self, code: int, reason: str | None) -> None:
         """Hold a protocol error back until the messages received before it are read.
 
@@ -400,6 +420,8 @@ class Protocol:
             self.close_record, decided=CloseReason(1006, "connection inherited across fork()")
         )
         self.lock = lock
+        self.turn_free = threading.Condition(lock)
+        self.message_turn = None
         self.pings = {}
         with lock:
             self.set_state(State.CLOSED)

@@ -8,22 +8,40 @@ A send that cannot finish (a timeout, an interrupt in the middle of a frame, a b
 socket) leaves part of a frame on the wire, so it aborts the connection (1006), through
 the reader, which ends it.
 
-No lock of its own: the connection lock (the protocol's) is held only to queue bytes.
+A message sent in fragments (:meth:`Sender.send_fragments`) holds the connection's
+*message turn* (:attr:`Protocol.message_turn <syncws._protocol.Protocol.message_turn>`)
+from its first frame to its last: meanwhile other senders' data frames wait for it
+(within their own deadline) on the protocol's ``turn_free`` condition, while control
+frames (pings, pongs, close frames) go out at once. One that cannot finish after its
+first frame fails the connection with 1011: a message cut in the middle cannot be taken
+back (an interrupt or a cut frame still aborts it).
+
+No lock of its own: the connection lock (the protocol's) is held only to queue bytes,
+or to wait for the message turn on a condition that releases it.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, cast
 
 from wsproto.events import BytesMessage, Event, Ping, TextMessage
 
-from ._framing import encode_message, message_event
+from ._framing import (
+    OP_BINARY,
+    OP_CONTINUATION,
+    OP_TEXT,
+    chunk_is_text,
+    encode_frame,
+    encode_message,
+    message_event,
+)
 from ._protocol import PendingPing, describe, trace_logger
 from ._reader import ABORT_JOIN_TIMEOUT
 from ._transport import TransportError
-from .exceptions import ConnectionClosed
 from .types import CloseReason
 
 if TYPE_CHECKING:
@@ -32,9 +50,30 @@ if TYPE_CHECKING:
     from ._reader import Reader
     from ._transport import Transport
 
-__all__ = ["Sender"]
+__all__ = ["CONTROL", "MessageTurn", "Sender", "TurnTaken"]
 
 logger = logging.getLogger("syncws")
+
+Chunk = str | bytes | bytearray | memoryview
+#: The end of a message's chunks (``next``'s default).
+_END = object()
+
+
+class TurnTaken(Exception):
+    """A data frame cannot be queued now: a message being sent in fragments holds the turn."""
+
+
+class MessageTurn:
+    """The token of a message being sent in fragments: who holds the message turn."""
+
+    __slots__ = ("thread",)
+
+    def __init__(self) -> None:
+        self.thread = threading.current_thread()
+
+
+#: What control frames pass as their turn: they never wait for one.
+CONTROL = MessageTurn.__new__(MessageTurn)
 
 
 class Sender:
@@ -57,21 +96,179 @@ class Sender:
     def __str__(self) -> str:
         return self._name
 
-    def send_message(
-        self, message: str | bytes | bytearray | memoryview, deadline: Deadline
-    ) -> None:
-        """Send a message whole, within ``deadline`` (see ``WebSocketConnection.send_message``)."""
-        protocol = self._protocol
-        if not protocol.fast:
-            self.flush(self.enqueue(message_event(message)), deadline)
-            return
+    def send_message(self, message: Chunk | Iterable[Chunk], deadline: Deadline) -> None:
+        """Send a message within ``deadline`` (see ``WebSocketConnection.send_message``)."""
         if not isinstance(message, (str, bytes, bytearray, memoryview)):
-            message_event(message)  # Raises the TypeError.
-        end, written = self._put(None, encode_message(message, protocol.is_client), write=True)
+            self.send_fragments(message, deadline)
+            return
+        protocol = self._protocol
+        if protocol.fast:
+            end, written = self._put(
+                None, encode_message(message, protocol.is_client), write=True, wait=deadline
+            )
+        else:
+            end, written = self._put(message_event(message), None, write=False, wait=deadline)
         if trace_logger.isEnabledFor(logging.DEBUG):
             trace_logger.debug("%s > %s", self, describe(message))
         if not written:
             self.flush(end, deadline)
+
+    def send_fragments(self, chunks: Iterable[Chunk], deadline: Deadline) -> None:
+        """Send ``chunks`` as one message, a frame per chunk, within ``deadline``.
+
+        The first two chunks are taken before anything is sent, and one ahead of the
+        frame being sent after that, so that the last frame carries FIN: an iterable
+        of one chunk makes an ordinary message, an empty one sends nothing. Errors up
+        to the first frame leave the connection as it was.
+        """
+        try:
+            # A mapping or a set is an error, most likely: its keys, in an order of
+            # its own, would not make a message.
+            if isinstance(chunks, (Mapping, set, frozenset)):
+                raise TypeError
+            iterator: Iterator[object] = iter(chunks)
+        except TypeError:
+            raise TypeError(
+                "message must be str, bytes-like, or an iterable of them, not "
+                f"{type(chunks).__name__}"
+            ) from None
+        first = next(iterator, _END)
+        if first is _END:
+            return
+        try:
+            text = chunk_is_text(first)
+        except TypeError:
+            raise TypeError(
+                "message must be str, bytes-like, or an iterable of them, not "
+                f"{type(chunks).__name__} of {type(first).__name__}"
+            ) from None
+        upcoming = next(iterator, _END)
+        if deadline.expired():
+            raise TimeoutError("timed out waiting for the message's chunks")
+        if upcoming is _END:
+            self.send_message(cast("Chunk", first), deadline)
+            return
+        _check_kind(upcoming, text)
+        turn = MessageTurn()
+        protocol = self._protocol
+        try:
+            self._take_turn(turn, deadline)
+            self._send_frames(turn, cast("Chunk", first), upcoming, iterator, deadline)
+        finally:
+            with protocol.lock:
+                if protocol.message_turn is turn:
+                    protocol.message_turn = None
+                    protocol.turn_free.notify_all()
+
+    def _send_frames(
+        self,
+        turn: MessageTurn,
+        current: Chunk,
+        upcoming: object,
+        chunks: Iterator[object],
+        deadline: Deadline,
+    ) -> None:
+        """Send the frames of a fragmented message, holding ``turn``; fail it if cut."""
+        text = isinstance(current, str)
+        opcode = OP_TEXT if text else OP_BINARY
+        started = False
+        try:
+            while True:
+                fin = upcoming is _END
+                end, written = self._queue_frame(turn, opcode, fin, current, deadline)
+                started = True
+                if not written:
+                    self.flush(end, deadline)
+                if fin:
+                    return
+                opcode = OP_CONTINUATION
+                current = cast("Chunk", upcoming)
+                upcoming = next(chunks, _END)
+                if upcoming is not _END:
+                    _check_kind(upcoming, text)
+                if deadline.expired():
+                    raise TimeoutError("timed out waiting for the message's chunks")
+        except Exception as exc:
+            # Part of the message is on the wire and the rest will not follow: the
+            # peer must not take what comes next as more of it. (Once the connection
+            # is closing, after a ConnectionClosed of its own or a timeout of the
+            # flush, which aborted it, nothing more is sent.)
+            if started:
+                late = isinstance(exc, TimeoutError)
+                self._fail_message(f"message not finished{' in time' if late else ''}", exc)
+            raise
+        except BaseException:
+            # Interrupted (KeyboardInterrupt): as for an interrupted whole message,
+            # unless the last frame is out whole.
+            if started and not (fin and self._transport.written(end)):
+                self._reader.abort("send interrupted")
+            raise
+
+    def _queue_frame(
+        self, turn: MessageTurn, opcode: int, fin: bool, chunk: Chunk, deadline: Deadline
+    ) -> tuple[int, bool]:
+        """Queue one frame of a fragmented message; return its end and whether it is written."""
+        protocol = self._protocol
+        if protocol.fast:
+            pieces = encode_frame(opcode, fin, chunk, protocol.is_client)
+            end, written = self._put(None, pieces, write=True, wait=deadline, turn=turn)
+        else:
+            # wsproto compresses the message as one (RSV1 on its first frame only).
+            event: Event
+            if isinstance(chunk, str):
+                event = TextMessage(data=chunk, message_finished=fin)
+            else:
+                event = BytesMessage(data=chunk, message_finished=fin)  # type: ignore[arg-type]
+            end, written = self._put(event, None, write=False, wait=deadline, turn=turn)
+        if trace_logger.isEnabledFor(logging.DEBUG):
+            kind = {OP_TEXT: "TEXT", OP_BINARY: "BINARY"}.get(opcode, "CONTINUATION")
+            trace_logger.debug("%s > %s %d (%s)", self, kind, len(chunk), "fin" if fin else "more")
+        return end, written
+
+    def _take_turn(self, turn: MessageTurn, deadline: Deadline) -> None:
+        """Take the message turn for ``turn``, waiting for it within ``deadline``."""
+        protocol = self._protocol
+        with protocol.lock:
+            if protocol.message_turn is not None:
+                self._wait_turn(deadline)
+            protocol.check_open()
+            protocol.message_turn = turn
+
+    def _wait_turn(self, deadline: Deadline | None) -> None:
+        """Wait until no message is being sent in fragments (connection lock held).
+
+        :param deadline: ``None``: do not wait, raise :exc:`TurnTaken`.
+        :raises TimeoutError: when ``deadline`` passes first; nothing was sent.
+        :raises ConnectionClosed: when the connection closes meanwhile.
+        :raises RuntimeError: when the message being sent is this thread's own: its
+            iterable sends on the same connection, which would wait for ever.
+        """
+        protocol = self._protocol
+        while (holder := protocol.message_turn) is not None:
+            protocol.check_open()
+            if isinstance(holder, MessageTurn) and holder.thread is threading.current_thread():
+                raise RuntimeError(
+                    "cannot send a message while this thread sends one in fragments "
+                    "on the same connection"
+                )
+            if deadline is None:
+                raise TurnTaken
+            remaining = deadline.remaining()
+            if remaining == 0:
+                raise TimeoutError("timed out waiting for a message sent in fragments")
+            protocol.turn_free.wait(remaining)
+
+    def _fail_message(self, reason: str, exc: Exception) -> None:
+        """Fail the connection with 1011 after a message was cut off between frames."""
+        self._reader.fail_held()
+        if self._protocol.fail_if_open(1011, reason) is None:
+            return
+        logger.debug("%s: failing the connection: %s (%r)", self, reason, exc)
+        # As after close(): the reader must read the peer's answer, even if the
+        # application does not read; the close frame goes out now if the socket takes it.
+        self._reader.queue.release()
+        self._reader.hand_over()
+        self._transport.try_flush()
 
     def ping(self, payload: bytes | None, deadline: Deadline) -> float:
         """Send a ping, wait for its pong; return the round trip (``WebSocketConnection.ping``)."""
@@ -115,30 +312,58 @@ class Sender:
         self._reader.hand_over()
         return end
 
-    def enqueue(self, event: Event) -> int:
-        """Frame ``event`` into the write queue; return the queue offset just past it."""
+    def enqueue(self, event: Event) -> int | None:
+        """Frame ``event`` into the write queue; return the queue offset just past it.
+
+        ``None`` for a message while one is being sent in fragments: nothing queued.
+        """
         pieces = None
-        if self._protocol.fast and isinstance(event, (TextMessage, BytesMessage)):
-            pieces = encode_message(event.data, self._protocol.is_client)
-        end, _ = self._put(event, pieces, write=False)
+        turn: MessageTurn | None = CONTROL
+        if isinstance(event, (TextMessage, BytesMessage)):
+            turn = None
+            if self._protocol.fast:
+                pieces = encode_message(event.data, self._protocol.is_client)
+        try:
+            end, _ = self._put(event, pieces, write=False, wait=None, turn=turn)
+        except TurnTaken:
+            return None
         if trace_logger.isEnabledFor(logging.DEBUG):
             trace_logger.debug("%s > %s", self, describe(event))
         return end
 
+    def send_control(self, event: Event, deadline: Deadline) -> None:
+        """Send a control frame (a pong) now, within ``deadline``: it waits for no message."""
+        end, _ = self._put(event, None, write=False, wait=None, turn=CONTROL)
+        if trace_logger.isEnabledFor(logging.DEBUG):
+            trace_logger.debug("%s > %s", self, describe(event))
+        self.flush(end, deadline)
+
     def _put(
-        self, event: Event | None, pieces: tuple[bytes, ...] | None, *, write: bool
+        self,
+        event: Event | None,
+        pieces: tuple[bytes, ...] | None,
+        *,
+        write: bool,
+        wait: Deadline | None,
+        turn: MessageTurn | None = None,
     ) -> tuple[int, bool]:
         """Queue ``pieces`` (framed here) or ``event`` (framed by wsproto) if still open.
 
         With ``write``, the pieces go straight to the socket when nobody else is writing.
+        A data frame waits, within ``wait``, for the message turn unless it holds it
+        (``turn``); control frames pass :data:`CONTROL`, and never wait.
 
         :returns: the write-queue offset past the bytes, and whether they are written.
         """
         protocol = self._protocol
         written = False
+        framing = False
         try:
             with protocol.lock:
+                if protocol.message_turn is not turn and turn is not CONTROL:
+                    self._wait_turn(wait)
                 protocol.check_open()
+                framing = True
                 if pieces is None:
                     assert event is not None
                     end = protocol.queue_event(event)
@@ -148,13 +373,13 @@ class Sender:
                 else:
                     for piece in pieces:
                         end = self._transport.queue(piece)
-        except ConnectionClosed:
-            raise
         except BaseException:
-            # Interrupted (KeyboardInterrupt in the main thread) while framing or
-            # writing: part of a frame may be on the wire, or wsproto's state (its
-            # compressor's) and the write queue may disagree: the connection cannot go on.
-            self._reader.abort("send interrupted")
+            if framing:
+                # Interrupted (KeyboardInterrupt in the main thread) while framing or
+                # writing: part of a frame may be on the wire, or wsproto's state (its
+                # compressor's) and the write queue may disagree: the connection
+                # cannot go on. (Nothing was sent when waiting or checking failed.)
+                self._reader.abort("send interrupted")
             raise
         return end, written
 
@@ -187,3 +412,10 @@ class Sender:
             if not self._transport.written(end):
                 reader.abort("send interrupted")
             raise
+
+
+def _check_kind(chunk: object, text: bool) -> None:
+    """Raise TypeError unless ``chunk`` is of the kind the message's first chunk set."""
+    if chunk_is_text(chunk) is not text:
+        first, other = ("str", "bytes-like") if text else ("bytes-like", "str")
+        raise TypeError(f"a message's chunks must be all of one kind: {other} after {first}")

@@ -11,6 +11,9 @@ from __future__ import annotations
 import logging
 import selectors
 from collections.abc import Iterable
+from typing import Any
+
+from wsproto.events import Message
 
 from ._deadline import Deadline
 from ._framing import message_event
@@ -44,7 +47,9 @@ def broadcast(
     code 1006), as :meth:`~WebSocketConnection.send_message` does on a timeout:
     part of the message may be on the wire, so the connection cannot go on.
     That is how a server cuts off a client that stopped reading, instead of
-    buffering for it without bound.
+    buffering for it without bound. A connection sending a message in fragments
+    gets this one after it; when that does not end in time, the connection is
+    left out (and open: nothing of this message was sent to it).
 
     Thread-safe; the call returns once every connection has its copy or was cut off.
 
@@ -62,37 +67,66 @@ def broadcast(
     deadline = Deadline(timeout)
     missed: list[WebSocketConnection] = []
     waiting: dict[WebSocketConnection, int] = {}
+    # Connections sending a message in fragments: theirs is queued once it is sent.
+    deferred: list[WebSocketConnection] = []
     for connection in dict.fromkeys(connections):  # Each connection once, in order.
-        try:
-            waiting[connection] = connection.enqueue(event)
-        except ConnectionClosed:
-            missed.append(connection)
+        _enqueue(connection, event, waiting, deferred, missed)
     blocked, busy = _push(waiting, missed)
-    if waiting:
-        # Some sockets are full: only now is a selector worth its system calls.
-        _wait(waiting, missed, deadline, blocked, busy)
+    if waiting or deferred:
+        # Some sockets are full (or sending a message in fragments): only now is a
+        # selector worth its system calls.
+        _wait(waiting, deferred, missed, deadline, event=event, blocked=blocked, busy=busy)
     if missed:
         logger.debug("broadcast: %d connection(s) did not get the message", len(missed))
     return missed
 
 
+def _enqueue(
+    connection: WebSocketConnection,
+    event: Message[Any],
+    waiting: dict[WebSocketConnection, int],
+    deferred: list[WebSocketConnection],
+    missed: list[WebSocketConnection],
+) -> None:
+    """Queue the message on ``connection``; file it under the list it now belongs to."""
+    try:
+        end = connection.enqueue(event)
+    except ConnectionClosed:
+        missed.append(connection)
+        return
+    if end is None:
+        deferred.append(connection)
+    else:
+        waiting[connection] = end
+
+
 def _wait(
     waiting: dict[WebSocketConnection, int],
+    deferred: list[WebSocketConnection],
     missed: list[WebSocketConnection],
     deadline: Deadline,
+    *,
+    event: Message[Any],
     blocked: list[WebSocketConnection],
     busy: bool,
 ) -> None:
     """Write to the sockets as they become writable, until done or ``deadline``.
 
-    ``blocked`` and ``busy`` are what the last :func:`_push` reported.
+    ``blocked`` and ``busy`` are what the last :func:`_push` reported. The
+    ``deferred`` connections are asked again on each pass.
     """
     with selectors.DefaultSelector() as selector:
-        while waiting:
+        while waiting or deferred:
+            if deferred:
+                for connection in deferred[:]:
+                    deferred.remove(connection)
+                    _enqueue(connection, event, waiting, deferred, missed)
             if deadline.expired():
                 for connection in waiting:
                     connection.abort("the peer did not read a broadcast in time")
                     missed.append(connection)
+                # Nothing of the message was queued on these: no need to abort them.
+                missed.extend(deferred)
                 return
             registered = []
             for connection in blocked:
@@ -106,7 +140,7 @@ def _wait(
             # retry_wait). Another thread writing some of them may stop once its own
             # bytes are out: look again soon rather than wait on sockets it is using.
             remaining = retry_wait(deadline.remaining())
-            if busy:
+            if busy or deferred:
                 remaining = min(remaining, _BUSY_RECHECK)
             selector.select(remaining)
             for connection in registered:

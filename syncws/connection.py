@@ -19,7 +19,7 @@ Lock order. A thread that holds one of these locks takes only those below it:
 1. the server's locks (``WebSocketServer``'s and its ``HandlerThreads``', never held
    together): no connection method is called with either held;
 2. the connection lock (:attr:`Protocol.lock <syncws._protocol.Protocol.lock>`, also the
-   :class:`~syncws._transport.Transport`'s condition);
+   :class:`~syncws._transport.Transport`'s condition and the protocol's ``turn_free``);
 3. the TLS socket's lock (``Transport``: writing under the connection lock may send at
    once) and the pings' events (set when a pong is matched).
 
@@ -73,7 +73,7 @@ from .types import CloseReason, Endpoint
 
 if TYPE_CHECKING:
     import socket
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from types import TracebackType
 
     from ._transport import Progress
@@ -314,20 +314,35 @@ class WebSocketConnection:
     # -- sending -----------------------------------------------------------------------
 
     def send_message(
-        self, message: str | bytes | bytearray | memoryview, timeout: float | None = None
+        self,
+        message: str
+        | bytes
+        | bytearray
+        | memoryview
+        | Iterable[str | bytes | bytearray | memoryview],
+        timeout: float | None = None,
     ) -> None:
         """Send a message: ``str`` as a text message, bytes-like as a binary message.
+
+        Any other iterable (a list, a generator) of ``str`` or of bytes-like chunks is
+        sent as one message in fragments, a frame per chunk (see :doc:`/topics/streaming`):
+        other threads' messages wait for it; an error once its first frame is sent
+        (the iterable's too) fails the connection with code 1011. An empty iterable
+        sends nothing.
 
         Returns once the whole message has been handed to the operating system.
         Thread-safe: messages sent from several threads at once never interleave.
 
-        :param message: the message.
-        :param timeout: how long to wait, in seconds, when the peer does not read
+        :param message: the message, or its chunks.
+        :param timeout: how long the whole call may take, in seconds, including the
+            iterable's time and any wait for another thread's message in fragments
             (``None``: no limit, but :meth:`close` from another thread still wakes
-            the call). When it passes, part of the message may be on the wire, so the
-            connection is aborted (close code 1006) and unusable. The same happens
-            when Ctrl-C (:exc:`KeyboardInterrupt`) interrupts the wait.
-        :raises TypeError: when ``message`` is neither ``str`` nor bytes-like.
+            the call). When it passes while the peer does not read, part of the
+            message may be on the wire, so the connection is aborted (close code
+            1006) and unusable. The same happens when Ctrl-C
+            (:exc:`KeyboardInterrupt`) interrupts the wait.
+        :raises TypeError: when ``message`` is neither ``str``, bytes-like nor an
+            iterable of either (a mapping or a set is refused too).
         :raises ConnectionClosed: when the connection is closing or closed.
         :raises TimeoutError: when ``timeout`` passed first.
         """
@@ -370,11 +385,12 @@ class WebSocketConnection:
         data = b"" if payload is None else bytes(payload)
         if len(data) > 125:
             raise ValueError("a pong payload is at most 125 bytes")
-        self._sender.flush(self._sender.enqueue(Pong(payload=data)), Deadline(timeout))
+        self._sender.send_control(Pong(payload=data), Deadline(timeout))
 
-    def enqueue(self, event: Event) -> int:
+    def enqueue(self, event: Event) -> int | None:
         """Frame ``event`` into the write queue; return the queue offset just past it.
 
+        ``None`` for a message while one is being sent in fragments: try again later.
         Part of the interface for syncws's own tools (see below); not public API.
         """
         return self._sender.enqueue(event)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import http.client
+import random
 import re
 import signal
 import ssl
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 from helpers import ROOT, WAIT, ChildProcess, unused_port
 from redisserver import RedisServer
+from websockets.exceptions import ConnectionClosed as ConnectionClosedByWebsockets
 
 import syncws
 from syncws import ConnectionClosed, ConnectionRejected
@@ -44,6 +46,7 @@ TESTED = {
     "proxy_client.py": "test_proxy_client_*",
     "redis_chat.py": "test_redis_chat_*",
     "secure_server.py": "test_secure_server_*",
+    "send_file.py": "test_send_file_*",
     "test_with_syncws.py": "test_the_pytest_example_passes",
     "workers.py": "test_workers_example_spreads_clients_and_stops_on_ctrl_c",
 }
@@ -145,6 +148,46 @@ def test_echo_client_without_server() -> None:
     with run_example("echo_client.py", f"ws://127.0.0.1:{unused_port()}/", "x") as client:
         assert client.wait(WAIT) == 1
     assert "error: cannot connect" in client.errors
+    assert "Traceback" not in client.errors
+
+
+# ------------------------------------------------------------------ send file
+
+
+def record_fragments(ws: Any, srv: Any) -> None:
+    """A websockets handler: record the fragments of each message until the close."""
+    try:
+        while True:
+            srv.record.put(list(ws.recv_streaming()))
+    except ConnectionClosedByWebsockets:
+        srv.record.put(("closed", ws.close_code))
+
+
+@pytest.mark.parametrize("size", [5 * 65536 + 1000, 65536, 0])
+def test_send_file_sends_one_message_in_64_kib_fragments(
+    websockets_server: Any, tmp_path: Path, size: int
+) -> None:
+    srv = websockets_server(record_fragments)
+    data = random.Random(size).randbytes(size)
+    path = tmp_path / "data.bin"
+    path.write_bytes(data)
+    with run_example("send_file.py", srv.url, str(path)) as client:
+        assert client.wait(WAIT) == 0, client.errors
+    frames = max(1, -(-size // 65536))
+    plural = "" if frames == 1 else "s"
+    assert client.output.splitlines() == [f"sent {size} bytes in {frames} frame{plural}"]
+    fragments = srv.get()
+    assert [len(fragment) for fragment in fragments[:-1]] == [65536] * (frames - 1)
+    assert b"".join(fragments) == data
+    assert srv.get() == ("closed", 1000)
+
+
+def test_send_file_reports_a_missing_file(websockets_server: Any, tmp_path: Path) -> None:
+    srv = websockets_server(record_fragments)
+    missing = tmp_path / "missing.bin"
+    with run_example("send_file.py", srv.url, str(missing)) as client:
+        assert client.wait(WAIT) == 1
+    assert f"error: {missing}: No such file or directory" in client.errors
     assert "Traceback" not in client.errors
 
 
