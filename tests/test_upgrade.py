@@ -153,7 +153,7 @@ def requests(draw: Any) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + draw(st.sampled_from([b"", b"\x81\x80"]))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(requests())
 def test_read_request_decides_as_wsproto(data: bytes) -> None:
     read = read_request(data)
@@ -203,7 +203,7 @@ def responses(draw: Any) -> tuple[bytes, Request]:
     return ("\r\n".join(lines) + "\r\n\r\n").encode(), request
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(responses())
 def test_read_switch_decides_as_wsproto(case: tuple[bytes, Request]) -> None:
     data, request = case

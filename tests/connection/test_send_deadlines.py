@@ -106,6 +106,7 @@ class SlowReader:
         self._thread.join(WAIT)
 
 
+@pytest.mark.slow  # 3 s: it fills the socket buffers with a peer that does not read
 def test_a_send_returns_once_its_own_message_is_written(raw_peer) -> None:
     """Eight threads send to a slow reader: none is left writing the others' messages."""
     peer = raw_peer(rcvbuf=64 * 1024)
