@@ -158,8 +158,6 @@ class _Race:
 
     def run(self) -> socket.socket:
         """Race the attempts; return the winner, or raise after the last failure."""
-        if len(self._waiting) == 1 and not self._deadline.expired():
-            return self._alone(self._waiting.pop())
         try:
             return self._loop()
         finally:
@@ -192,31 +190,6 @@ class _Race:
                     return self._win(sock)
                 self._fail(sock, OSError(code, os.strerror(code)))
                 next_start = 0.0  # An attempt failed: start the next one at once.
-
-    def _alone(self, address: Address) -> socket.socket:
-        """Connect to the only address: a blocking connect within the deadline, no race."""
-        try:
-            sock = socket.socket(address.family, address.type, address.proto)
-        except OSError as exc:
-            self._failures.append((address, exc))
-            raise self._all_failed() from None
-        remaining = self._deadline.remaining()
-        try:
-            # Never 0, which would make the socket non-blocking.
-            sock.settimeout(None if remaining is None else max(remaining, 0.001))
-            sock.connect(address.sockaddr)
-        except TimeoutError:
-            sock.close()
-            raise self._timed_out([address]) from None
-        except OSError as exc:
-            sock.close()
-            self._failures.append((address, exc))
-            raise self._all_failed() from None
-        except BaseException:
-            sock.close()
-            raise
-        sock.settimeout(None)
-        return sock
 
     def _start(self, address: Address) -> socket.socket | None:
         """Start connecting to ``address``; return the socket if it connected at once."""
@@ -286,9 +259,8 @@ class _Race:
         # OSError(errno, ...) makes the matching subclass, e.g. ConnectionRefusedError.
         return OSError(first.errno, message)
 
-    def _timed_out(self, alone: list[Address] | None = None) -> ConnectionTimeout:
-        waited = self._attempts.values() if alone is None else alone
-        silent = [self._label(address) for address in waited]
+    def _timed_out(self) -> ConnectionTimeout:
+        silent = [self._label(address) for address in self._attempts.values()]
         message = "timed out connecting"
         if silent:
             message += f": no answer from {', '.join(silent[:_MAX_LISTED])}"

@@ -96,32 +96,29 @@ _HTTP_SCHEMES = {"http": "ws", "https": "wss"}
 
 def url_problem(url: str) -> str | None:
     """Return what is wrong with ``url``, its password hidden, or ``None``."""
-
-    def shown() -> str:  # Only for a problem: redacting costs more than the checks.
-        return repr(redact_url(url))
-
+    shown = repr(redact_url(url))
     if UNSAFE_URL.search(url):
-        return f"the URL contains whitespace or control characters: {shown()}"
+        return f"the URL contains whitespace or control characters: {shown}"
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:  # Its message may quote the netloc, password included.
-        return f"malformed URL {shown()}: an invalid port or host"
+        return f"malformed URL {shown}: an invalid port or host"
     scheme = parts.scheme.lower()
     if scheme not in ("ws", "wss"):
-        return scheme_problem(url, parts.scheme, shown())
+        return scheme_problem(url, parts.scheme, shown)
     if not parts.hostname:
-        return f"no host in URL {shown()}"
+        return f"no host in URL {shown}"
     if port == 0:
-        return f"invalid port 0 in URL {shown()}"
+        return f"invalid port 0 in URL {shown}"
     if "#" in url:
         # RFC 6455, section 3: fragments must not be used; a "#" is sent as %23.
-        return f"a WebSocket URL may not have a fragment: {shown()}"
+        return f"a WebSocket URL may not have a fragment: {shown}"
     try:
         check_host(parts.hostname)
         check_resource(parts.path or "/")
     except ValueError:
-        return f"invalid host or path in URL {shown()}"
+        return f"invalid host or path in URL {shown}"
     return None
 
 
