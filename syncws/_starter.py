@@ -10,12 +10,9 @@ try again when the system could not start a thread. That is this module's job.
 One :class:`ReaderStarter` per process (:data:`STARTER`) keeps a queue of
 connections to look at, by due time, and one thread, ``syncws-starter``, that
 calls each connection's ``start_unless_caller_reads()`` when it is due. The thread runs while at
-least one such connection is open or a server serves, and ends with the last of them
-(it is a daemon, like the reader threads, and the last to end joins it). A connection
-counts from its opening (:meth:`ReaderStarter.opened`) to its end
-(:meth:`ReaderStarter.ended`); a server counts while it serves
-(:meth:`ReaderStarter.hold`, which starts the thread at once), so that clients served
-one after the other do not each start and join the thread.
+least one such connection is open and ends with the last one (it is a daemon, like
+the reader threads, and the last connection to end joins it). A connection counts
+from its opening (:meth:`ReaderStarter.opened`) to its end (:meth:`ReaderStarter.ended`).
 
 When the system cannot start the timer's thread, the calls return quietly; the next
 call tries again, and so does a server's accept loop: it watches the timer
@@ -127,16 +124,6 @@ class ReaderStarter:
                 self._cond.notify()
         self.retry()
 
-    def hold(self) -> None:
-        """Count a server in while it serves, and start the thread now if it does not run.
-
-        The thread then waits for checks from one connection to the next instead of
-        ending with each. :meth:`ended` counts the server out. When the system cannot
-        start the thread, this returns quietly (see :meth:`retry`).
-        """
-        self.opened()
-        self._launch()
-
     def retry(self) -> None:
         """Start the timer's thread if checks wait and it does not run.
 
@@ -146,14 +133,7 @@ class ReaderStarter:
         can start again, with no further call of its own.
         """
         with self._cond:
-            if not self._due:
-                return
-        self._launch()
-
-    def _launch(self) -> None:
-        """Start the thread unless it runs."""
-        with self._cond:
-            if self._running:
+            if self._running or not self._due:
                 return
             self._running = True
             thread = self._thread = threading.Thread(

@@ -203,21 +203,6 @@ class WebSocketServer:
 
         :raises RuntimeError: when the server is already serving or was shut down.
         """
-        # The reader starter's thread runs while the server serves (see ._starter).
-        STARTER.hold()
-        try:
-            self._serve()
-        finally:
-            STARTER.ended()
-
-    def _serve_held(self) -> None:
-        """:meth:`serve_forever` in the background thread, the starter held by ``__enter__``."""
-        try:
-            self._serve()
-        finally:
-            STARTER.ended()
-
-    def _serve(self) -> None:
         with self._lock:
             if self._stopping:
                 raise RuntimeError("the server was shut down")
@@ -326,16 +311,10 @@ class WebSocketServer:
 
     def __enter__(self) -> WebSocketServer:
         """Serve in a background thread named ``syncws-server-<port>``."""
-        # Before the thread: the reader starter's thread runs once this returns.
-        STARTER.hold()
         self._background = threading.Thread(
-            target=self._serve_held, name=f"syncws-server-{self.port}", daemon=True
+            target=self.serve_forever, name=f"syncws-server-{self.port}", daemon=True
         )
-        try:
-            self._background.start()
-        except BaseException:
-            STARTER.ended()
-            raise
+        self._background.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:

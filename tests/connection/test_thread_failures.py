@@ -73,27 +73,15 @@ def test_a_reader_thread_that_cannot_start_is_started_later(syncws_server: Any) 
         resume.set()
 
 
-class _Says(logging.Handler):
-    """Sets ``heard`` when syncws logs a message containing ``words``."""
-
-    def __init__(self, words: str) -> None:
-        super().__init__(logging.DEBUG)
-        self.words = words
-        self.heard = threading.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.words in record.getMessage():
-            self.heard.set()
-
-
 @pytest.mark.allow_syncws_errors(logging.WARNING)
-def test_when_even_the_starter_cannot_start_the_accept_loop_retries() -> None:
-    """The server starts serving, then a connection opens, while no thread can start.
+def test_when_even_the_starter_cannot_start_the_accept_loop_retries(
+    syncws_server: Any,
+) -> None:
+    """The connection opens while no thread can start, not even the starter's own.
 
-    The starter's thread, which a server starts as it starts serving, could not
-    start. The handler reads one message and stops reading: nothing in the connection
-    asks for its reader thread again, so the server's accept loop, which sees the
-    starter stalled, starts it once threads can start again.
+    Its handler reads one message and stops reading: nothing in the connection asks
+    for its reader thread again, so the server's accept loop, which sees the starter
+    stalled, starts it once threads can start again.
     """
     arrived = threading.Event()
     go = threading.Event()
@@ -102,7 +90,7 @@ def test_when_even_the_starter_cannot_start_the_accept_loop_retries() -> None:
     reading_again = threading.Event()
     got: list[str | bytes] = []
 
-    def handler(request: Any) -> None:
+    def handler(request: Any, srv: SyncwsServer) -> None:
         arrived.set()
         go.wait(WAIT)
         ws = request.accept()
@@ -114,39 +102,21 @@ def test_when_even_the_starter_cannot_start_the_accept_loop_retries() -> None:
             for _ in ws:
                 pass
 
-    server = syncws.WebSocketServer(handler, "127.0.0.1", 0)
-    serve = threading.Event()
-    serving = Background(lambda: serve.wait(WAIT) and server.serve_forever())
-    refused = _Says("cannot start the reader starter's thread")
-    logger = logging.getLogger("syncws")
-    logger.addHandler(refused)
-    level = logger.level
-    logger.setLevel(logging.DEBUG)
+    srv = syncws_server(handler)
+    opening = Background(raw_client, srv.port)  # A thread of its own, started now.
+    assert arrived.wait(WAIT)
+    with no_new_threads():
+        go.set()
+        conn = opening.result()
+        conn.send_text("pause")
+        assert paused.wait(WAIT)
+        assert STARTER.stalled
+    assert got == ["pause"]
     try:
-        with no_new_threads():
-            serve.set()
-            assert refused.heard.wait(WAIT)
+        conn.send_ping(b"are you there")
+        frame = conn.recv_frame(timeout=WAIT)
+        assert (frame.opcode, frame.payload) == (OP_PONG, b"are you there")
+        assert not reading_again.is_set()  # The reader thread answered, not the handler.
     finally:
-        logger.setLevel(level)
-        logger.removeHandler(refused)
-    try:
-        opening = Background(raw_client, server.port)  # A thread of its own, started now.
-        assert arrived.wait(WAIT)
-        with no_new_threads():
-            go.set()
-            conn = opening.result()
-            conn.send_text("pause")
-            assert paused.wait(WAIT)
-            assert STARTER.stalled
-        assert got == ["pause"]
-        try:
-            conn.send_ping(b"are you there")
-            frame = conn.recv_frame(timeout=WAIT)
-            assert (frame.opcode, frame.payload) == (OP_PONG, b"are you there")
-            assert not reading_again.is_set()  # The reader thread answered, not the handler.
-        finally:
-            resume.set()
-        conn.close_handshake()
-    finally:
-        server.shutdown()
-        serving.join()
+        resume.set()
+    conn.close_handshake()
