@@ -125,21 +125,7 @@ def encode_message(
         # A copy of a mutable buffer: the caller may change it once this returns.
         payload = message if isinstance(message, bytes) else bytes(message)
         opcode = 0x80 | OP_BINARY
-    size = len(payload)
-    mask_bit = 0x80 if client else 0
-    if size < 126:
-        header = bytes((opcode, mask_bit | size))
-    elif size < 65536:
-        header = struct.pack("!BBH", opcode, mask_bit | 126, size)
-    else:
-        header = struct.pack("!BBQ", opcode, mask_bit | 127, size)
-    if client:
-        key = masking_key()
-        header += key
-        payload = apply_mask(payload, key)
-    if size <= JOIN_LIMIT:
-        return (header + payload,)
-    return header, payload
+    return _frame(opcode, payload, client)
 
 
 def chunk_is_text(chunk: object) -> bool:
@@ -161,14 +147,17 @@ def encode_frame(
 
     ``opcode`` is the message's (text or binary) for its first frame and
     :data:`OP_CONTINUATION` for the others; ``fin`` is set on the last one only.
-    (:func:`encode_message` stays a function of its own: it is the hot path.)
     """
     if isinstance(chunk, str):
         payload = chunk.encode("utf-8")
     else:
         # A copy of a mutable buffer, as for a whole message.
         payload = chunk if isinstance(chunk, bytes) else bytes(chunk)
-    first = (0x80 if fin else 0) | opcode
+    return _frame((0x80 if fin else 0) | opcode, payload, client)
+
+
+def _frame(first: int, payload: bytes, client: bool) -> tuple[bytes, ...]:
+    """Frame ``payload`` after the first header byte ``first`` (FIN, RSV and opcode)."""
     size = len(payload)
     mask_bit = 0x80 if client else 0
     if size < 126:
