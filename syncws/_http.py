@@ -113,8 +113,14 @@ def add_header(headers: list[tuple[bytes, bytes]], header: tuple[bytes, bytes]) 
         headers.append(header)
 
 
-def response(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
-    """Serialise a complete HTTP/1.1 response that closes the connection."""
+def response(
+    status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, head: bool = False
+) -> bytes:
+    """Serialise a complete HTTP/1.1 response that closes the connection.
+
+    :param head: answer a ``HEAD`` request: the same headers, ``Content-Length``
+        included, without the body (RFC 9110, section 9.3.2).
+    """
     try:
         phrase = http.HTTPStatus(status).phrase
     except ValueError:
@@ -126,7 +132,7 @@ def response(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> by
     lines.append(b"Content-Length: %d" % len(body))
     lines.append(b"Connection: close")
     lines.extend(name + b": " + value for name, value in headers)
-    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+    return b"\r\n".join(lines) + b"\r\n\r\n" + (b"" if head else body)
 
 
 def _is_continuation(line: bytes) -> bool:

@@ -163,7 +163,7 @@ def receive_request(sock: socket.socket, deadline: Deadline) -> Received | None:
             # UnicodeError: wsproto could not decode the Host header.
             status, headers, body = _error_status(exc)
             logger.debug("bad handshake request: %s", body.decode().strip())
-            _send_error(sock, status, headers, body)
+            _send_error(sock, status, headers, body, head=received.startswith(b"HEAD "))
             return None
         for event in events:
             if isinstance(event, Request):
@@ -171,7 +171,8 @@ def receive_request(sock: socket.socket, deadline: Deadline) -> Received | None:
                 if problem is not None:
                     status, why = problem
                     logger.debug("bad handshake request: %s", why)
-                    _send_error(sock, status, [], f"{status} {why}\n".encode())
+                    message = f"{status} {why}\n".encode()
+                    _send_error(sock, status, [], message, head=received.startswith(b"HEAD "))
                     return None
                 return event, bytes(received[end:])
         if not data:
@@ -179,7 +180,17 @@ def receive_request(sock: socket.socket, deadline: Deadline) -> Received | None:
 
 
 def _send_error(
-    sock: socket.socket, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+    sock: socket.socket,
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    *,
+    head: bool = False,
 ) -> None:
+    """Send an error response; to a ``HEAD`` request (``head``), its head only.
+
+    RFC 9110, section 9.3.2: the answer to ``HEAD`` has the headers of the answer to
+    ``GET``, ``Content-Length`` included, and no body.
+    """
     with contextlib.suppress(OSError):
-        sock.sendall(response(status, headers, body))
+        sock.sendall(response(status, headers, body, head=head))

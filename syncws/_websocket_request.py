@@ -313,9 +313,7 @@ class WebSocketRequest:
         headers = check_headers(extra_headers)
         payload = body.encode("utf-8") if isinstance(body, str) else (body or b"")
         self._answer()
-        data = response(status_code, headers, payload)
-        if self._method == "HEAD" and payload:
-            data = data[: -len(payload)]  # The head of the GET response only.
+        data = response(status_code, headers, payload, head=self._method == "HEAD")
         with contextlib.suppress(OSError):
             self._sock.settimeout(seconds(self._options, "connect_timeout"))
             self._sock.sendall(data)

@@ -231,8 +231,12 @@ def judge(req: UpgradeRequest) -> Verdict:
     return verdict
 
 
-def check_error_response(data: bytes) -> int:
-    """Assert ``data`` is one complete HTTP error response; return its status."""
+def check_error_response(data: bytes, head_request: bool = False) -> int:
+    """Assert ``data`` is one complete HTTP error response; return its status.
+
+    The answer to a ``HEAD`` request (``head_request``) has no body, and its
+    ``Content-Length`` is that of the body a ``GET`` would get (RFC 9110, 9.3.2).
+    """
     split = read_head(data)
     assert split is not None, f"incomplete response: {data[:300]!r}"
     head, body = split
@@ -245,7 +249,11 @@ def check_error_response(data: bytes) -> int:
         assert colon and _TOKEN.fullmatch(name), f"bad header line {line!r}"
         headers.append((name.lower(), value.strip()))
     lengths = [v for n, v in headers if n == b"content-length"]
-    assert lengths == [b"%d" % len(body)], f"Content-Length {lengths} for {len(body)} bytes"
+    if head_request:
+        assert body == b"", f"a body after the head of a HEAD response: {body[:100]!r}"
+        assert len(lengths) == 1 and lengths[0].isdigit(), f"Content-Length {lengths}"
+    else:
+        assert lengths == [b"%d" % len(body)], f"Content-Length {lengths} for {len(body)} bytes"
     connection = [v.lower() for n, v in headers if n == b"connection"]
     assert connection == [b"close"], f"Connection: {connection}"
     return int(status.group(1))
@@ -309,7 +317,7 @@ def exchange(port: int, req: UpgradeRequest, half_close: bool, figures: Figures)
         check_upgrade(received, verdict, ended, context, early)
         figures.note(*(f"known bug: 101 despite {bug}" for bug in verdict.bugs))
     elif received:
-        status = check_error_response(received)
+        status = check_error_response(received, head_request=req.method == b"HEAD")
         outcome = str(status)
         assert verdict.kind != "valid", f"refused a valid request\n{context}"
         assert not pump.reset, f"reset after the error response\n{context}"
