@@ -30,7 +30,7 @@ from .client import (
     open_websocket_url,
     wrap_client_socket,
 )
-from .connection import ConnectionOptions, WebSocketConnection
+from .connection import ConnectionOptions, MessageStream, WebSocketConnection
 from .exceptions import (
     ConnectionClosed,
     ConnectionClosedError,
@@ -75,6 +75,7 @@ __all__ = [
     "HandshakeError",
     "HeadersLike",
     "MessageNotifier",
+    "MessageStream",
     "ProxyError",
     "RedirectError",
     "RedisHub",

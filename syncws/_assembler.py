@@ -2,15 +2,17 @@
 
 wsproto hands a data message over in pieces, one per frame (or part of a frame). A
 :class:`MessageAssembler` joins them into one buffer, whatever the number of frames,
-and enforces the two bounds a peer could otherwise push on: the message's size
-(``max_message_size``, counted in bytes of UTF-8 for text) and its number of frames
-(:data:`MAX_FRAGMENTS`, which bounds the work spent on empty continuation frames). It
+and watches the two bounds a peer could otherwise push on: the message's size
+(``max_message_size``, counted in bytes of UTF-8 for text: past it, the message is
+handed over as it is so far, to be read as a stream or refused, see :mod:`._streams`)
+and its number of frames (:data:`MAX_FRAGMENTS`, which bounds the work spent on empty
+continuation frames). It
 does no I/O and takes no lock: only the thread whose turn it is to read uses it.
 """
 
 from __future__ import annotations
 
-__all__ = ["MAX_FRAGMENTS", "MessageAssembler", "MessageTooBig", "utf8_size"]
+__all__ = ["MAX_FRAGMENTS", "MessageAssembler", "MessageOversize", "MessageTooBig", "utf8_size"]
 
 #: The most frames a fragmented message may have (close code 1009 beyond it): the
 #: parts of a message are joined as they come, so this bounds the time spent on a
@@ -20,6 +22,18 @@ MAX_FRAGMENTS = 65536
 
 class MessageTooBig(Exception):
     """The message passed a bound; the connection closes with 1009 and this reason."""
+
+
+class MessageOversize(Exception):
+    """The message grew past ``max_size``: it can only be read as a stream.
+
+    :param data: the message so far (``str`` for text), the piece that made it too
+        big included.
+    """
+
+    def __init__(self, data: str | bytes) -> None:
+        super().__init__("message larger than the limit")
+        self.data = data
 
 
 def utf8_size(text: str) -> int:
@@ -52,13 +66,16 @@ class MessageAssembler:
         :param message_finished: the piece ends the message.
         :param frame_finished: the piece ends a frame.
         :returns: the whole message (``str`` for text), or ``None`` until it is.
-        :raises MessageTooBig: when the message passes either bound; what was joined so
+        :raises MessageOversize: when the message passes ``max_size``, with what was
+            joined so far (the message is then read as a stream, or refused).
+        :raises MessageTooBig: when it passes :data:`MAX_FRAGMENTS`; what was joined so
             far is dropped.
         """
         self._size += utf8_size(data) if isinstance(data, str) else len(data)
         if self._size > self.max_size:
+            so_far = self._join(data)
             self.clear()
-            raise MessageTooBig(f"message larger than {self.max_size} bytes")
+            raise MessageOversize(so_far)
         if not message_finished:
             self._parts += data.encode("utf-8") if isinstance(data, str) else data
             if frame_finished:
@@ -69,6 +86,10 @@ class MessageAssembler:
             return None
         self._size = 0
         self._fragments = 0
+        return self._join(data)
+
+    def _join(self, data: str | bytes | bytearray) -> str | bytes:
+        """Return the parts so far and ``data`` as one message, and forget the parts."""
         if not self._parts:
             return data if isinstance(data, (str, bytes)) else bytes(data)
         parts = self._parts

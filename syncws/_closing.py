@@ -13,12 +13,23 @@ connection is, and :meth:`CloseRecord.error` the only place that chooses between
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from .exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from .types import CloseReason
 
-__all__ = ["NORMAL_CODES", "CloseRecord", "check_close_arguments", "exit_close_code"]
+__all__ = [
+    "NORMAL_CODES",
+    "CloseRecord",
+    "check_close_arguments",
+    "close_in_background",
+    "exit_close_code",
+]
+
+logger = logging.getLogger("syncws")
 
 #: The codes of a normal close: 1000 (normal closure), 1001 (going away) and 1005, which
 #: stands for a close frame without a code. The same codes as in ``websockets``.
@@ -127,3 +138,20 @@ def exit_close_code(exc_type: type[BaseException] | None) -> int:
     if exc_type is None:
         return 1000
     return 1001 if issubclass(exc_type, KeyboardInterrupt) else 1011
+
+
+def close_in_background(
+    close: Callable[[int, str | None], object], code: int, reason: str | None, name: str
+) -> None:
+    """Call ``close(code, reason)`` on a thread of its own, named ``syncws-{name}``.
+
+    For ``close()`` called from a signal handler that interrupted the connection's own
+    code, which may hold a lock that closing needs. The thread is a daemon, like the
+    reader: it ends within ``disconnect_timeout``. When no thread can start, a warning
+    is logged and nothing else happens.
+    """
+    closer = threading.Thread(target=close, args=(code, reason), name=f"syncws-{name}", daemon=True)
+    try:
+        closer.start()
+    except RuntimeError as exc:
+        logger.warning("%s: cannot close from a signal handler now: %s", name, exc)

@@ -1,11 +1,13 @@
-"""permessage-deflate (RFC 7692) with a bound on how much one message may inflate to.
+"""permessage-deflate (RFC 7692) with a bound on how much one piece may inflate to.
 
 wsproto's :class:`~wsproto.extensions.PerMessageDeflate` inflates each frame in one
 call with no output limit, so a small compressed frame can expand to gigabytes
-before anyone can count it (a decompression bomb). :class:`BoundedDeflate` inflates
-with ``max_length`` instead and fails the connection with 1009 (message too big) as
-soon as a message would inflate past ``max_message_size``; it never produces more
-than the limit plus one byte.
+before anyone can count it (a decompression bomb). syncws hands received bytes to
+wsproto :data:`INFLATE_SLICE` at a time, and :class:`BoundedDeflate` inflates each
+piece with ``max_length``: a piece never produces more than :data:`MAX_INFLATE`
+bytes (deflate's largest ratio, 1,032 to 1, times the slice), so the message's size
+is counted (against ``max_message_size``, see :mod:`._assembler`) before it can grow
+any further. A piece that would inflate further fails the connection with 1009.
 
 As a client, syncws offers ``permessage-deflate; client_max_window_bits``, as browsers
 do, and takes every answer RFC 7692 allows for it. It inflates with the window the
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING
 from wsproto.events import RejectConnection
 from wsproto.utilities import RemoteProtocolError
 
-from ._options import COMPRESSION_CHOICES, message_size
+from ._options import COMPRESSION_CHOICES
 from ._wsproto import CloseReason, DeflateBase, Opcode
 
 if TYPE_CHECKING:
@@ -33,9 +35,20 @@ if TYPE_CHECKING:
     from ._wsproto import FrameDecoder, FrameProtocol, RsvBits
     from .connection import ConnectionOptions
 
-__all__ = ["BoundedDeflate", "deflate_extensions", "parse_parameters"]
+__all__ = [
+    "INFLATE_SLICE",
+    "MAX_INFLATE",
+    "BoundedDeflate",
+    "deflate_extensions",
+    "parse_parameters",
+]
 
 _TAIL = b"\x00\x00\xff\xff"
+#: Received bytes reach wsproto this many at a time on a connection with compression.
+INFLATE_SLICE = 4096
+#: The most one piece of a compressed frame may inflate to: deflate's largest ratio
+#: (1,032 to 1) times :data:`INFLATE_SLICE`, about 4 MiB.
+MAX_INFLATE = 1032 * INFLATE_SLICE
 #: Window bits (log2 of the LZ77 window) and zlib memory level used by default.
 #: Measured on 16 KiB JSON-like messages: 12/5 compresses 6.4:1 and keeps about
 #: 52 KiB per connection, where zlib's 15/8 compresses 6.5:1 and keeps 304 KiB.
@@ -57,15 +70,10 @@ _PARAMETERS = frozenset(
 
 
 class BoundedDeflate(DeflateBase):
-    """permessage-deflate that refuses to inflate a message past ``max_size`` bytes.
+    """permessage-deflate that inflates no piece past :data:`MAX_INFLATE` bytes."""
 
-    :param max_size: the largest inflated message, in bytes.
-    """
-
-    def __init__(self, max_size: int) -> None:
+    def __init__(self) -> None:
         super().__init__(client_max_window_bits=WINDOW_BITS, server_max_window_bits=WINDOW_BITS)
-        self._max_size = max_size
-        self._inflated = 0  # bytes inflated so far for the current message
         #: The ``Sec-WebSocket-Extensions`` value agreed on, once negotiated.
         self.negotiated = ""
         # The compressor's window bits and zlib strategy, set by the negotiation.
@@ -175,13 +183,12 @@ class BoundedDeflate(DeflateBase):
     def _inflate(self, data: bytes) -> bytes | CloseReason:
         decompressor = self.decompressor
         assert decompressor is not None
-        budget = self._max_size - self._inflated
         try:
-            out = decompressor.decompress(data, budget + 1)
+            out = decompressor.decompress(data, MAX_INFLATE)
         except zlib.error:
             return CloseReason.INVALID_FRAME_PAYLOAD_DATA
-        self._inflated += len(out)
-        if self._inflated > self._max_size or decompressor.unconsumed_tail:
+        if decompressor.unconsumed_tail:
+            # Only for bytes wsproto got with the handshake, which are not sliced.
             return CloseReason.MESSAGE_TOO_BIG
         return out
 
@@ -203,7 +210,7 @@ class BoundedDeflate(DeflateBase):
     def frame_inbound_payload_data(
         self, proto: FrameDecoder | FrameProtocol, data: bytes
     ) -> bytes | CloseReason:
-        """Inflate a piece of a compressed frame, within the message's budget."""
+        """Inflate a piece of a compressed frame, up to :data:`MAX_INFLATE` bytes."""
         if not self.message_compressed or not self.frame_compressible:
             return data
         return self._inflate(bytes(data))
@@ -211,14 +218,13 @@ class BoundedDeflate(DeflateBase):
     def frame_inbound_complete(
         self, proto: FrameDecoder | FrameProtocol, fin: bool
     ) -> bytes | CloseReason | None:
-        """Finish a compressed message: inflate the implicit tail, reset the budget."""
+        """Finish a compressed message: inflate the implicit tail."""
         if not self.frame_compressible or not fin:
             return None  # A control frame, or a fragment before the last one.
         if not self.message_compressed:
             self.message_compressed = None
             return None
         out = self._inflate(_TAIL)
-        self._inflated = 0
         if isinstance(out, CloseReason):
             return out
         no_context_takeover = (
@@ -268,4 +274,4 @@ def deflate_extensions(options: ConnectionOptions) -> list[Extension]:
         raise ValueError(f"compression must be None or 'deflate', not {compression!r}")
     if compression is None:
         return []
-    return [BoundedDeflate(message_size(options))]
+    return [BoundedDeflate()]

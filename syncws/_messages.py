@@ -9,8 +9,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .exceptions import ConnectionClosed
+
+if TYPE_CHECKING:
+    from ._streams import StreamHead
 
 __all__ = ["MessageQueue"]
 
@@ -22,13 +26,16 @@ _WAKE = object()
 _NEVER = object()
 
 
-def stored_size(message: str | bytes) -> int:
+def stored_size(message: str | bytes | StreamHead) -> int:
     """Return the bytes ``message`` occupies in memory, without the object's header.
 
     A ``str`` is stored with 1, 2 or 4 bytes per character, by its widest character
     (PEP 393): a text message of *n* UTF-8 bytes may take up to *4n* bytes once decoded.
     """
-    if type(message) is bytes or message.isascii():
+    if not isinstance(message, str):
+        # bytes, or a stream's head (._streams), whose chunks count in a queue of their own.
+        return len(message) if isinstance(message, bytes) else 0
+    if message.isascii():
         return len(message)
     # The header of a non-ASCII str is 72-80 bytes, depending on the Python version.
     return max(len(message), sys.getsizeof(message) - 80)
@@ -87,12 +94,15 @@ class MessageQueue:
         # Called after each put() and at the end (a MessageNotifier's), or None.
         self._listener: Callable[[], None] | None = None
 
-    def put(self, message: str | bytes, block: bool = True) -> float:
+    def put(self, message: str | bytes | StreamHead, block: bool = True) -> float:
         """Append a message, first waiting while the queue is full if ``block`` is set.
 
         :returns: how long the call waited, in seconds (the reader's pause).
         """
-        size = len(message) if type(message) is bytes or message.isascii() else stored_size(message)
+        if type(message) is bytes or (type(message) is str and message.isascii()):
+            size = len(message)
+        else:
+            size = stored_size(message)
         waited = 0.0
         if not self._items.qsize() and not self._front:
             # The common case, an empty queue: nothing to wait for, nothing held.
@@ -125,6 +135,8 @@ class MessageQueue:
         sizes = self._sizes
         if count >= self._maxsize:
             return True
+        if count == 0:
+            return False  # Whatever its size, an item enters an empty queue.
         if self._held + size <= self._max_bytes and len(sizes) <= 2 * self._maxsize:
             return False  # _held only ever overestimates: no need to forget sizes yet.
         if len(sizes) > count:
@@ -133,7 +145,7 @@ class MessageQueue:
             del sizes[:forget]
         return self._held + size > self._max_bytes
 
-    def get(self, timeout: float | None, guard: bool = False) -> str | bytes | None:
+    def get(self, timeout: float | None, guard: bool = False) -> str | bytes | StreamHead | None:
         """Remove and return the oldest message; ``None`` after a :meth:`wake`.
 
         :param guard: take the message so that an asynchronous exception raised at
@@ -152,7 +164,7 @@ class MessageQueue:
             raise TimeoutError("no message received in time") from None
         return self._took(item)
 
-    def take(self, guard: bool = False) -> str | bytes | None:
+    def take(self, guard: bool = False) -> str | bytes | StreamHead | None:
         """Remove and return the oldest message if there is one, else ``None``; never waits.
 
         :param guard: as for :meth:`get`.
@@ -168,7 +180,9 @@ class MessageQueue:
             if message is not None:
                 return message
 
-    def _get_front(self, block: bool, timeout: float | None, guard: bool) -> str | bytes | None:
+    def _get_front(
+        self, block: bool, timeout: float | None, guard: bool
+    ) -> str | bytes | StreamHead | None:
         """Take the oldest item through ``_front`` (see :meth:`get`)."""
         front = self._front
         while True:
@@ -208,6 +222,11 @@ class MessageQueue:
         take = functools.partial(self._items.get, block, timeout)
         self._front.extend(itertools.islice(iter(take, _NEVER), 1))
 
+    @property
+    def released(self) -> bool:
+        """Whether :meth:`put` never blocks any more (:meth:`release` or :meth:`end`)."""
+        return self._released
+
     def has_items(self) -> bool:
         """Whether a message, a wake-up token or the end waits in the queue."""
         return bool(self._front) or not self._items.empty()
@@ -216,7 +235,7 @@ class MessageQueue:
         """Wake one thread waiting in :meth:`get` (which returns ``None``)."""
         self._items.put(_WAKE)
 
-    def _took(self, item: object) -> str | bytes | None:
+    def _took(self, item: object) -> str | bytes | StreamHead | None:
         if item is _END:
             self._items.put(_END)  # For the other threads waiting, and the next call.
             assert self._end is not None
@@ -224,6 +243,25 @@ class MessageQueue:
         if self._room is not None:
             self._make_room()
         return None if item is _WAKE else item  # type: ignore[return-value]
+
+    def wait_until(self, done: Callable[[], bool]) -> None:
+        """Wait (the putter only) until ``done()`` holds or the queue is released.
+
+        Woken by every :meth:`get` and by :meth:`wake_putter`, :meth:`release` and
+        :meth:`end`; ``done`` is checked again each time.
+        """
+        while not done() and not self._released:
+            with self._mutex:
+                room = self._room = threading.Lock()
+                room.acquire()
+                if done() or self._released:
+                    self._room = None
+                    return
+            room.acquire()
+
+    def wake_putter(self) -> None:
+        """Wake the putter waiting in :meth:`put` or :meth:`wait_until`, if it waits."""
+        self._make_room()
 
     def _make_room(self) -> None:
         """Wake a put() waiting for room."""

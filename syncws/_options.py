@@ -41,7 +41,6 @@ __all__ = [
     "check_names",
     "check_options",
     "connection_args",
-    "message_size",
     "names",
     "seconds",
     "value",
@@ -210,8 +209,10 @@ OPTIONS: dict[str, Option] = {
             "connection",
             DEFAULT_MAX_MESSAGE_SIZE,
             "``2**20``",
-            "largest accepted message, in payload bytes (close code 1009 beyond it); "
-            "``None``: no limit, which lets a peer use any amount of memory",
+            "largest message ``get_message`` returns, in payload bytes (it fails the "
+            "connection with close code 1009 on a larger one, which only "
+            "``get_message_stream`` reads, in chunks); ``None``: no limit, which lets "
+            "a peer use any amount of memory",
             _message_size,
         ),
         Option(
@@ -414,12 +415,6 @@ def seconds(options: Mapping[str, object], name: str) -> float | None:
     """Return the value of a timeout option ``name`` in ``options``, or its default."""
     given = options.get(name, OPTIONS[name].default)
     return None if given is None else float(given)  # type: ignore[arg-type]
-
-
-def message_size(options: Mapping[str, object]) -> int:
-    """Return ``max_message_size`` as a number of bytes (:data:`UNLIMITED` for ``None``)."""
-    size = options.get("max_message_size", DEFAULT_MAX_MESSAGE_SIZE)
-    return UNLIMITED if size is None else int(size)  # type: ignore[call-overload]
 
 
 # -- the options of a connection, for type checkers ---------------------------------------

@@ -18,19 +18,23 @@ transport's condition shares) for a short, non-blocking hold, except those docum
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
 
-from ._assembler import MessageAssembler, MessageTooBig
+from ._assembler import MessageAssembler, MessageOversize, MessageTooBig
 from ._closing import CloseRecord
+from ._deflate import INFLATE_SLICE
 from ._framing import FrameSplitter
+from ._streams import Chunk, Oversize
 from ._timers import Timers
+from ._transport import RECV_SIZE
 from ._wsproto import is_peer_close
 from .types import CloseReason
 
@@ -44,8 +48,9 @@ trace_logger = logging.getLogger("syncws.trace")
 if trace_logger.level == logging.NOTSET:
     trace_logger.setLevel(logging.INFO)
 
-#: What parsing received bytes yields, in frame order: messages, pongs, close frames.
-Received = str | bytes | CloseConnection | Pong
+#: What parsing received bytes yields, in frame order: messages, pongs, close frames,
+#: and the start and further pieces of a message larger than ``max_message_size``.
+Received = str | bytes | CloseConnection | Pong | Oversize | Chunk
 
 
 class State(enum.Enum):
@@ -103,10 +108,15 @@ class Protocol:
         "max_message_size",
         "message_turn",
         "name",
+        "paused",
         "pings",
         "pongs",
+        "rest",
+        "sliced",
         "splitter",
         "state",
+        "streamed",
+        "streaming",
         "timers",
         "turn_free",
         "ws",
@@ -160,6 +170,17 @@ class Protocol:
         # write-queue offsets just past the pongs that may not be written yet.
         self.assembler = MessageAssembler(max_message_size)
         self.pongs: list[int] = []
+        #: Parsing stopped at a message grown past ``max_message_size`` (reading thread):
+        #: :meth:`resume` goes on once its head is claimed; ``rest`` holds what the
+        #: splitter has not handed over yet.
+        self.paused = False
+        self.rest: Iterator[str | bytes | memoryview] | None = None
+        #: The message being received is streamed as :class:`~._streams.Chunk` pieces,
+        #: of which ``streamed`` bytes (of characters, for text) came in this parse.
+        self.streaming = False
+        self.streamed = 0
+        #: Received bytes reach wsproto in slices of :data:`INFLATE_SLICE` (compression).
+        self.sliced = not fast
 
     def __str__(self) -> str:
         return self.name
@@ -240,21 +261,54 @@ class Protocol:
         """
         events: list[Received] = []
         with self.lock:
+            self.streamed = 0
             if items is None:
                 return events, self._parse_events(events)
-            for item in items:
-                peer_closed = self.close_record.rcvd is not None
-                if isinstance(item, (str, bytes)):
-                    if not peer_closed:
-                        events.append(item)
-                    continue
-                if peer_closed:
-                    break  # Nothing counts after the peer's close frame.
-                self.ws.receive_data(item)  # type: ignore[arg-type]
+            return events, self._parse_items(iter(items), events)
+
+    def resume(self) -> tuple[list[Received], str | None]:
+        """Go on parsing after a pause (see :meth:`parse`), streaming the paused message."""
+        events: list[Received] = []
+        with self.lock:
+            self.paused = False
+            self.streamed = 0
+            too_big = self._parse_events(events)
+            rest, self.rest = self.rest, None
+            if too_big is not None or self.paused or rest is None:
+                self.rest = rest if self.paused else None
+                return events, too_big
+            return events, self._parse_items(rest, events)
+
+    def _parse_items(
+        self, items: Iterator[str | bytes | memoryview], events: list[Received]
+    ) -> str | None:
+        """Parse what the splitter made of the received bytes (lock held), as :meth:`parse`.
+
+        Stops at a message grown past ``max_message_size`` (:attr:`paused`), keeping
+        the items not parsed yet in :attr:`rest`.
+        """
+        for item in items:
+            peer_closed = self.close_record.rcvd is not None
+            if isinstance(item, (str, bytes)):
+                if not peer_closed:
+                    events.append(item)
+                continue
+            if peer_closed:
+                break  # Nothing counts after the peer's close frame.
+            step = INFLATE_SLICE if self.sliced else max(1, len(item))
+            for start in range(0, len(item), step):
+                piece = item if step >= len(item) else item[start : start + step]
+                self.ws.receive_data(piece)  # type: ignore[arg-type]
                 too_big = self._parse_events(events)
                 if too_big is not None:
-                    return events, too_big
-        return events, None
+                    return too_big
+                if self.paused or self.streamed >= STREAM_BATCH:
+                    # Paused, or enough of a streamed message for the reader to queue
+                    # (with compression, a slice may inflate to MAX_INFLATE bytes).
+                    after = item[start + step :]
+                    self.rest = itertools.chain([after], items) if after else items
+                    return None
+        return None
 
     def _parse_events(self, events: list[Received]) -> str | None:
         """Act on wsproto's pending events (lock held): keep messages, pongs and close frames.
@@ -276,12 +330,27 @@ class Protocol:
                 # Whole messages, pongs and close frames are traced as they are acted on.
                 trace_logger.debug("%s < %s", self, describe(event))
             if isinstance(event, (TextMessage, BytesMessage)):
+                if self.streaming:
+                    if event.data or event.message_finished:
+                        data = event.data if isinstance(event.data, str) else bytes(event.data)
+                        events.append(Chunk(data, event.message_finished))
+                        self.streamed += len(data)
+                    self.streaming = not event.message_finished
+                    continue
                 try:
                     message = self.assembler.add(
                         event.data, event.message_finished, event.frame_finished
                     )
                 except MessageTooBig as exc:
                     return str(exc)
+                except MessageOversize as exc:
+                    # Stop here until the reader has the message claimed (see ._streams).
+                    events.append(Oversize(exc.data, isinstance(event, TextMessage)))
+                    if event.message_finished:
+                        events.append(Chunk(exc.data[:0], True))
+                    self.paused = True
+                    self.streaming = not event.message_finished
+                    return None
                 if message is not None:
                     events.append(message)
             elif isinstance(event, Ping):
@@ -427,8 +496,17 @@ class Protocol:
             self.set_state(State.CLOSED)
 
 
-def describe(event: Event | str | bytes | bytearray | memoryview) -> str:
+#: Parsing a streamed message stops once this many bytes of it are parsed, for the
+#: reader to queue them (:meth:`Protocol.resume` goes on).
+STREAM_BATCH = RECV_SIZE
+
+
+def describe(event: Event | str | bytes | bytearray | memoryview | Oversize | Chunk) -> str:
     """Summarise a wsproto event (or a message of the fast path) in one line, for the trace."""
+    if isinstance(event, Oversize):
+        return f"{'TEXT' if event.text else 'BINARY'} over the limit, {len(event.data)} so far"
+    if isinstance(event, Chunk):
+        return f"CHUNK {len(event.data)}{' (fin)' if event.last else ''}"
     if isinstance(event, (str, bytes, bytearray, memoryview)):
         return f"{'TEXT' if isinstance(event, str) else 'BINARY'} {len(event)} (fin)"
     if isinstance(event, (TextMessage, BytesMessage)):

@@ -6,7 +6,8 @@ messages, matches pongs, answers or fails on close frames), runs the keepalive a
 closing timers, and ends the connection: waits for the peer's TCP close, closes the
 socket and wakes everyone. Who reads is decided by :mod:`._readturns`: the reader
 thread, or a caller of ``get_message`` that found no message queued; a server
-connection's reader thread starts on demand (:mod:`._starter`).
+connection's reader thread starts on demand (:mod:`._starter`, :mod:`._reader_start`).
+A message over ``max_message_size`` goes through :mod:`._stream_intake`.
 
 Fields marked *reading turn* are touched only by the thread whose turn it is to read;
 the end of the connection (waiting for TCP to close, closing the socket) is the reader
@@ -29,15 +30,21 @@ from ._held_failure import HeldFailure
 from ._latch import Latch
 from ._messages import MessageQueue
 from ._protocol import describe, trace_logger
+from ._reader_start import ReaderStart
 from ._readturns import ReadTurns
 from ._starter import STARTER
+from ._stream_intake import StreamIntake
+from ._streams import Chunk, Claim, Oversize
 from ._timers import Due
 from ._transport import BLOCKED, BUSY, TransportError, retry_wait
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._closing import CloseRecord
-    from ._protocol import Protocol
+    from ._protocol import Protocol, Received
     from ._transport import Transport
+    from .exceptions import ConnectionClosed
 
 __all__ = ["ABORT_JOIN_TIMEOUT", "MAX_UNSENT_PONGS", "Reader"]
 
@@ -51,7 +58,7 @@ ABORT_JOIN_TIMEOUT = 5.0
 MAX_UNSENT_PONGS = 128
 
 
-class Reader:
+class Reader(ReaderStart):
     """Reads one connection and ends it (see the module docstring).
 
     :param number: the connection's number, in its name for logs and its thread's.
@@ -68,20 +75,16 @@ class Reader:
         "_disconnect_timeout",
         "_handshake_bytes_parsed",
         "_name",
-        "_number",
-        "_start_warned",
         "asked",
         "delivered",
         "ended",
         "eof",
         "held",
         "input_done",
-        "on_demand",
+        "intake",
         "protocol",
         "queue",
-        "thread",
         "transport",
-        "turns",
     )
 
     def __init__(
@@ -94,7 +97,7 @@ class Reader:
         disconnect_timeout: float,
         on_demand: bool,
     ) -> None:
-        self._number = number
+        self.number = number
         self._name = f"{'client' if protocol.is_client else 'server'}-{number}"
         self.protocol = protocol
         self.transport = transport
@@ -104,8 +107,7 @@ class Reader:
         self.turns = ReadTurns(reader_starts_now=not on_demand)
         #: Set once the connection has ended: its socket closed, its reader done.
         self.ended = Latch()
-        #: The reader thread, once it runs (``None`` before).
-        self.thread: threading.Thread | None = None
+        self.thread = None
         # Reading turn only.
         self.input_done = False
         self.eof = False
@@ -116,84 +118,20 @@ class Reader:
         #: back): more calls than messages means a caller asks past the last one.
         self.delivered = 0
         self.asked = 0
+        #: Messages over ``max_message_size``: their heads and chunks.
+        self.intake = StreamIntake(protocol, queue)
         # Parsed what wsproto got with the handshake (the first to read does).
         self._handshake_bytes_parsed = False
-        self._start_warned = False
+        self.start_warned = False
         track(self)
 
     def __str__(self) -> str:
         return self._name
 
-    # -- starting the reader thread ----------------------------------------------------
-
-    def start_now(self) -> None:
-        """Start the reader thread with the connection (a client's).
-
-        :raises RuntimeError: when no thread can start: the connection cannot open.
-        """
-        self.turns.start_reader_once(self._new_thread)
-
-    def schedule_start(self) -> None:
-        """Have the process's timer check shortly whether the reader thread must start."""
-        STARTER.opened()
-        STARTER.check_soon(self)
-
-    def start(self) -> bool:
-        """Start the reader thread unless it runs already (any thread may call this).
-
-        :returns: whether the reader's loop runs (on its thread, or on a thread that
-            closes the connection). When the system cannot start a thread now, a
-            warning is logged (once per connection) and a later call tries again (the
-            timer's, shortly, for a server's connection); meanwhile callers of
-            ``get_message`` read themselves.
-        """
-        if self.thread is not None:
-            return True
-        try:
-            self.turns.start_reader_once(self._new_thread)
-        except RuntimeError as exc:
-            if not self._start_warned:
-                self._start_warned = True
-                logger.warning("%s: cannot start the reader thread yet: %s", self, exc)
-            if self.on_demand:
-                STARTER.check_soon(self)  # The timer tries again shortly.
-            return False
-        return True
-
-    def _new_thread(self) -> None:
-        thread = threading.Thread(
-            target=self.run,
-            name=f"syncws-reader-{self._number}",
-            # A daemon, so that a connection the application forgot to close never
-            # keeps the interpreter from exiting. close() joins it.
-            daemon=True,
-        )
-        thread.start()
-        self.thread = thread  # Only once it runs: close() joins it.
-
-    def hand_over(self) -> None:
-        """Something waits for the network: the reader thread reads now if nobody does."""
-        self.start()
-        self.turns.hand_to_reader()
-
-    def start_unless_caller_reads(self) -> None:
-        """Start the reader thread unless a caller is reading (the timer calls this).
-
-        Called by the process's timer (:mod:`._starter`) for a connection whose reader
-        thread starts on demand, shortly after it asked: after the connection opened,
-        and after a handler's read ended the input. A handler waiting in
-        ``get_message`` reads itself, and its connection needs no reader thread until
-        it stops (an idle connection then costs one thread); a handler that closes the
-        connection soon after its end ends it on its own thread; any other handler
-        gets the reader thread.
-        """
-        if self.thread is None:
-            try:
-                self.turns.start_reader_once(self._new_thread, unless_caller_reads=True)
-            except RuntimeError as exc:
-                # The system cannot start a thread now: try again shortly.
-                logger.debug("%s: cannot start the reader thread yet: %s", self, exc)
-                STARTER.check_soon(self)
+    def release(self) -> None:
+        """Never again wait for the application to take messages or chunks (closing)."""
+        self.queue.release()
+        self.intake.release()
 
     def abort(self, why: str | None, *, timed_out: bool = False) -> None:
         """Give up on the connection now: no closing handshake (code 1006)."""
@@ -202,7 +140,7 @@ class Reader:
         if self.held is not None:
             self.held.wake()
         logger.debug("%s: aborting (%s)", self, why)
-        self.queue.release()
+        self.release()
         self.transport.abort()
         self.hand_over()
 
@@ -274,6 +212,13 @@ class Reader:
         :returns: whether queued bytes are still waiting for the socket.
         """
         transport = self.transport
+        protocol = self.protocol
+        if (protocol.paused or protocol.rest is not None) and not self.input_done:
+            # Parsing waits for a message over max_message_size to be claimed, or
+            # has more of a streamed one.
+            self._act_on_parsed([], None, block)
+            if protocol.paused or protocol.rest is not None or self.input_done:
+                return self._flush_now()
         if not self._handshake_bytes_parsed:
             self._handshake_bytes_parsed = True
             self._handle(None, block)
@@ -323,6 +268,10 @@ class Reader:
         Called by ``get_message`` when no message is queued (see :mod:`._readturns`).
         """
         turns = self.turns
+        if self.protocol.paused or self.protocol.streaming:
+            # A message over max_message_size: its chunks are the reader thread's to put.
+            self.hand_over()
+            return False
         if not turns.try_take(not deadline.expired()):
             return False
         if self.queue.has_items():
@@ -374,6 +323,22 @@ class Reader:
             events, too_big = protocol.parse(None)
         else:
             events, too_big = protocol.parse(protocol.splitter.feed(data))
+        self._act_on_parsed(events, too_big, block)
+
+    def _act_on_parsed(self, events: list[Received], too_big: str | None, block: bool) -> None:
+        """Act on parsed events; go on parsing past each message over the limit once claimed."""
+        protocol = self.protocol
+        while True:
+            self._act(events, block)
+            if too_big is not None and not self.input_done:
+                self._fail_after_messages(1009, too_big)
+            if self.input_done or (protocol.paused and not self._claimed(block)):
+                return
+            if not protocol.paused and protocol.rest is None:
+                return
+            events, too_big = protocol.resume()
+
+    def _act(self, events: list[Received], block: bool) -> None:
         tracing = trace_logger.isEnabledFor(logging.DEBUG)
         for event in events:
             if self.input_done:
@@ -384,14 +349,18 @@ class Reader:
             # isinstance checks cost a Python call each).
             if isinstance(event, (str, bytes)):
                 self._deliver(event, block)
+            elif type(event) is Chunk:
+                self.intake.chunk_arrived(event, block)
+            elif type(event) is Oversize:
+                head = self.intake.head_arrived(event)
+                if head is not None:
+                    self._deliver(head, block)  # type: ignore[arg-type]
             elif isinstance(event, CloseConnection):
                 self._on_close_frame(event)
             else:
                 # A pong, matched in frame order, after the messages before it are
                 # queued: a ping that returns guarantees that they can be read.
-                protocol.match_pong(event.payload, time.monotonic())
-        if too_big is not None and not self.input_done:
-            self._fail_after_messages(1009, too_big)
+                self.protocol.match_pong(event.payload, time.monotonic())  # type: ignore[union-attr]
 
     def _deliver(self, data: str | bytes, block: bool) -> None:
         """Queue a complete message, unless the application closed the connection.
@@ -408,6 +377,17 @@ class Reader:
             # The reader was paused by a full queue: the peer's silence while we were
             # not reading proves nothing, so keepalive starts counting again now.
             self.protocol.timers.waited_for_application(time.monotonic())
+
+    def _claimed(self, block: bool) -> bool:
+        """Whether parsing may go on past a message over the limit: claimed or discarded.
+
+        The reader thread waits for the claim; a caller reading does not (it takes the
+        head next). A refused head fails the connection with 1009.
+        """
+        claim = self.intake.claim(block)
+        if claim is Claim.REFUSED:
+            self._fail(1009, f"message larger than {self.protocol.max_message_size} bytes")
+        return claim is Claim.STREAM or claim is Claim.DISCARD
 
     def _on_close_frame(self, event: CloseConnection) -> None:
         record = self.protocol.answer_close(event)
@@ -440,13 +420,15 @@ class Reader:
         the last message it took.
         """
         self.input_done = True
-        if not self.queue.has_items() and (self.delivered == 0 or self.asked > self.delivered):
+        if self.protocol.streaming or (
+            not self.queue.has_items() and (self.delivered == 0 or self.asked > self.delivered)
+        ):
             self._fail(code, reason)
             return
         self.protocol.hold_failure(code, reason)
         held = self.held = HeldFailure(self.protocol, self._name)
         logger.debug("%s: protocol error behind the messages queued: %s %s", self, code, reason)
-        self.queue.end(held.error)
+        self._end_queues(held.error)
 
     def fail_held(self) -> None:
         """Do the failure held back behind unread messages, if there is one (any thread)."""
@@ -504,7 +486,12 @@ class Reader:
         """
         for ping in self.protocol.take_pings():
             ping.done.set()
-        self.queue.end(record.error)
+        self._end_queues(record.error)
+
+    def _end_queues(self, closed: Callable[[], ConnectionClosed]) -> None:
+        """End the message queue and the chunks of the message being streamed."""
+        self.intake.end(closed)
+        self.queue.end(closed)
 
     def _finish(self) -> None:
         """Last act of the reader: mark the connection closed and wake everyone."""
@@ -528,6 +515,7 @@ class Reader:
         self.turns.after_fork()
         self.queue = MessageQueue(1, 1)
         self.queue.end(self.protocol.close_record.error)
+        self.intake = StreamIntake(self.protocol, self.queue)
         self.ended = Latch()
         self.ended.set()
         self.thread = None

@@ -7,6 +7,9 @@ see :mod:`._readturns`), so that the message it waits for never crosses threads.
 main thread it never reads: Ctrl-C may interrupt any step there, and an interrupted
 read could lose bytes; it waits for the reader thread's messages instead.
 
+A message over ``max_message_size`` waits in the queue as a stream's head
+(:mod:`._streams`): :meth:`Receiver.stream` claims it, :meth:`Receiver.message` refuses it.
+
 It counts the calls that ask for a message (:attr:`~syncws._reader.Reader.asked`),
 which tells the reader whether a protocol error may fail the connection at once (see
 :mod:`._held_failure`).
@@ -17,6 +20,8 @@ No lock of its own: the queue and the reading turns take theirs.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from ._streams import Claim, MessageStream, StreamHead, claim_stream
 
 if TYPE_CHECKING:
     from ._deadline import Deadline
@@ -36,8 +41,31 @@ class Receiver:
     def __init__(self, reader: Reader) -> None:
         self._reader = reader
 
-    def get(self, deadline: Deadline) -> str | bytes:
-        """Return the next message, reading the socket here when it is this thread's turn.
+    def message(self, deadline: Deadline, guarded: bool) -> str | bytes:
+        """Return the next message (:meth:`get` or :meth:`get_guarded`).
+
+        A message over ``max_message_size`` is refused: the connection fails with 1009.
+        """
+        while True:
+            item = self.get_guarded(deadline) if guarded else self.get(deadline)
+            if not isinstance(item, StreamHead):
+                return item
+            item.settle(Claim.REFUSED)  # The next call raises, with 1009.
+
+    def stream(
+        self, deadline: Deadline, guarded: bool, timeout: float | None, decode: bool | None
+    ) -> MessageStream:
+        """Return the next message as a :class:`~._streams.MessageStream`."""
+        while True:
+            item = self.get_guarded(deadline) if guarded else self.get(deadline)
+            if claim_stream(item):
+                break
+        if type(item) is StreamHead:
+            self._reader.hand_over()  # The reader thread puts the chunks.
+        return MessageStream(item, timeout=timeout, decode=decode, guard=guarded)
+
+    def get(self, deadline: Deadline) -> str | bytes | StreamHead:
+        """Return the next item, reading the socket here when it is this thread's turn.
 
         :raises TimeoutError: when ``deadline`` passed first.
         :raises ConnectionClosed: after the last message, once the connection closed.
@@ -55,7 +83,7 @@ class Receiver:
                 # there to take the socket back after the caller window.
                 reader.start()
 
-    def _get(self, deadline: Deadline) -> str | bytes:
+    def _get(self, deadline: Deadline) -> str | bytes | StreamHead:
         reader = self._reader
         queue = reader.queue
         while True:
@@ -74,7 +102,7 @@ class Receiver:
             if message is not None:
                 return message
 
-    def get_guarded(self, deadline: Deadline) -> str | bytes:
+    def get_guarded(self, deadline: Deadline) -> str | bytes | StreamHead:
         """Return the next message on the main thread, where Ctrl-C may interrupt any step.
 
         The main thread never reads the socket itself: an interrupt in the middle of
@@ -92,7 +120,7 @@ class Receiver:
             reader.asked -= 1  # This call ended without asking past anything.
             raise
 
-    def _get_guarded(self, reader: Reader, deadline: Deadline) -> str | bytes:
+    def _get_guarded(self, reader: Reader, deadline: Deadline) -> str | bytes | StreamHead:
         queue = reader.queue
         message = queue.take(guard=True)
         if message is not None:

@@ -22,6 +22,7 @@ or to wait for the message turn on a condition that releases it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, cast
 
 from wsproto.events import BytesMessage, Event, Ping, TextMessage
 
+from ._deadline import Deadline
 from ._framing import (
     OP_BINARY,
     OP_CONTINUATION,
@@ -45,12 +47,11 @@ from ._transport import TransportError
 from .types import CloseReason
 
 if TYPE_CHECKING:
-    from ._deadline import Deadline
     from ._protocol import Protocol
     from ._reader import Reader
     from ._transport import Transport
 
-__all__ = ["CONTROL", "MessageTurn", "Sender", "TurnTaken"]
+__all__ = ["CONTROL", "MessageTurn", "Sender", "TurnTaken", "control_payload"]
 
 logger = logging.getLogger("syncws")
 
@@ -74,6 +75,19 @@ class MessageTurn:
 
 #: What control frames pass as their turn: they never wait for one.
 CONTROL = MessageTurn.__new__(MessageTurn)
+
+
+def control_payload(payload: bytes | None, kind: str) -> bytes | None:
+    """Return a ping's or pong's payload as ``bytes`` (``None`` stays ``None``).
+
+    :raises ValueError: when it is longer than 125 bytes.
+    """
+    if payload is None:
+        return None
+    data = bytes(payload)
+    if len(data) > 125:
+        raise ValueError(f"a {kind} payload is at most 125 bytes")
+    return data
 
 
 class Sender:
@@ -266,7 +280,7 @@ class Sender:
         logger.debug("%s: failing the connection: %s (%r)", self, reason, exc)
         # As after close(): the reader must read the peer's answer, even if the
         # application does not read; the close frame goes out now if the socket takes it.
-        self._reader.queue.release()
+        self._reader.release()
         self._reader.hand_over()
         self._transport.try_flush()
 
@@ -308,9 +322,27 @@ class Sender:
         logger.debug("%s: closing with %s", self, CloseReason(code, reason))
         # The reader must not wait for the application any more, and must read the
         # peer's answer even if no get_message() runs.
-        self._reader.queue.release()
+        self._reader.release()
         self._reader.hand_over()
         return end
+
+    def close(self, code: int, reason: str | None, timeout: float) -> bool:
+        """Close within ``timeout``; return False when the closing handshake was late.
+
+        Sends the close frame, writes it, then waits for the reader to end the
+        connection (which it aborts when the time runs out).
+        """
+        deadline = Deadline(timeout)
+        end = self.send_close(code, reason, deadline)
+        if end is not None:
+            with contextlib.suppress(TimeoutError, TransportError):
+                self._transport.flush(end, deadline)
+        return self._reader.wait_ended(deadline)
+
+    def start_close(self, code: int, reason: str | None, timeout: float) -> None:
+        """Send a close frame, writing what the socket takes now; wait for nothing."""
+        if self.send_close(code, reason, Deadline(timeout)) is not None:
+            self._transport.try_flush()
 
     def enqueue(self, event: Event) -> int | None:
         """Frame ``event`` into the write queue; return the queue offset just past it.
@@ -398,7 +430,7 @@ class Sender:
             # the peer's last messages, or its close frame, parsed: let it go on
             # without waiting for the application, so that it learns the real reason
             # and ends the connection; wait for that within this call's deadline.
-            reader.queue.release()
+            reader.release()
             reader.hand_over()
             remaining = deadline.remaining()
             wait = ABORT_JOIN_TIMEOUT if remaining is None else min(remaining, ABORT_JOIN_TIMEOUT)

@@ -25,8 +25,9 @@ Lock order. A thread that holds one of these locks takes only those below it:
 
 The message queue's lock (then the lock of a :class:`~syncws.notify.MessageNotifier`
 listening to it), the reading turns' lock (:mod:`syncws._readturns`), the ``ended``
-latch's and the reader starter's (:mod:`syncws._starter`) are never held together
-with the connection lock: they are taken with no other lock of the connection held.
+latch's, the reader starter's (:mod:`syncws._starter`) and a stream head's and its
+chunks' (:mod:`syncws._streams`) are never held together with the connection lock:
+they are taken with no other lock of the connection held.
 No thread is started and no application callback runs while any of these locks is
 held. Methods documented "(lock held)" expect the connection lock held; the state
 changes assert it.
@@ -34,7 +35,6 @@ changes assert it.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import sys
@@ -46,7 +46,7 @@ from wsproto import WSConnection
 from wsproto.connection import Connection
 from wsproto.events import Event, Pong
 
-from ._closing import check_close_arguments, exit_close_code
+from ._closing import check_close_arguments, close_in_background, exit_close_code
 from ._deadline import Deadline, check_timeout
 from ._messages import MessageQueue
 from ._options import (
@@ -63,10 +63,11 @@ from ._options import (
 from ._protocol import Protocol, State
 from ._reader import Reader
 from ._receiver import Receiver
-from ._sender import Sender
+from ._sender import Sender, control_payload
 from ._signals import interrupted_inside, on_main_thread
+from ._streams import MessageStream, convert
 from ._timers import Timers
-from ._transport import Transport, TransportError, endpoint
+from ._transport import Transport, endpoint
 from ._wsproto import negotiated_extensions
 from .exceptions import ConnectionClosedOK
 from .types import CloseReason, Endpoint
@@ -83,6 +84,7 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MESSAGE_QUEUE_SIZE",
     "ConnectionOptions",
+    "MessageStream",
     "WebSocketConnection",
     "connection_args",
 ]
@@ -113,8 +115,8 @@ class WebSocketConnection:
     :param message_queue_size: how many received messages may wait for
         :meth:`get_message` before the reader stops reading the socket; it also stops
         once they take ``message_queue_size * max_message_size`` bytes in memory.
-    :param max_message_size: the largest message accepted from the peer, in bytes;
-        a larger one fails the connection with code 1009.
+    :param max_message_size: the largest message :meth:`get_message` takes, in bytes
+        (code 1009 beyond); :meth:`get_message_stream` reads larger ones in chunks.
     :param disconnect_timeout: how long :meth:`close` waits for the closing handshake.
     :param ping_interval: send a keepalive ping every this many seconds
         (``None``: no keepalive).
@@ -368,11 +370,7 @@ class WebSocketConnection:
         :raises TimeoutError: when no pong came in time.
         """
         deadline = Deadline(timeout)
-        if payload is not None:
-            payload = bytes(payload)
-            if len(payload) > 125:
-                raise ValueError("a ping payload is at most 125 bytes")
-        return self._sender.ping(payload, deadline)
+        return self._sender.ping(control_payload(payload, "ping"), deadline)
 
     def pong(self, payload: bytes | None = None, timeout: float | None = None) -> None:
         """Send an unsolicited pong, a one-way heartbeat; nothing is waited for.
@@ -382,9 +380,7 @@ class WebSocketConnection:
         :raises ConnectionClosed: when the connection is closing or closed.
         :raises TimeoutError: when ``timeout`` passed first.
         """
-        data = b"" if payload is None else bytes(payload)
-        if len(data) > 125:
-            raise ValueError("a pong payload is at most 125 bytes")
+        data = control_payload(payload, "pong") or b""
         self._sender.send_control(Pong(payload=data), Deadline(timeout))
 
     def enqueue(self, event: Event) -> int | None:
@@ -397,22 +393,45 @@ class WebSocketConnection:
 
     # -- receiving ---------------------------------------------------------------------
 
-    def get_message(self, timeout: float | None = None) -> str | bytes:
+    def get_message(self, timeout: float | None = None, decode: bool | None = None) -> str | bytes:
         """Return the next message: ``str`` for text, ``bytes`` for binary.
 
         Messages that arrived before the connection closed are all returned before
-        :class:`~syncws.ConnectionClosed` is raised.
+        :class:`~syncws.ConnectionClosed` is raised. A message larger than
+        ``max_message_size`` fails the connection with code 1009 here: only
+        :meth:`get_message_stream` reads one.
 
         :param timeout: how long to wait, in seconds (``None``: no limit; ``0``:
             do not wait, for polling from a GUI loop).
+        :param decode: ``False`` returns a text message as UTF-8 ``bytes``, ``True`` a
+            binary message as ``str`` (:exc:`UnicodeDecodeError` if it is not UTF-8);
+            ``None``: by the message's type.
         :raises TimeoutError: when no message arrived in time.
         :raises ConnectionClosed: when the connection is closed and every message
             received before has been returned.
         """
         check_timeout("timeout", timeout)
-        if on_main_thread():
-            return self._receiver.get_guarded(Deadline(timeout))
-        return self._receiver.get(Deadline(timeout))
+        message = self._receiver.message(Deadline(timeout), on_main_thread())
+        return message if decode is None else convert(message, decode)
+
+    def get_message_stream(
+        self, timeout: float | None = None, decode: bool | None = None
+    ) -> MessageStream:
+        """Return the next message as a :class:`~syncws.MessageStream` of chunks.
+
+        The way to read a message of any size, even over ``max_message_size``,
+        in bounded memory (see :doc:`/topics/streaming`): each chunk is handed over
+        as it arrives. A message within ``max_message_size`` comes as one chunk.
+        Read the stream to its end, or close it, before the next message.
+
+        :param timeout: how long to wait for the message's start, and then for each
+            chunk, in seconds (``None``: no limit).
+        :param decode: as for :meth:`get_message`, per chunk.
+        :raises TimeoutError: when no message started in time.
+        :raises ConnectionClosed: as for :meth:`get_message`.
+        """
+        check_timeout("timeout", timeout)
+        return self._receiver.stream(Deadline(timeout), on_main_thread(), timeout, decode)
 
     def __iter__(self) -> Iterator[str | bytes]:
         """Yield messages until the connection closes.
@@ -453,22 +472,9 @@ class WebSocketConnection:
             # Called from a signal handler that interrupted this thread inside the
             # connection's own code, which may hold a lock that close() needs: close
             # on a thread of its own, and return at once.
-            self._close_soon(code, reason)
+            close_in_background(self.close_within_timeout, code, reason, f"close-{self._id}")
             return
         self.close_within_timeout(code, reason)
-
-    def _close_soon(self, code: int, reason: str | None) -> None:
-        closer = threading.Thread(
-            target=self.close_within_timeout,
-            args=(code, reason),
-            name=f"syncws-close-{self._id}",
-            # A daemon like the reader: it ends within disconnect_timeout.
-            daemon=True,
-        )
-        try:
-            closer.start()
-        except RuntimeError as exc:
-            logger.warning("%s: cannot close from a signal handler now: %s", self, exc)
 
     # -- the interface for syncws's own tools ------------------------------------------
     #
@@ -524,17 +530,11 @@ class WebSocketConnection:
 
     def start_close(self, code: int, reason: str | None) -> None:
         """Send a close frame without waiting for anything (a server shutting down)."""
-        if self._sender.send_close(code, reason, Deadline(self._disconnect_timeout)) is not None:
-            self._transport.try_flush()
+        self._sender.start_close(code, reason, self._disconnect_timeout)
 
     def close_within_timeout(self, code: int, reason: str | None) -> bool:
         """Close; return False when the closing handshake did not finish in time."""
-        deadline = Deadline(self._disconnect_timeout)
-        end = self._sender.send_close(code, reason, deadline)
-        if end is not None:
-            with contextlib.suppress(TimeoutError, TransportError):
-                self._transport.flush(end, deadline)
-        return self._reader.wait_ended(deadline)
+        return self._sender.close(code, reason, self._disconnect_timeout)
 
     def __enter__(self) -> WebSocketConnection:
         return self

@@ -54,7 +54,7 @@ def _wsproto_request(request: Request) -> tuple[bytes, bytes]:
         Request(
             host="bücher.example",
             target="/",
-            extensions=[BoundedDeflate(2**20)],
+            extensions=[BoundedDeflate()],
             extra_headers=[(b"User-Agent", b"syncws/1"), (b"Origin", b"http://a")],
         ),
     ],
@@ -101,13 +101,13 @@ def test_the_101_is_the_one_wsproto_writes(
     ws, event = _server_engine(data)
     expected = ws.send(
         AcceptConnection(
-            subprotocol=subprotocol, extensions=[BoundedDeflate(2**20)], extra_headers=extra
+            subprotocol=subprotocol, extensions=[BoundedDeflate()], extra_headers=extra
         )
     )
     read = read_request(data)
     assert read is not None
     assert read == (event, len(data))
-    assert response_bytes(read[0], subprotocol, [BoundedDeflate(2**20)], extra) == expected
+    assert response_bytes(read[0], subprotocol, [BoundedDeflate()], extra) == expected
 
 
 # -- generated heads -------------------------------------------------------------------

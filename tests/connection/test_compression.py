@@ -135,7 +135,11 @@ def test_compressed_control_frame_is_a_protocol_error(raw_peer) -> None:
 
 @pytest.mark.parametrize("fragments", [1, 7])
 def test_decompression_bomb_closes_with_1009_without_inflating(raw_peer, fragments) -> None:
-    """A small compressed message that would inflate past the limit fails with 1009."""
+    """A small compressed message that would inflate past the limit fails with 1009.
+
+    Received bytes are inflated a slice at a time, each to at most MAX_INFLATE bytes:
+    the size is counted long before the 64 MiB are.
+    """
     limit = 64 * 1024
     bomb = deflate(b"\x00" * (64 * 2**20))  # 64 MiB of zeros: about 64 KiB compressed
     peer = raw_peer(handshake=deflate_101)
@@ -150,9 +154,10 @@ def test_decompression_bomb_closes_with_1009_without_inflating(raw_peer, fragmen
                 fin=index == len(pieces) - 1,
                 rsv=4 if index == 0 else 0,
             )
-        answer_failure(conn, 1009)
+        # get_message meets a message over the limit: the connection fails.
         with pytest.raises(ConnectionClosed):
             ws.get_message(timeout=WAIT)
+        answer_failure(conn, 1009)
         assert ws.close_reason.code == 1009
 
 

@@ -151,6 +151,9 @@ def test_failure_code_kept_when_peer_drops_the_connection(raw_peer) -> None:
     with syncws.connect(peer.url, max_message_size=LIMIT) as ws:
         conn = peer.connection()
         conn.send_binary(b"x" * (LIMIT + 1))
+        with pytest.raises(ConnectionClosed) as excinfo:
+            ws.get_message(timeout=WAIT)  # It meets the message: the connection fails.
+        assert excinfo.value.reason.code == 1009
         assert conn.expect_close().close_code == 1009
         conn.close()  # no close frame back
         with pytest.raises(ConnectionClosed) as excinfo:
