@@ -46,6 +46,7 @@ TESTED = {
     "proxy_client.py": "test_proxy_client_*",
     "redis_chat.py": "test_redis_chat_*",
     "secure_server.py": "test_secure_server_*",
+    "receive_file.py": "test_receive_file_*",
     "send_file.py": "test_send_file_*",
     "test_with_syncws.py": "test_the_pytest_example_passes",
     "workers.py": "test_workers_example_spreads_clients_and_stops_on_ctrl_c",
@@ -189,6 +190,28 @@ def test_send_file_reports_a_missing_file(websockets_server: Any, tmp_path: Path
         assert client.wait(WAIT) == 1
     assert f"error: {missing}: No such file or directory" in client.errors
     assert "Traceback" not in client.errors
+
+
+def test_receive_file_saves_uploads_larger_than_the_message_limit(
+    server: Any, tmp_path: Path
+) -> None:
+    """send_file.py uploads 3 MiB to receive_file.py, whose limit on messages is 1 MiB."""
+    uploads = tmp_path / "uploads"
+    receiver = server("receive_file.py", "--dir", str(uploads))
+    data = random.Random(7).randbytes(3 * 2**20 + 5)
+    path = tmp_path / "data.bin"
+    path.write_bytes(data)
+    with run_example("send_file.py", receiver.url(), str(path)) as client:
+        assert client.wait(WAIT) == 0, client.errors
+    with syncws.connect(receiver.url()) as ws:
+        ws.send_message([b"second ", b"upload"])
+        assert ws.get_message(timeout=WAIT) == "saved 13 bytes to upload-2.bin"
+        ws.send_message("text")
+        messages, reason = drain(ws)
+    assert (messages, reason.code) == ([], 1003)
+    assert (uploads / "upload-1.bin").read_bytes() == data
+    assert (uploads / "upload-2.bin").read_bytes() == b"second upload"
+    receiver.interrupt()
 
 
 # --------------------------------------------------------------------- proxy
