@@ -146,6 +146,22 @@ class Sender:
                 "message must be str, bytes-like, or an iterable of them, not "
                 f"{type(chunks).__name__}"
             ) from None
+        try:
+            self._send_iterator(chunks, iterator, deadline)
+        except BaseException:
+            # Stopped early: a generator's cleanup (its finally, its with blocks) runs
+            # now, not whenever it is garbage-collected.
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    logger.debug("%s: closing the message's iterable failed", self, exc_info=True)
+            raise
+
+    def _send_iterator(
+        self, chunks: Iterable[Chunk], iterator: Iterator[object], deadline: Deadline
+    ) -> None:
         first = next(iterator, _END)
         if first is _END:
             return

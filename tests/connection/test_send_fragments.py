@@ -545,3 +545,25 @@ def test_a_peer_that_does_not_read_aborts_a_fragmented_message(raw_peer) -> None
             ws.send_message(endless("y" * 65536), timeout=SHORT)
         assert ws.close_reason.code == 1006
         conn.close()
+
+
+def test_a_generator_stopped_early_is_closed() -> None:
+    """The generator's cleanup runs when syncws stops before its end (here: a bad chunk)."""
+    cleaned = threading.Event()
+
+    def chunks() -> Iterator[Any]:
+        try:
+            yield "text "
+            yield "more "
+            yield b"bytes do not belong in a text message"
+            yield "never taken"
+        finally:
+            cleaned.set()
+
+    with connection_pair() as (client, server):
+        with pytest.raises(TypeError):
+            client.send_message(chunks(), timeout=WAIT)
+        assert cleaned.is_set()
+        with pytest.raises(ConnectionClosed):
+            server.get_message(timeout=WAIT)  # The message was cut: 1011.
+        assert server.close_reason.code == 1011
