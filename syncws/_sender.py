@@ -421,8 +421,10 @@ class Sender:
                 else:
                     for piece in pieces:
                         end = self._transport.queue(piece)
-        except BaseException:
-            if framing:
+        except BaseException as exc:
+            # wsproto encodes text before it touches any state: a str that is not
+            # valid Unicode (a lone surrogate) leaves the connection as it was.
+            if framing and not isinstance(exc, UnicodeEncodeError):
                 # Interrupted (KeyboardInterrupt in the main thread) while framing or
                 # writing: part of a frame may be on the wire, or wsproto's state (its
                 # compressor's) and the write queue may disagree: the connection

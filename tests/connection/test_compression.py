@@ -248,3 +248,13 @@ def test_a_compressed_message_too_big_closes_like_an_uncompressed_one() -> None:
                 server.get_message(timeout=WAIT)
         reason = excinfo.value.reason
         assert (reason.code, reason.reason) == (1009, "message larger than 1000 bytes"), compression
+
+
+@pytest.mark.parametrize("compression", [None, "deflate"])
+def test_a_lone_surrogate_raises_and_the_connection_goes_on(compression) -> None:
+    with connection_pair(compression=compression) as (client, server):
+        with pytest.raises(UnicodeEncodeError):
+            client.send_message("broken \ud800 text")
+        client.send_message("fine")
+        assert server.get_message(timeout=WAIT) == "fine"
+        assert not client.is_closed
