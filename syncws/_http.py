@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from ._version import __version__
 
 __all__ = [
+    "HEAD_END",
     "MAX_HEADERS",
     "MAX_HEAD_SIZE",
     "HeadersLike",
@@ -22,6 +23,7 @@ __all__ = [
     "check_request_head",
     "check_token",
     "has_control_character",
+    "is_websocket_key",
     "product",
     "response",
     "split_head",
@@ -34,7 +36,8 @@ MAX_HEADERS = 128
 MAX_HEAD_SIZE = 16 * 1024
 #: Headers that a request may carry only once.
 _SINGLE_HEADERS = (b"host", b"sec-websocket-key", b"sec-websocket-version", b"upgrade")
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
+#: The blank line that ends a head, with or without carriage returns.
+HEAD_END = re.compile(rb"\r?\n\r?\n")
 #: Control characters, which RFC 7230 (section 3.2) does not allow in header values.
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 #: A request target in origin form (a path) or absolute form (RFC 7230, section 5.3).
@@ -142,7 +145,7 @@ def _is_continuation(line: bytes) -> bool:
 
 def _split(data: bytes) -> tuple[bytes, list[bytes], dict[bytes, list[bytes]], int]:
     """Return the start line, the header lines, the values by name and the end offset."""
-    end = _HEAD_END.search(data)
+    end = HEAD_END.search(data)
     head = data[: end.start()] if end else data
     start_line, *lines = head.split(b"\n")
     values: dict[bytes, list[bytes]] = {}
@@ -226,10 +229,14 @@ def _request_problem(
     for name in _SINGLE_HEADERS:
         if len(values.get(name, ())) > 1:
             return 400, f"repeated {name.decode()} header"
-    try:
-        key = base64.b64decode(values[b"sec-websocket-key"][0], validate=True)
-    except (KeyError, binascii.Error):
-        key = b""
-    if len(key) != 16:
+    if not is_websocket_key(values.get(b"sec-websocket-key", [b""])[0]):
         return 400, "Sec-WebSocket-Key is not 16 bytes in base64"
     return None
+
+
+def is_websocket_key(key: bytes) -> bool:
+    """Whether ``key`` is a valid ``Sec-WebSocket-Key``: 16 bytes in base64."""
+    try:
+        return len(base64.b64decode(key, validate=True)) == 16
+    except binascii.Error:
+        return False

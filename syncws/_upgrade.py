@@ -24,7 +24,6 @@ Extensions are negotiated by wsproto's own documented functions,
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import os
 import re
@@ -37,7 +36,7 @@ from wsproto.extensions import Extension
 from wsproto.handshake import client_extensions_handshake, server_extensions_handshake
 from wsproto.utilities import RemoteProtocolError
 
-from ._http import MAX_HEAD_SIZE, MAX_HEADERS
+from ._http import HEAD_END, MAX_HEAD_SIZE, MAX_HEADERS, is_websocket_key
 
 __all__ = [
     "REQUEST_START",
@@ -75,10 +74,6 @@ _AT_MOST_ONCE_IN_RESPONSE = (
 _NOT_EXTRA = frozenset({b"host", b"sec-websocket-extensions", b"sec-websocket-protocol"})
 
 
-#: The end of a head, as an HTTP parser finds it (bare LF line ends included).
-_ANY_HEAD_END = re.compile(rb"\n\r?\n")
-
-
 #: How a plain upgrade request starts, and a plain answer that accepts one.
 REQUEST_START = b"GET /"
 SWITCH_START = b"HTTP/1.1 101"
@@ -93,7 +88,7 @@ def may_be_plain(received: bytes | bytearray, start: bytes) -> bool:
     """
     return (
         len(received) < MAX_HEAD_SIZE
-        and _ANY_HEAD_END.search(received) is None
+        and HEAD_END.search(received) is None
         and (received.startswith(start) or start.startswith(received))
     )
 
@@ -273,7 +268,7 @@ def read_request(data: bytes) -> tuple[Request, int] | None:
         or once[b"upgrade"].lower() != b"websocket"
         or once[b"sec-websocket-version"] != b"13"
         or not any(t.lower() == "upgrade" for t in _split_comma(once[b"connection"]))
-        or not _is_key(once[b"sec-websocket-key"])
+        or not is_websocket_key(once[b"sec-websocket-key"])
     ):
         return None
     request = Request(
@@ -284,13 +279,6 @@ def read_request(data: bytes) -> tuple[Request, int] | None:
         subprotocols=subprotocols,
     )
     return request, end
-
-
-def _is_key(key: bytes) -> bool:
-    try:
-        return len(base64.b64decode(key, validate=True)) == 16
-    except binascii.Error:
-        return False
 
 
 def response_bytes(
