@@ -9,6 +9,7 @@ cut short, a peer that stops half-way).
 
 from __future__ import annotations
 
+import itertools
 import threading
 import zlib
 from collections.abc import Iterator
@@ -291,3 +292,47 @@ def test_a_compressed_bomb_streams_in_bounded_chunks(raw_peer) -> None:
         assert size == 64 * 2**20
         assert biggest <= LIMIT + MAX_INFLATE
         finish(ws, conn)
+
+
+def test_several_senders_and_a_streaming_receiver_keep_each_message_whole() -> None:
+    """Three threads send big fragmented and small messages; each arrives whole, in order."""
+    senders, rounds = 3, 4
+
+    def sender(client: syncws.WebSocketConnection, number: int) -> None:
+        for index in range(rounds):
+            tag = f"{number}:{index}:"
+            if index % 2:
+                client.send_message(tag, timeout=WAIT)
+            else:
+                body = itertools.chain([tag], pieces(3 * LIMIT, text=True))
+                client.send_message(body, timeout=WAIT)
+
+    with connection_pair(max_message_size=LIMIT) as (client, server):
+        threads = [threading.Thread(target=sender, args=(client, n)) for n in range(senders)]
+        for thread in threads:
+            thread.start()
+        seen: dict[str, list[int]] = {str(n): [] for n in range(senders)}
+        for _ in range(senders * rounds):
+            with server.get_message_stream(timeout=WAIT) as stream:
+                text = "".join(stream)
+            number, index, rest = text.split(":", 2)
+            assert rest == ("" if int(index) % 2 else "".join(pieces(3 * LIMIT, text=True)))
+            seen[number].append(int(index))
+        for thread in threads:
+            thread.join(WAIT)
+        assert seen == {str(n): list(range(rounds)) for n in range(senders)}
+
+
+def test_get_message_on_another_thread_waits_for_the_stream_to_end() -> None:
+    with connection_pair(max_message_size=LIMIT) as (client, server):
+        client.send_message(pieces(10 * LIMIT))
+        client.send_message("after the stream")
+        stream = server.get_message_stream(timeout=WAIT)
+        first = next(stream)
+        other = threading.Thread(target=lambda: got.append(server.get_message(timeout=WAIT)))
+        got: list[str | bytes] = []
+        other.start()
+        size = len(first) + sum(len(chunk) for chunk in stream)
+        other.join(WAIT)
+        assert size == 10 * LIMIT
+        assert got == ["after the stream"]
