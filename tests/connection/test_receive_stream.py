@@ -325,8 +325,13 @@ def test_several_senders_and_a_streaming_receiver_keep_each_message_whole() -> N
 
 def test_get_message_on_another_thread_waits_for_the_stream_to_end() -> None:
     with connection_pair(max_message_size=LIMIT) as (client, server):
-        client.send_message(pieces(10 * LIMIT))
-        client.send_message("after the stream")
+        sender = threading.Thread(
+            target=lambda: (
+                client.send_message(pieces(10 * LIMIT), timeout=WAIT),
+                client.send_message("after the stream", timeout=WAIT),
+            )
+        )
+        sender.start()
         stream = server.get_message_stream(timeout=WAIT)
         first = next(stream)
         other = threading.Thread(target=lambda: got.append(server.get_message(timeout=WAIT)))
@@ -334,5 +339,6 @@ def test_get_message_on_another_thread_waits_for_the_stream_to_end() -> None:
         other.start()
         size = len(first) + sum(len(chunk) for chunk in stream)
         other.join(WAIT)
+        sender.join(WAIT)
         assert size == 10 * LIMIT
         assert got == ["after the stream"]
