@@ -342,3 +342,26 @@ def test_get_message_on_another_thread_waits_for_the_stream_to_end() -> None:
         sender.join(WAIT)
         assert size == 10 * LIMIT
         assert got == ["after the stream"]
+
+
+def test_close_from_another_thread_wakes_a_stream_waiting_for_a_chunk(raw_peer) -> None:
+    peer = raw_peer()
+    with syncws.connect(peer.url, max_message_size=1024, disconnect_timeout=WAIT) as ws:
+        conn = peer.connection()
+        conn.send_frame(OP_BINARY, b"a" * 2000, fin=False)
+        stream = ws.get_message_stream()  # No timeout: only close() ends the wait.
+        assert next(stream) == b"a" * 2000
+        outcome: list[BaseException] = []
+
+        def wait_for_a_chunk() -> None:
+            try:
+                next(stream)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        waiting = threading.Thread(target=wait_for_a_chunk)
+        waiting.start()
+        finish(ws, conn)
+        waiting.join(WAIT)
+        assert not waiting.is_alive()
+        assert isinstance(outcome[0], ConnectionClosed)
