@@ -61,6 +61,7 @@ class Uploads:
         size = 0
         with path.open("wb") as file:
             for chunk in stream:
+                assert isinstance(chunk, bytes)  # a binary message (text was refused)
                 file.write(chunk)
                 size += len(chunk)
         return size
