@@ -317,7 +317,9 @@ def exchange(port: int, req: UpgradeRequest, half_close: bool, figures: Figures)
         check_upgrade(received, verdict, ended, context, early)
         figures.note(*(f"known bug: 101 despite {bug}" for bug in verdict.bugs))
     elif received:
-        status = check_error_response(received, head_request=req.method == b"HEAD")
+        # The server reads the method from the bytes sent (raw bytes may start
+        # with "HEAD " whatever the drawn method).
+        status = check_error_response(received, head_request=data.startswith(b"HEAD "))
         outcome = str(status)
         assert verdict.kind != "valid", f"refused a valid request\n{context}"
         assert not pump.reset, f"reset after the error response\n{context}"
