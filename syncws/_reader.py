@@ -123,6 +123,7 @@ class Reader(ReaderStart):
         # Parsed what wsproto got with the handshake (the first to read does).
         self._handshake_bytes_parsed = False
         self.start_warned = False
+        self.check_asked = False
         track(self)
 
     def __str__(self) -> str:

@@ -25,7 +25,10 @@ logger = logging.getLogger("syncws")
 class ReaderStart:
     """Starts the reader thread of one connection (a base class of the reader)."""
 
-    __slots__ = ("number", "on_demand", "start_warned", "thread", "turns")
+    __slots__ = ("check_asked", "number", "on_demand", "start_warned", "thread", "turns")
+
+    #: A check of the process's timer is due (see :meth:`start_later`).
+    check_asked: bool
 
     #: The connection's number, in its thread's name.
     number: int
@@ -103,6 +106,7 @@ class ReaderStart:
         connection soon after its end ends it on its own thread; any other handler
         gets the reader thread.
         """
+        self.check_asked = False
         if self.thread is None:
             try:
                 self.turns.start_reader_once(self.new_thread, unless_caller_reads=True)
@@ -110,3 +114,17 @@ class ReaderStart:
                 # The system cannot start a thread now: try again shortly.
                 logger.debug("%s: cannot start the reader thread yet: %s", self, exc)
                 STARTER.check_soon(self)
+
+    def start_later(self) -> None:
+        """Have the reader thread start soon, unless a caller reads by then.
+
+        A caller of ``get_message`` stopped reading. On a server's connection, the process's timer looks in :data:`~._starter.START_DELAY`
+        seconds (one look at a time per connection): a handler back in ``get_message``
+        by then reads itself, and its connection still needs no reader thread, so that
+        a connection idle between messages costs one thread. Elsewhere it starts now.
+        """
+        if not self.on_demand:
+            self.start()
+        elif not self.check_asked:
+            self.check_asked = True
+            STARTER.check_soon(self)

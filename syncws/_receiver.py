@@ -79,9 +79,9 @@ class Receiver:
             raise
         finally:
             if reader.thread is None and not reader.turns.input_ended:
-                # The caller stops reading: from now on, the reader thread must be
-                # there to take the socket back after the caller window.
-                reader.start()
+                # The caller stops reading: unless it reads again soon, the reader
+                # thread must take the socket back after the caller window.
+                reader.start_later()
 
     def _get(self, deadline: Deadline) -> str | bytes | StreamHead:
         reader = self._reader

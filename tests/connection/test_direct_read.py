@@ -299,6 +299,13 @@ def test_an_idle_server_connection_has_no_reader_thread(syncws_server) -> None:
         assert ws.ping(timeout=WAIT) < WAIT
         ws.send_message("hi")
         assert ws.get_message(timeout=WAIT) == "hi"
+        # Back in get_message after its message, the handler reads again: the check
+        # that follows each of its messages starts nothing either.
+        with pytest.raises(TimeoutError):
+            ws.get_message(timeout=0.3)
+        assert accepted[0].reader_thread is None
+        ws.send_message("again")
+        assert ws.get_message(timeout=WAIT) == "again"
 
 
 @off_main_thread
