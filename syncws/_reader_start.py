@@ -118,10 +118,11 @@ class ReaderStart:
     def start_later(self) -> None:
         """Have the reader thread start soon, unless a caller reads by then.
 
-        A caller of ``get_message`` stopped reading. On a server's connection, the process's timer looks in :data:`~._starter.START_DELAY`
-        seconds (one look at a time per connection): a handler back in ``get_message``
-        by then reads itself, and its connection still needs no reader thread, so that
-        a connection idle between messages costs one thread. Elsewhere it starts now.
+        A caller of ``get_message`` stopped reading. On a server's connection, the
+        process's timer looks in :data:`~._starter.START_DELAY` seconds (one look at a
+        time per connection): a handler back in ``get_message`` by then reads itself,
+        and its connection still needs no reader thread, so that a connection idle
+        between messages costs one thread. Elsewhere it starts now.
         """
         if not self.on_demand:
             self.start()
