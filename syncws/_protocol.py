@@ -31,11 +31,11 @@ from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, Tex
 from ._assembler import MessageAssembler, MessageOversize, MessageTooBig
 from ._closing import CloseRecord
 from ._deflate import INFLATE_SLICE
-from ._framing import FrameSplitter
+from ._framing import FrameSplitter, apply_mask, speedups
 from ._streams import Chunk, Oversize
 from ._timers import Timers
 from ._transport import RECV_SIZE
-from ._wsproto import is_peer_close
+from ._wsproto import is_peer_close, unmask_with
 from .types import CloseReason
 
 if TYPE_CHECKING:
@@ -144,6 +144,8 @@ class Protocol:
         #: Whole data frames are framed and parsed here, not by wsproto (:mod:`._framing`).
         self.fast = fast
         self.splitter = FrameSplitter(ws.client, max_message_size, enabled=fast)
+        if speedups() and not ws.client:
+            unmask_with(ws, apply_mask)  # The frames left to wsproto, unmasked in C.
         self.splitter.prime(received)
         #: The lifecycle; changed by :meth:`set_state` only.
         self.state = State.OPEN

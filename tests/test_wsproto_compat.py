@@ -9,6 +9,7 @@ is imported, so that this process keeps its own import of syncws.
 from __future__ import annotations
 
 import configparser
+import itertools
 import os
 import socket
 import subprocess
@@ -17,11 +18,21 @@ import textwrap
 
 import pytest
 from helpers import ROOT, WAIT, SyncwsServer, checkout_env, server_echo
-from rawpeer import OP_TEXT, ClientPeerConnection, encode_frame, read_http_response, upgrade_request
+from rawpeer import (
+    OP_BINARY,
+    OP_CONT,
+    OP_TEXT,
+    ClientPeerConnection,
+    encode_frame,
+    read_http_response,
+    upgrade_request,
+)
+from wsproto.connection import Connection, ConnectionType
 from wsproto.events import RejectConnection
 from wsproto.frame_protocol import CloseReason
 
-from syncws import _wsproto
+import syncws
+from syncws import _framing, _wsproto
 
 
 def run_child(code: str, **environ: str) -> str:
@@ -167,6 +178,10 @@ def process_close(self, frame):
     return real_process_close(self, frame)
 fp.FrameProtocol._process_close = process_close
 """,
+    # A masker whose key syncws would read wrong (here, wsproto's own reads it wrong too).
+    "a masked frame read right with unmask_with": after_init(
+        "wsproto.frame_protocol.XorMaskerSimple", "self._masking_key = self._masking_key[::-1]"
+    ),
     # A wsproto that stops reading the response after a rejection.
     "a 101 accepted after an interim 100 response": """
 import wsproto.handshake
@@ -255,3 +270,92 @@ def test_frames_sent_with_the_upgrade_request_are_read_once(syncws_server) -> No
         assert peer.close_handshake(WAIT).close_code == 1000
     finally:
         sock.close()
+
+
+# ------------------------------------------------------------------ unmasking in C
+
+
+def masked_frame(payload: bytes, key: bytes, fin: bool = True) -> bytes:
+    return encode_frame(OP_BINARY, payload, mask=key, fin=fin)
+
+
+def read_in_pieces(engine: Connection, data: bytes, sizes: list[int]) -> bytes:
+    """Feed ``data`` to ``engine`` in pieces of ``sizes`` (cycled), parsing after each."""
+    out = bytearray()
+    start = 0
+    for size in itertools.cycle(sizes):
+        if start >= len(data):
+            break
+        engine.receive_data(data[start : start + size])
+        start += size
+        for event in engine.events():
+            out += event.data
+    return bytes(out)
+
+
+@pytest.mark.parametrize("sizes", [[1], [3, 5, 7], [4096, 1], [1 << 20]])
+def test_unmask_with_reads_frames_cut_anywhere(sizes: list[int]) -> None:
+    # Two frames of one message, each cut into pieces at every offset modulo 4: the
+    # key goes on where the previous piece stopped.
+    payload = os.urandom(70_001)
+    data = masked_frame(payload[:30_000], b"\x9a\x01\xff\x3c", fin=False)
+    data += encode_frame(OP_CONT, payload[30_000:], mask=b"\x00\x10\x20\x30")
+    calls: list[int] = []
+
+    def mask(chunk: bytes | bytearray | memoryview, key: bytes) -> bytes:
+        calls.append(len(chunk))
+        return _framing.apply_mask(chunk, key)
+
+    engine = Connection(ConnectionType.SERVER)
+    assert _wsproto.unmask_with(engine, mask)
+    assert read_in_pieces(engine, data, sizes) == payload
+    assert sum(calls) == len(payload)
+
+
+def test_a_wsproto_with_its_own_masker_is_left_to_it() -> None:
+    # A wsproto that brings a masker of its own (the upstream fix) is not touched.
+    out = run_child(
+        """
+import wsproto.frame_protocol as fp
+class OwnMasker(fp.XorMaskerSimple):
+    pass
+real_parse_header = fp.FrameDecoder.parse_header
+def parse_header(self):
+    parsed = real_parse_header(self)
+    if parsed and type(self.masker) is fp.XorMaskerSimple:
+        self.masker = OwnMasker(self.masker._masking_key)
+    return parsed
+fp.FrameDecoder.parse_header = parse_header
+import syncws
+from syncws import _wsproto
+from wsproto.connection import Connection, ConnectionType
+engine = Connection(ConnectionType.SERVER)
+used = []
+_wsproto.unmask_with(engine, lambda data, key: used.append(1) or bytes(data))
+engine.receive_data(b"\\x82\\x83\\x01\\x02\\x03\\x04" + bytes([0x61 ^ 1, 0x62 ^ 2, 0x63 ^ 3]))
+print([e.data for e in engine.events()], used)
+"""
+    )
+    assert out.strip() == "[b'abc'] []"
+
+
+def test_a_server_unmasks_a_streamed_message_right(syncws_server) -> None:
+    # Past max_message_size, a client's frames go through wsproto (and unmask_with):
+    # a message of many frames, cut across reads anywhere, arrives byte for byte.
+    received: list[bytes] = []
+
+    def handler(request, srv):
+        ws = request.accept()
+        with ws.get_message_stream(timeout=WAIT) as stream:
+            received.append(b"".join(stream))  # type: ignore[arg-type]
+        ws.send_message("done")
+        for _ in ws:
+            pass
+
+    server = syncws_server(handler, max_message_size=64 * 1024)
+    payload = os.urandom(3 * 1024 * 1024 + 3)
+    pieces = [payload[i : i + 9_999] for i in range(0, len(payload), 9_999)]
+    with syncws.connect(server.url, max_message_size=64 * 1024) as ws:
+        ws.send_message(iter(pieces), timeout=WAIT)
+        assert ws.get_message(timeout=WAIT) == "done"
+    assert received == [payload]
