@@ -9,14 +9,13 @@ not document, is here, behind small typed functions, so that a wsproto release t
 changes them breaks this module, at import, and nothing else.
 
 Supported versions
-    :data:`SUPPORTED` is the range of wsproto versions this module was written and
-    tested for; ``install_requires`` in ``setup.cfg`` says the same. Importing syncws
-    with another version raises :exc:`ImportError`, unless the environment variable
-    ``SYNCWS_ALLOW_ANY_WSPROTO=1`` is set, which makes it a :exc:`RuntimeWarning`.
-    :func:`check_internals` then checks, also at import, that the private attributes
-    listed below are there and behave as expected; a wsproto that changed them
-    raises :exc:`ImportError` whatever the environment says, since syncws could
-    not work with it.
+    :data:`~._wsproto_version.SUPPORTED` (in :mod:`._wsproto_version`, re-exported
+    here) is the range of wsproto versions this module was written and tested for;
+    importing syncws with another version raises :exc:`ImportError` unless
+    ``SYNCWS_ALLOW_ANY_WSPROTO=1`` is set. :func:`check_internals` then checks, also
+    at import, that the private attributes listed below are there and behave as
+    expected; a wsproto that changed them raises :exc:`ImportError` whatever the
+    environment says, since syncws could not work with it.
 
 Private names and undocumented behaviour used, all of them in this module:
 
@@ -161,14 +160,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.metadata
-import os
 import re
-import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import wsproto
 from wsproto import WSConnection
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import AcceptConnection, CloseConnection, RejectConnection, Request
@@ -182,6 +177,16 @@ from wsproto.frame_protocol import (
     XorMaskerSimple,
 )
 from wsproto.utilities import RemoteProtocolError
+
+from ._wsproto_version import (
+    ALLOW_ANY_VARIABLE,
+    BELOW,
+    LOWEST,
+    SUPPORTED,
+    check_version,
+    installed_version,
+    supports,
+)
 
 if TYPE_CHECKING:
     from zlib import _Compress, _Decompress
@@ -213,18 +218,6 @@ __all__ = [
     "unmask_with",
 ]
 
-#: The oldest wsproto release syncws supports, as ``(major, minor)``. wsproto 1.2
-#: hands some payloads over as ``bytearray`` (those of unmasked frames, and empty
-#: ones); syncws relies on ``bytes``, which 1.3 gives.
-LOWEST = (1, 3)
-#: The first wsproto release that syncws does not support, as ``(major, minor)``: a
-#: new minor release may change the internals listed in this module.
-BELOW = (1, 4)
-#: The supported versions as a requirement specifier, as in ``setup.cfg``.
-SUPPORTED = f">={LOWEST[0]}.{LOWEST[1]},<{BELOW[0]}.{BELOW[1]}"
-#: Set to ``1``, this environment variable lets syncws import with a wsproto version
-#: outside :data:`SUPPORTED`, with a warning.
-ALLOW_ANY_VARIABLE = "SYNCWS_ALLOW_ANY_WSPROTO"
 #: What wsproto's ``receive_data`` raises during the opening handshake on bad input:
 #: its own error, and :exc:`UnicodeError` for a header it could not decode.
 HANDSHAKE_ERRORS = (RemoteProtocolError, UnicodeError)
@@ -233,7 +226,6 @@ HANDSHAKE_ERRORS = (RemoteProtocolError, UnicodeError)
 #: since 2016, after RFC 6455 (see :func:`accept_close_code_1014`).
 BAD_GATEWAY = 1014
 
-_RELEASE = re.compile(r"(\d+)\.(\d+)")
 #: What :func:`check_internals` feeds wsproto: a server's close frame with code 1014,
 #: and the head of a response that starts with an interim 100.
 _CLOSE_1014 = b"\x88\x02" + BAD_GATEWAY.to_bytes(2, "big")
@@ -252,47 +244,6 @@ _DEFLATE_STATE = (
     "_inbound_compressed",
     "_inbound_is_compressible",
 )
-
-
-def installed_version() -> str:
-    """Return the version of the wsproto that is installed (``"unknown"`` if it has none)."""
-    try:
-        return importlib.metadata.version("wsproto")
-    except importlib.metadata.PackageNotFoundError:
-        # Imported from a directory rather than installed.
-        return str(getattr(wsproto, "__version__", "unknown"))
-
-
-def supports(version: str) -> bool:
-    """Whether ``version`` (such as ``"1.3.2"``) is in :data:`SUPPORTED`."""
-    match = _RELEASE.match(version)
-    if match is None:
-        return False
-    release = (int(match[1]), int(match[2]))
-    return LOWEST <= release < BELOW
-
-
-def check_version(version: str) -> None:
-    """Refuse a wsproto ``version`` outside :data:`SUPPORTED`.
-
-    :raises ImportError: naming the installed and supported versions, unless the
-        environment variable :data:`ALLOW_ANY_VARIABLE` is ``1``: then it warns
-        (:exc:`RuntimeWarning`) instead.
-    """
-    if supports(version):
-        return
-    message = (
-        f"syncws supports wsproto {SUPPORTED}, but wsproto {version} is installed: "
-        f"install a supported version (pip install 'wsproto{SUPPORTED}')"
-    )
-    if os.environ.get(ALLOW_ANY_VARIABLE) == "1":
-        warnings.warn(
-            f"{message}; {ALLOW_ANY_VARIABLE}=1 is set, so syncws runs with it, untested",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return
-    raise ImportError(f"{message}, or set {ALLOW_ANY_VARIABLE}=1 to try this one anyway")
 
 
 def check_internals() -> None:
