@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import faulthandler
 import json
 import os
 import queue
@@ -247,6 +248,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    # A run that hangs shows where: every thread's stack on stderr, shortly before
+    # the waits give up.
+    faulthandler.dump_traceback_later(args.timeout * 0.9, exit=False)
     result = run_syncws(args) if args.lib == "syncws" else run_websockets(args)
     print("result " + json.dumps(result), flush=True)
 
