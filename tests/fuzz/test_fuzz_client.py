@@ -422,7 +422,7 @@ BUG_EXAMPLES = [
 
 #: The property of the client's handshake, in its default and its long version.
 client_handshake = functools.partial(
-    fuzz_test, 300, 6000, bugs=BUG_EXAMPLES, resp=handshake_responses()
+    fuzz_test, 150, 6000, bugs=BUG_EXAMPLES, resp=handshake_responses()
 )
 
 

@@ -453,7 +453,7 @@ BUG_EXAMPLES = [
 
 #: The property of the server's handshake, in its default and its long version.
 server_handshake = functools.partial(
-    fuzz_test, 300, 7000, bugs=BUG_EXAMPLES, req=upgrade_requests(), half_close=st.booleans()
+    fuzz_test, 150, 7000, bugs=BUG_EXAMPLES, req=upgrade_requests(), half_close=st.booleans()
 )
 
 
