@@ -108,7 +108,9 @@ class Server:
         return self.child.errors
 
 
-@pytest.fixture(params=["werkzeug", "gthread", "sync"])
+# syncws.wsgi takes both gunicorn workers' sockets the same way (gunicorn.socket): the
+# gthread worker runs the tests of threaded_server by default, these under -m slow.
+@pytest.fixture(params=["werkzeug", pytest.param("gthread", marks=pytest.mark.slow), "sync"])
 def any_server(request: pytest.FixtureRequest) -> Iterator[Server]:
     yield from _serve(request.param)
 
