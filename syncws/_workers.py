@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
-import multiprocessing.connection
 import os
 import select
 import signal
@@ -41,7 +39,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
 
 from ._deadline import Deadline
@@ -54,6 +51,8 @@ from .server import WebSocketServer
 from .types import Endpoint
 
 if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
     from typing_extensions import Unpack
 
 __all__ = ["BALANCED_REUSE_PORT", "WorkerPool", "check_workers"]
@@ -155,9 +154,15 @@ class WorkerPool:
         check_options(options)
         self._count = check_workers(workers)
         check_address(host, port, sock, None, reuse_port)
+        # Imported here, in the parent and before any fork: multiprocessing (about 10 ms,
+        # tempfile and subprocess with it) is for worker pools only, not every import.
+        import multiprocessing  # noqa: PLC0415
+        import multiprocessing.connection  # noqa: PLC0415
+
         if "fork" not in multiprocessing.get_all_start_methods():
             raise ValueError("workers > 1 needs the fork start method (POSIX systems only)")
         self._context = multiprocessing.get_context("fork")
+        self._wait = multiprocessing.connection.wait
         self._handler = handler
         self._host = host
         self._ssl_context = ssl_context
@@ -259,9 +264,7 @@ class WorkerPool:
             if deadline.expired():
                 raise TimeoutError(f"{len(waiting)} workers not listening yet")
             sentinels = {s.process.sentinel: s for s in self._slots if s.process}
-            ready = multiprocessing.connection.wait(
-                [self._ready_r, *sentinels], deadline.remaining()
-            )
+            ready = self._wait([self._ready_r, *sentinels], deadline.remaining())
             waiting -= self._read_ready()
             for sentinel in ready:
                 if sentinel in sentinels and sentinels[sentinel].process is not None:
@@ -397,7 +400,7 @@ class WorkerPool:
             waits: list[socket.socket | int] = [self._ready_r, self._wake_r, *sentinels]
             if reader is not None:
                 waits.append(reader)
-            multiprocessing.connection.wait(waits, timeout)
+            self._wait(waits, timeout)
             self._drain(reader)
             self._read_ready()
             for slot in self._slots:
@@ -454,7 +457,7 @@ class WorkerPool:
         deadline = Deadline(timeout)
         while running and not deadline.expired():
             wait = POLL if deadline.remaining() is None else min(POLL, deadline.remaining() or 0)
-            multiprocessing.connection.wait([p.sentinel for p in running], wait)
+            self._wait([p.sentinel for p in running], wait)
             running = [p for p in running if p.exitcode is None]
             if signals is not None and signals.count > seen and running:
                 seen = signals.count

@@ -341,7 +341,8 @@ def run_page(browser: Chromium, url: str, screenshot: Path) -> tuple[dict[str, A
     ("scheme", "compression"),
     [
         pytest.param("ws", None, id="ws"),
-        pytest.param("ws", "deflate", id="ws-deflate"),
+        # Each of ws and deflate is in another variant: this one under -m slow.
+        pytest.param("ws", "deflate", id="ws-deflate", marks=pytest.mark.slow),
         pytest.param("wss", "deflate", id="wss-deflate"),
     ],
 )

@@ -164,7 +164,8 @@ def record_fragments(ws: Any, srv: Any) -> None:
         srv.record.put(("closed", ws.close_code))
 
 
-@pytest.mark.parametrize("size", [5 * 65536 + 1000, 65536, 0])
+# Several fragments and none by default; exactly one full fragment under -m slow.
+@pytest.mark.parametrize("size", [5 * 65536 + 1000, pytest.param(65536, marks=pytest.mark.slow), 0])
 def test_send_file_sends_one_message_in_64_kib_fragments(
     websockets_server: Any, tmp_path: Path, size: int
 ) -> None:

@@ -14,7 +14,7 @@ import socket
 import ssl
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -75,6 +75,14 @@ def secrets_of(password: str) -> list[str]:
 def assert_hidden(text: str, password: str, where: str = "") -> None:
     for piece in secrets_of(password):
         assert piece not in text, f"{piece!r} of {password!r} shown {where}: {text!r}"
+
+
+def slow_but(keep: Iterable[object], values: Iterable[object]) -> list[Any]:
+    """``values`` as parameters: those in ``keep`` by default, the others under -m slow."""
+    kept = list(keep)
+    return [
+        value if value in kept else pytest.param(value, marks=pytest.mark.slow) for value in values
+    ]
 
 
 def urls(password: str) -> Iterator[str]:
@@ -249,7 +257,19 @@ def cli_runs(url: str) -> list[list[str]]:
     ]
 
 
-@pytest.mark.parametrize("password", PASSWORDS)
+# Every password by default for redact_url and the client; for the command line (about
+# 0.2 s each), a few that break a URL in different ways; the others under -m slow.
+CLI_PASSWORDS = [
+    f"{PIECES[0]}#{PIECES[1]}",
+    f"{PIECES[0]}@{PIECES[1]}",
+    f"{PIECES[0]} {PIECES[1]}",
+    f"{PIECES[0]}%23{PIECES[1]}",
+    f"{DIGITS[0]}#{DIGITS[1]}",
+    f"?{PIECES[0]}",
+]
+
+
+@pytest.mark.parametrize("password", slow_but(CLI_PASSWORDS, PASSWORDS))
 def test_cli_never_shows_the_password(
     password: str, resolver: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -262,10 +282,18 @@ def test_cli_never_shows_the_password(
             assert_hidden(out + err, password, f"by syncws {argv}")
 
 
+CHILD_URL = f"ws://alice:{DIGITS[0]}#{PIECES[0]}/{PIECES[1]}@127.0.0.1:1/"
+# By default: connect, and the runs that test_cli_never_shows_the_password does not make
+# in-process (the --timeout= option, serve, echo-server, demo); the others under -m slow.
+CHILD_RUNS = [
+    run
+    for run in cli_runs(CHILD_URL)
+    if run[0] not in ("connect", "bench", CHILD_URL) or run == cli_runs(CHILD_URL)[0]
+]
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes")
-@pytest.mark.parametrize(
-    "argv", cli_runs(f"ws://alice:{DIGITS[0]}#{PIECES[0]}/{PIECES[1]}@127.0.0.1:1/")
-)
+@pytest.mark.parametrize("argv", slow_but(CHILD_RUNS, cli_runs(CHILD_URL)))
 def test_every_command_in_a_child_process(argv: list[str]) -> None:
     with Cli(*argv) as child:
         assert child.wait() in (1, 2)

@@ -153,9 +153,19 @@ def requests(draw: Any) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + draw(st.sampled_from([b"", b"\x81\x80"]))
 
 
-@settings(max_examples=100, deadline=None)
-@given(requests())
-def test_read_request_decides_as_wsproto(data: bytes) -> None:
+#: Examples of each property: a few by default, many more under -m slow.
+EXAMPLES = [
+    pytest.param(25, id="default"),
+    pytest.param(300, id="long", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("examples", EXAMPLES)
+def test_read_request_decides_as_wsproto(examples: int) -> None:
+    settings(max_examples=examples, deadline=None)(given(requests())(read_request_check))()
+
+
+def read_request_check(data: bytes) -> None:
     read = read_request(data)
     if read is None:
         return  # wsproto's engine reads it: nothing to compare.
@@ -203,9 +213,12 @@ def responses(draw: Any) -> tuple[bytes, Request]:
     return ("\r\n".join(lines) + "\r\n\r\n").encode(), request
 
 
-@settings(max_examples=100, deadline=None)
-@given(responses())
-def test_read_switch_decides_as_wsproto(case: tuple[bytes, Request]) -> None:
+@pytest.mark.parametrize("examples", EXAMPLES)
+def test_read_switch_decides_as_wsproto(examples: int) -> None:
+    settings(max_examples=examples, deadline=None)(given(responses())(read_switch_check))()
+
+
+def read_switch_check(case: tuple[bytes, Request]) -> None:
     data, request = case
     key = b"dGhlIHNhbXBsZSBub25jZQ=="
     ws = WSConnection(ConnectionType.CLIENT)

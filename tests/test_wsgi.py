@@ -108,7 +108,9 @@ class Server:
         return self.child.errors
 
 
-@pytest.fixture(params=["werkzeug", "gthread", "sync"])
+# syncws.wsgi takes both gunicorn workers' sockets the same way (gunicorn.socket): the
+# gthread worker runs the tests of threaded_server by default, these under -m slow.
+@pytest.fixture(params=["werkzeug", pytest.param("gthread", marks=pytest.mark.slow), "sync"])
 def any_server(request: pytest.FixtureRequest) -> Iterator[Server]:
     yield from _serve(request.param)
 
@@ -203,6 +205,17 @@ def test_origin_refused_and_allowed(any_server: Server) -> None:
         assert ws.close_reason is not None and ws.close_reason.code == 4000
 
 
+# Negotiated by syncws.wsgi once it has the socket, whichever server: werkzeug by
+# default (the other tests take the gunicorn workers' sockets), both workers -m slow.
+@pytest.mark.parametrize(
+    "any_server",
+    [
+        "werkzeug",
+        pytest.param("gthread", marks=pytest.mark.slow),
+        pytest.param("sync", marks=pytest.mark.slow),
+    ],
+    indirect=True,
+)
 def test_subprotocol_negotiation(any_server: Server) -> None:
     with syncws.connect(any_server.url(), subprotocols=["chat.v2", "chat.v1"]) as ws:
         assert ws.subprotocol == "chat.v1"

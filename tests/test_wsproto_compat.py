@@ -200,8 +200,21 @@ wsproto.handshake.H11Handshake.receive_data = receive_data
 }
 
 
-@pytest.mark.parametrize("missing", sorted(BROKEN_INTERNALS))
-@pytest.mark.parametrize("allow_any", ["", "1"])
+@pytest.mark.parametrize(
+    ("allow_any", "missing"),
+    [
+        pytest.param(
+            allow_any,
+            missing,
+            id=f"{allow_any}-{missing}",
+            # A child process each: by default every internal once, with and without
+            # SYNCWS_ALLOW_ANY_WSPROTO=1 in turn; the other half under -m slow.
+            marks=pytest.mark.slow if (index % 2 == 0) == (allow_any == "1") else (),
+        )
+        for allow_any in ("", "1")
+        for index, missing in enumerate(sorted(BROKEN_INTERNALS))
+    ],
+)
 def test_missing_internals_fail_at_import(missing: str, allow_any: str) -> None:
     # Even with SYNCWS_ALLOW_ANY_WSPROTO=1: syncws cannot work without them.
     out = run_child(
@@ -293,7 +306,11 @@ def read_in_pieces(engine: Connection, data: bytes, sizes: list[int]) -> bytes:
     return bytes(out)
 
 
-@pytest.mark.parametrize("sizes", [[1], [3, 5, 7], [4096, 1], [1 << 20]])
+@pytest.mark.parametrize(
+    "sizes",
+    # [3, 5, 7] cuts at every offset modulo 4 too; [1] (70,001 pieces) under -m slow.
+    [pytest.param([1], marks=pytest.mark.slow), [3, 5, 7], [4096, 1], [1 << 20]],
+)
 def test_unmask_with_reads_frames_cut_anywhere(sizes: list[int]) -> None:
     # Two frames of one message, each cut into pieces at every offset modulo 4: the
     # key goes on where the previous piece stopped.

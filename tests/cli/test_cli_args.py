@@ -113,7 +113,8 @@ def test_every_bad_argument_is_one_error_line_and_status_2(tmp_path: Path, tls_c
     "args",
     [
         ("serve", "--port", "99999"),
-        ("echo-server", "--port", "-1"),
+        # The old name of serve, under -m slow.
+        pytest.param(("echo-server", "--port", "-1"), marks=pytest.mark.slow),
         ("connect", "http://127.0.0.1:1/"),
         ("bench", "ws://127.0.0.1:1/", "--count", "0"),
     ],

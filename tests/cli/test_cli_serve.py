@@ -51,7 +51,12 @@ def process_gone(pid: int) -> bool:
     return False
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+# A second SIGTERM: tests/server/test_server_signals.py, by default; here under -m slow.
+@pytest.mark.parametrize(
+    "signum",
+    [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)],
+    ids=["ctrl-c", "sigterm"],
+)
 def test_a_second_interrupt_exits_at_once_with_130(signum: int) -> None:
     # The handler waits for a command that sleeps: the first interrupt says what the
     # server waits for, the second one ends the wait, kills the command and exits 130.

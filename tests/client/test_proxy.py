@@ -401,8 +401,21 @@ def test_https_proxy_certificate_is_verified(servers: Any, https_proxy: Any) -> 
 SOCKS_SERVERS = {"socks5": "socks5", "socks5h": "socks5", "socks4": "socks4", "socks4a": "socks4"}
 
 
-@pytest.mark.parametrize("scheme", sorted(SOCKS_SERVERS))
-@pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
+@pytest.mark.parametrize(
+    ("tls", "scheme"),
+    [
+        pytest.param(
+            tls,
+            scheme,
+            id=f"{'wss' if tls else 'ws'}-{scheme}",
+            # TLS starts once the tunnel is open, whatever its scheme: wss with one
+            # scheme by default, with the others under -m slow.
+            marks=pytest.mark.slow if tls and scheme != "socks5h" else (),
+        )
+        for tls in (False, True)
+        for scheme in sorted(SOCKS_SERVERS)
+    ],
+)
 def test_through_socks(  # noqa: PLR0917 - fixtures and parameters
     servers: Any, scheme: str, tls: bool, pproxy: Any, tls_ca: Any, tls_server_context: Any
 ) -> None:

@@ -138,6 +138,9 @@ def test_a_ping_flood_from_a_client_that_never_reads_is_held_back(syncws_server)
 # ------------------------------------------------------------------ fragments
 
 
+# The bound itself: tests/connection/test_assembler.py; a message too big closing with
+# 1009: the conformance suite (9.2.x). End to end, 65,546 frames, under -m slow.
+@pytest.mark.slow
 def test_endless_empty_continuation_frames_close_with_1009(raw_peer) -> None:
     peer = raw_peer()
     with syncws.connect(peer.url) as ws:

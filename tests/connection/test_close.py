@@ -500,6 +500,10 @@ def test_close_waits_for_server_tcp_close_then_aborts(raw_peer) -> None:
     assert ws.close_reason.code == 1000
 
 
+# The three context managers against a peer that never answers the close, timed: by
+# default in tests/test_faults.py (test_context_managers_close_in_time_without_raising);
+# these three, which check less, under -m slow.
+@pytest.mark.slow
 def test_connection_context_manager_does_not_raise_on_close_timeout(raw_peer) -> None:
     peer = raw_peer()
     start = time.monotonic()
@@ -510,6 +514,7 @@ def test_connection_context_manager_does_not_raise_on_close_timeout(raw_peer) ->
     assert conn.expect_close().close_code == 1000
 
 
+@pytest.mark.slow
 def test_open_websocket_url_does_not_raise_on_close_timeout(raw_peer) -> None:
     # One meaning of "with" everywhere: the same as with syncws.connect() above.
     peer = raw_peer()
@@ -522,6 +527,7 @@ def test_open_websocket_url_does_not_raise_on_close_timeout(raw_peer) -> None:
     assert conn.expect_close().close_code == 1000
 
 
+@pytest.mark.slow
 def test_open_websocket_does_not_raise_on_close_timeout(raw_peer) -> None:
     peer = raw_peer()
     with syncws.open_websocket(

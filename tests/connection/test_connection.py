@@ -261,6 +261,9 @@ def test_get_message_timeout_zero_returns_queued_messages(raw_peer) -> None:
         closer.result()
 
 
+# From either side against syncws: test_server_both_sides.py (test_get_message_timeout),
+# by default; against websockets, under -m slow.
+@pytest.mark.slow
 def test_get_message_timeout_raises_timeout_error(websockets_server) -> None:
     srv = websockets_server(echo_handler)
     with syncws.connect(srv.url) as ws:

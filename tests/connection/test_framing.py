@@ -18,7 +18,10 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessag
 from syncws import _framing
 from syncws._framing import FrameSplitter, apply_mask, encode_message
 
-EXAMPLES = int(os.environ.get("SYNCWS_FUZZ_EXAMPLES", "300"))
+#: Examples of the fast-path property: 100 by default, 1,000 under -m slow (a plain
+#: number in SYNCWS_FUZZ_EXAMPLES sets both).
+EXAMPLES = int(os.environ.get("SYNCWS_FUZZ_EXAMPLES", "100"))
+LONG_EXAMPLES = int(os.environ.get("SYNCWS_FUZZ_EXAMPLES", "1000"))
 
 
 def frame(
@@ -169,9 +172,21 @@ def streams(draw):
     return client, [c for c in chunks if c], max_size
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(streams())
-def test_the_fast_path_yields_what_wsproto_yields(stream) -> None:
+@pytest.mark.parametrize(
+    "examples",
+    [
+        pytest.param(EXAMPLES, id="default"),
+        pytest.param(LONG_EXAMPLES, id="long", marks=pytest.mark.slow),
+    ],
+)
+def test_the_fast_path_yields_what_wsproto_yields(examples: int) -> None:
+    run = settings(
+        max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
+    run(given(streams())(fast_path_check))()
+
+
+def fast_path_check(stream) -> None:
     client, chunks, max_size = stream
     assert through_splitter(chunks, client, max_size) == through_wsproto(chunks, client)
 

@@ -224,7 +224,7 @@ CLIENT_BUG_EXAMPLES = [
 
 #: The property of the server's frame layer, in its default and its long version.
 server_frames = functools.partial(
-    fuzz_test, 300, 5000, bugs=SERVER_BUG_EXAMPLES, script=_CLIENT_STREAMS
+    fuzz_test, 150, 5000, bugs=SERVER_BUG_EXAMPLES, script=_CLIENT_STREAMS
 )
 
 
@@ -351,7 +351,7 @@ def check_client_close(
 
 #: The property of the client's frame layer, in its default and its long version.
 client_frames = functools.partial(
-    fuzz_test, 200, 4000, bugs=CLIENT_BUG_EXAMPLES, script=_SERVER_STREAMS
+    fuzz_test, 100, 4000, bugs=CLIENT_BUG_EXAMPLES, script=_SERVER_STREAMS
 )
 
 

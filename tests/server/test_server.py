@@ -633,6 +633,9 @@ def test_server_keepalive_fails_an_unresponsive_client_with_1011(syncws_server) 
     assert srv.get() == 1011
 
 
+# Server keepalive with a peer that answers: tests/test_faults.py (keepalive, [server]);
+# pings while the handler reads: tests/test_options.py. Against websockets: -m slow.
+@pytest.mark.slow
 def test_server_keepalive_with_a_responsive_client(syncws_server) -> None:
     def handler(request, srv: SyncwsServer) -> None:
         ws = request.accept()

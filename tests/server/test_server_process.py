@@ -140,6 +140,9 @@ def test_echo_server_command_until_ctrl_c() -> None:
         ctrl_c_with_a_client(child, LISTENING_ON)
 
 
+# The demo also runs by default as `python -m syncws` without a command
+# (tests/cli/test_cli_bench.py); by its name, under -m slow.
+@pytest.mark.slow
 def test_demo_command() -> None:
     with ChildProcess("", "-m", "syncws", "demo") as child:
         assert child.wait(3 * WAIT) == 0, child.errors

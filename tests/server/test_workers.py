@@ -210,7 +210,12 @@ def test_a_killed_worker_is_started_again(supervisor: Supervisor) -> None:
     wait_for(lambda: gone(victim), what="the killed worker reaped")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+# Ctrl-C of a pool: tests/test_examples.py (workers.py), by default; here under -m slow.
+@pytest.mark.parametrize(
+    "signum",
+    [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)],
+    ids=["sigterm", "ctrl-c"],
+)
 def test_a_signal_stops_every_worker_gracefully(supervisor: Supervisor, signum: int) -> None:
     clients = [
         syncws.connect(supervisor.url, connect_timeout=WAIT, disconnect_timeout=WAIT)

@@ -140,6 +140,10 @@ def test_works_with_a_client_connection(syncws_server: object) -> None:
         assert notifier.take() == ["ping?"]
 
 
+# The client end (a GUI's) by default, the server end under -m slow.
+@pytest.mark.parametrize(
+    "pair", ["client", pytest.param("server", marks=pytest.mark.slow)], indirect=True
+)
 def test_a_message_after_an_idle_spell_is_announced_at_once(pair: Pair) -> None:
     """take() may read the socket itself; it must not keep it from the reader thread.
 
