@@ -94,6 +94,9 @@ def chat() -> syncws.wsgi.TakenOver:
     name = str(ws.remote)
     with clients_lock:
         clients.add(ws)
+        here = len(clients)
+    # The newcomer learns it is in the room, and from now on gets every message.
+    ws.send_message(f"welcome, {name} ({here} here)")
     tell_others(ws, f"{name} joined")
     try:
         for message in ws:

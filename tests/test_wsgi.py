@@ -140,11 +140,23 @@ def _http_get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
         conn.close()
 
 
+def join(url: str, **options: Any) -> syncws.WebSocketConnection:
+    """Connect to the chat and wait for its welcome: the handler has the client in the room."""
+    ws = syncws.connect(url, **options)
+    try:
+        welcome = ws.get_message(timeout=WAIT)
+        assert isinstance(welcome, str) and welcome.startswith(f"welcome, {ws.local} ("), welcome
+    except BaseException:
+        ws.close()
+        raise
+    return ws
+
+
 def test_chat_relays_messages_and_close_codes(threaded_server: Server) -> None:
     url = threaded_server.url()
-    with syncws.connect(url) as alice, syncws.connect(url) as bob:
+    with join(url) as alice, join(url) as bob:
         assert alice.get_message(timeout=WAIT) == f"{bob.local} joined"
-        carol = syncws.connect(url)
+        carol = join(url)
         assert alice.get_message(timeout=WAIT) == f"{carol.local} joined"
         assert bob.get_message(timeout=WAIT) == f"{carol.local} joined"
         bob.send_message("hello")
@@ -168,7 +180,7 @@ def test_frames_sent_with_the_request_are_not_lost(threaded_server: Server) -> N
     """A client that sends a frame right behind its request, in the same packet."""
     port = threaded_server.port
     with (
-        syncws.connect(threaded_server.url()) as alice,
+        join(threaded_server.url()) as alice,
         socket.create_connection(("127.0.0.1", port), timeout=WAIT) as raw,
     ):
         request = (
@@ -198,7 +210,7 @@ def test_origin_refused_and_allowed(any_server: Server) -> None:
         syncws.connect(any_server.url(), origin="https://evil.example")
     assert refused.value.status_code == 403
     # The page's own origin is allowed (the server checks it against Host).
-    with syncws.connect(any_server.url(), origin=f"http://127.0.0.1:{any_server.port}") as ws:
+    with join(any_server.url(), origin=f"http://127.0.0.1:{any_server.port}") as ws:
         ws.send_message("/bye")
         with pytest.raises(syncws.ConnectionClosedError):
             ws.get_message(timeout=WAIT)
