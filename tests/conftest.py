@@ -7,11 +7,13 @@ point then does not exist); when it is, pytest has loaded the plugin already.
 
 from __future__ import annotations
 
+import compileall
 import gc
 import logging
 import os
 import queue
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,13 +37,20 @@ def pytest_configure(config: pytest.Config) -> None:
         "allow_syncws_errors(*levels): syncws may log at these levels (default: ERROR) during "
         "this test, e.g. for an expected handler exception; the test checks the records itself.",
     )
+    _bytecode_for_children()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Every test is bounded even if the global pytest-timeout setting is missing.
-    for item in items:
-        if item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(DEFAULT_TEST_TIMEOUT))
+def _bytecode_for_children() -> None:
+    """Compile syncws once for the child Pythons the tests start, where nothing caches it.
+
+    With ``PYTHONDONTWRITEBYTECODE`` set, no Python writes syncws's bytecode, so each
+    child Python (the CLI, the examples, the servers of the process tests: a few
+    hundred in a run) would compile syncws from source, about 0.1 s each. It goes
+    where Python itself would put it, ``__pycache__`` beside the sources (ignored by
+    git), and is used only while it matches them.
+    """
+    if sys.dont_write_bytecode:
+        compileall.compile_dir(os.path.dirname(syncws.__file__), quiet=1)
 
 
 # ------------------------------------------------------------------ leak checking
