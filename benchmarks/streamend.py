@@ -18,13 +18,14 @@ the message minus ``rss_base``), in bytes.
 
 Payloads, each chunk starting with its index (8 bytes): ``random`` repeats one block of
 seeded pseudo-random bytes (incompressible), ``pattern`` repeats a 64-byte ASCII pattern
-(about 340:1 with deflate). The tests have the same program (``tests/streampeer.py``).
+(about 340:1 with deflate). The tests run it too (``tests/streampeer.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import faulthandler
 import json
 import queue
 import random
@@ -61,6 +62,14 @@ def chunks(total: int, size: int, payload: str) -> Iterator[bytes]:
         yield chunk
         index += 1
         sent += length
+
+
+def expected_crc(total: int, size: int, payload: str) -> int:
+    """The CRC-32 of the ``total`` bytes that :func:`chunks` makes."""
+    crc = 0
+    for chunk in chunks(total, size, payload):
+        crc = zlib.crc32(chunk, crc)
+    return crc
 
 
 def memory() -> dict[str, int]:
@@ -228,6 +237,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    # A run that hangs shows where: every thread's stack on stderr, shortly before
+    # the waits give up.
+    faulthandler.dump_traceback_later(args.timeout * 0.9, exit=False)
     result = run_syncws(args) if args.lib == "syncws" else run_websockets(args)
     print("result " + json.dumps(result), flush=True)
 
