@@ -48,7 +48,7 @@ from pathlib import Path
 from . import ROOT, TIMEOUT
 from .clients import COMPRESSION_MODES, Conn, open_conn
 from .payloads import TEXT_32, CountingProxy, json_messages
-from .report import fmt
+from .report import fmt, write_results
 from .servers import ServerProcess
 from .sysinfo import machine_info, raise_fd_limit
 from .workloads import read_line, settled_stats
@@ -348,14 +348,7 @@ def main(argv: list[str] | None = None) -> None:
         "samples": samples,
         "errors": errors,
     }
-    table = markdown(results)
-    sys.stdout.write(table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "deflate_cost.md").write_text(table, encoding="utf-8")
-    with open(args.out / "deflate_cost.json", "w", encoding="utf-8") as out:
-        json.dump(results, out, indent=1)
-        out.write("\n")
-    sys.stderr.write(f"wrote {args.out}/deflate_cost.md and deflate_cost.json\n")
+    write_results(args.out, "deflate_cost", markdown(results), results)
     if errors:
         sys.exit(1)
 

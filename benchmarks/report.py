@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +152,14 @@ def chart(results: Results, path: Path) -> str:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return f"wrote {path}"
+
+
+def write_results(out: Path, name: str, table: str, results: dict[str, Any]) -> None:
+    """Print ``table``; write it to ``out/NAME.md`` and ``results`` to ``out/NAME.json``."""
+    sys.stdout.write(table)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.md").write_text(table, encoding="utf-8")
+    with open(out / f"{name}.json", "w", encoding="utf-8") as file:
+        json.dump(results, file, indent=1)
+        file.write("\n")
+    sys.stderr.write(f"wrote {out}/{name}.md and {name}.json\n")

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ROOT
-from .report import fmt
+from .report import fmt, write_results
 from .sysinfo import machine_info
 from .workloads import read_line
 
@@ -344,14 +344,7 @@ def main(argv: list[str] | None = None) -> None:
         "sweep": sweep,
         "errors": errors,
     }
-    table = markdown(results)
-    sys.stdout.write(table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "streaming.md").write_text(table, encoding="utf-8")
-    with open(args.out / "streaming.json", "w", encoding="utf-8") as out:
-        json.dump(results, out, indent=1)
-        out.write("\n")
-    sys.stderr.write(f"wrote {args.out}/streaming.md and streaming.json\n")
+    write_results(args.out, "streaming", markdown(results), results)
     if errors:
         sys.exit(1)
 
