@@ -350,7 +350,7 @@ engine = Connection(ConnectionType.SERVER)
 used = []
 _wsproto.unmask_with(engine, lambda data, key: used.append(1) or bytes(data))
 engine.receive_data(b"\\x82\\x83\\x01\\x02\\x03\\x04" + bytes([0x61 ^ 1, 0x62 ^ 2, 0x63 ^ 3]))
-print([e.data for e in engine.events()], used)
+print([bytes(e.data) for e in engine.events()], used)
 """
     )
     assert out.strip() == "[b'abc'] []"
