@@ -37,7 +37,6 @@ import dataclasses
 import json
 import os
 import random
-import statistics
 import subprocess
 import sys
 import time
@@ -48,7 +47,7 @@ from pathlib import Path
 from . import ROOT, TIMEOUT
 from .clients import COMPRESSION_MODES, Conn, open_conn
 from .payloads import TEXT_32, CountingProxy, json_messages
-from .report import fmt, write_results
+from .report import cell, spread, write_results
 from .servers import ServerProcess
 from .sysinfo import machine_info, raise_fd_limit
 from .workloads import read_line, settled_stats
@@ -251,21 +250,8 @@ def summarize(samples: list[Sample]) -> dict[str, dict[str, float]]:
     keys = sorted({key for sample in samples for key in sample})
     summary = {}
     for key in keys:
-        values = [sample[key] for sample in samples if key in sample]
-        summary[key] = {
-            "median": statistics.median(values),
-            "min": min(values),
-            "max": max(values),
-        }
+        summary[key] = spread([sample[key] for sample in samples if key in sample])
     return summary
-
-
-def _cell(row: dict[str, float] | None, spread: bool) -> str:
-    if row is None:
-        return "error"
-    if not spread or row["min"] == row["max"]:
-        return fmt(row["median"])
-    return f"{fmt(row['median'])} ({fmt(row['min'])}-{fmt(row['max'])})"
 
 
 def markdown(results: dict[str, object]) -> str:
@@ -292,7 +278,7 @@ def markdown(results: dict[str, object]) -> str:
             "|---|" + "---:|" * len(keys),
         ]
         for name, summary in summaries.items():
-            cells = [_cell(summary.get(key), spread) for key in keys]
+            cells = [cell(summary.get(key), spread) for key in keys]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     errors = results.get("errors")
     if isinstance(errors, dict) and errors:

@@ -24,6 +24,20 @@ def fmt(value: float | None) -> str:
     return f"{value:.2f}"
 
 
+def spread(values: list[float]) -> dict[str, float]:
+    """The median, min and max of ``values``."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def cell(row: dict[str, float] | None, spread: bool) -> str:
+    """A table cell: the median, with min-max in parentheses (``spread``) where they differ."""
+    if row is None:
+        return "error"
+    if not spread or fmt(row["min"]) == fmt(row["max"]):
+        return fmt(row["median"])
+    return f"{fmt(row['median'])} ({fmt(row['min'])}-{fmt(row['max'])})"
+
+
 def summarize(workload: dict[str, Any]) -> dict[str, dict[str, dict[str, float | None]]]:
     """metric key -> peer -> median, min, max, ratio (peer median / syncws median)."""
     summary: dict[str, dict[str, dict[str, float | None]]] = {}
@@ -33,11 +47,7 @@ def summarize(workload: dict[str, Any]) -> dict[str, dict[str, dict[str, float |
         for peer, samples in workload["samples"].items():
             values = [sample[key] for sample in samples]
             if values:
-                rows[peer] = {
-                    "median": statistics.median(values),
-                    "min": min(values),
-                    "max": max(values),
-                }
+                rows[peer] = dict(spread(values))
         reference = rows.get(REFERENCE, {}).get("median")
         for row in rows.values():
             median = row["median"]

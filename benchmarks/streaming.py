@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import subprocess
 import sys
 import time
@@ -47,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ROOT
-from .report import fmt, write_results
+from .report import cell, fmt, spread, write_results
 from .sysinfo import machine_info
 from .workloads import read_line
 
@@ -95,15 +94,16 @@ def size_text(size: int) -> str:
 class End:
     """A ``benchmarks.streamend`` child; ``stop()`` kills it (by PID) if it still runs."""
 
-    def __init__(self, args: list[str]) -> None:
+    def __init__(self, args: list[str], timeout: float, env: dict[str, str] | None) -> None:
         command = [sys.executable, "-m", "benchmarks.streamend", *args]
+        self.timeout = timeout
         self.proc = subprocess.Popen(
-            command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True
+            command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True
         )
 
     def line(self, prefix: str) -> str:
         """The rest of the next line that starts with ``prefix``."""
-        deadline = time.monotonic() + TIMEOUT
+        deadline = time.monotonic() + self.timeout
         while True:
             line = read_line(self.proc, max(deadline - time.monotonic(), 0.0))
             if not line:
@@ -113,7 +113,7 @@ class End:
 
     def result(self) -> dict[str, Any]:
         value: dict[str, Any] = json.loads(self.line("result "))
-        code = self.proc.wait(TIMEOUT)
+        code = self.proc.wait(self.timeout)
         if code:
             raise RuntimeError(f"the {self.proc.args[3:6]} end exited with {code}")
         return value
@@ -121,9 +121,35 @@ class End:
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-        self.proc.wait(TIMEOUT)
+        self.proc.wait(self.timeout)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+def run_pair(
+    server: tuple[str, str],
+    client: tuple[str, str],
+    *options: str,
+    timeout: float = TIMEOUT,
+    env: dict[str, str] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run a server end (LIB, ACTION) and a client end against it: (server's, client's) result.
+
+    ``options`` (``--size``, ``--chunk``...) go to both; ``timeout`` bounds each wait
+    for a line and each exit. Every child is gone on return.
+
+    :raises RuntimeError: when an end exits without its result, or with an error.
+    """
+    ends: list[End] = []
+    try:
+        ends.append(End([server[0], "server", server[1], *options], timeout, env))
+        url = f"ws://127.0.0.1:{ends[0].line('listening ')}/"
+        ends.append(End([client[0], "client", client[1], "--url", url, *options], timeout, env))
+        client_result = ends[1].result()
+        return ends[0].result(), client_result
+    finally:
+        for end in ends:
+            end.stop()
 
 
 def run(config: Config, chunk: int) -> Sample:
@@ -134,15 +160,7 @@ def run(config: Config, chunk: int) -> Sample:
     options += ["--compression", "deflate" if config.compression == "deflate" else "none"]
     options += ["--max-message-size", str(config.max_message_size), "--timeout", str(TIMEOUT)]
     server_action, client_action = ("recv", "send") if receiving_server else ("send", "recv")
-    ends: list[End] = []
-    try:
-        ends.append(End([config.lib, "server", server_action, *options]))
-        url = f"ws://127.0.0.1:{ends[0].line('listening ')}/"
-        ends.append(End([config.lib, "client", client_action, "--url", url, *options]))
-        client, server = ends[1].result(), ends[0].result()
-    finally:
-        for end in ends:
-            end.stop()
+    server, client = run_pair((config.lib, server_action), (config.lib, client_action), *options)
     sender, receiver = (client, server) if receiving_server else (server, client)
     if not receiver["bytes"] == sender["bytes"] == config.size:
         raise RuntimeError(f"sent {sender['bytes']} bytes, received {receiver['bytes']}")
@@ -160,18 +178,6 @@ def run(config: Config, chunk: int) -> Sample:
     }
 
 
-def stats(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
-def cell(row: dict[str, float] | None, spread: bool) -> str:
-    if row is None:
-        return "error"
-    if not spread or fmt(row["min"]) == fmt(row["max"]):
-        return fmt(row["median"])
-    return f"{fmt(row['median'])} ({fmt(row['min'])}-{fmt(row['max'])})"
-
-
 def summarize(samples: list[Sample], keys: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """Configuration name -> metric -> median, min, max (and the configuration)."""
     grouped: dict[str, list[Sample]] = {}
@@ -181,7 +187,7 @@ def summarize(samples: list[Sample], keys: tuple[str, ...]) -> dict[str, dict[st
         name: {
             "config": {k: group[0][k] for k in ("lib", "direction", "compression", "size")}
             | {"max_message_size": group[0]["max_message_size"]},
-            **{key: stats([s[key] for s in group]) for key in keys},
+            **{key: spread([s[key] for s in group]) for key in keys},
         }
         for name, group in grouped.items()
     }

@@ -178,6 +178,7 @@ from wsproto.frame_protocol import (
 )
 from wsproto.utilities import RemoteProtocolError
 
+from ._framing import apply_mask
 from ._wsproto_version import (
     ALLOW_ANY_VARIABLE,
     BELOW,
@@ -354,16 +355,12 @@ def _unmasks_alike() -> bool:
 
     Whoever unmasks it: a wsproto with another masker is left to use its own.
     """
-
-    def mask(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
-        return bytes(b ^ key[i % 4] for i, b in enumerate(bytes(data)))
-
     payload = b"unmasked in two pieces"
     key = b"\x01\x82\x43\xf4"
-    frame = b"\x82" + bytes([0x80 | len(payload)]) + key + mask(payload, key)
+    frame = b"\x82" + bytes([0x80 | len(payload)]) + key + apply_mask(payload, key)
     engine = Connection(ConnectionType.SERVER)
     try:
-        if not unmask_with(engine, mask):
+        if not unmask_with(engine, apply_mask):
             return False
         data = b""
         for piece in (frame[:11], frame[11:]):
